@@ -1,0 +1,38 @@
+# The two commands of the README: `make repro` (the pipeline) and `make test` (the tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# CPU machines take the CPU build of torch that pip finds locally (never a multi-GB CUDA download);
+# machines with an NVIDIA GPU take the normal torch from the index. Override with TORCH_SPEC=...
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4' || echo 'torch==2.13.0')
+BETTY := betty-ml==0.2.1
+
+.PHONY: setup repro test lint bench clean-venv
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when the dependency list changes.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q '$(TORCH_SPEC)'
+	$(PY) -m pip install -q -e '.[dev]' '$(TORCH_SPEC)'
+	# betty-ml 0.2.1 declares Requires-Python <3.11; its only deps (torch, numpy) are already here.
+	$(PY) -m pip install -q --no-deps --ignore-requires-python $(BETTY)
+	touch $(STAMP)
+
+repro: setup
+	$(VENV)/bin/dvc repro
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m benchmarks.sandbox_throughput
+
+clean-venv:
+	rm -rf $(VENV)

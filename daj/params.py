@@ -1,0 +1,56 @@
+"""Load params.yaml and read dotted keys with clear errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daj.errors import DajError
+
+PARAMS_FILE = os.environ.get("DAJ_PARAMS", "params.yaml")
+_MISSING = object()
+
+
+class Params(dict):
+    """params.yaml as a dict, with `get_path("a.b.c")` and the file name kept for error messages."""
+
+    path: str = PARAMS_FILE
+
+    def get_path(self, dotted: str, default: Any = _MISSING) -> Any:
+        node: Any = self
+        for part in dotted.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif default is not _MISSING:
+                return default
+            else:
+                raise DajError("missing parameter", path=self.path, field=dotted)
+        return node
+
+    def choice(self, dotted: str, allowed: list[str] | tuple[str, ...], default: Any = _MISSING) -> str:
+        """A parameter that must be one of `allowed`."""
+        value = self.get_path(dotted, default)
+        if value not in allowed:
+            raise DajError(f"unknown value {value!r}; expected one of {', '.join(map(str, allowed))}",
+                           path=self.path, field=dotted)
+        return value
+
+
+def load_params(path: str | os.PathLike | None = None) -> Params:
+    """Read params.yaml (or $DAJ_PARAMS) from the current directory."""
+    path = Path(path or PARAMS_FILE)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DajError("params file not found", path=str(path)) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise DajError(f"invalid YAML: {e}", path=str(path), line=mark.line + 1 if mark else None) from None
+    if not isinstance(raw, dict):
+        raise DajError("expected a mapping at the top level", path=str(path))
+    params = Params(raw)
+    params.path = str(path)
+    return params

@@ -1,0 +1,1 @@
+"""Untrusted-code execution: the in-sandbox harness and its isolation backends."""

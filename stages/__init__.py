@@ -1,0 +1,1 @@
+"""Thin DVC stage scripts: `python -m stages.<name>` from the repo root."""
