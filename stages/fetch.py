@@ -1,0 +1,26 @@
+"""fetch: write data/problems.jsonl for `benchmark` from `data.source` (see daj.data.sources)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from daj.data.sources import load_problems
+from daj.io import write_jsonl
+from daj.params import Params
+
+OUT = "data/problems.jsonl"
+
+
+def main(params: Params) -> None:
+    problems = load_problems(params)
+    n = write_jsonl(OUT, problems)
+    platforms = Counter(p["platform"] for p in problems)
+    logging.getLogger().info("wrote %d problems to %s (%s)", n, OUT,
+                             ", ".join(f"{k} {v}" for k, v in sorted(platforms.items())))
+
+
+if __name__ == "__main__":
+    from stages._main import run_stage
+
+    run_stage("fetch", main)
