@@ -1,0 +1,179 @@
+"""Ask the judge: batch prompts through an Engine, parse, force a selection if asked, cache, count.
+
+Forced selection (judge.force_selection): a small judge rarely writes the closing tag. When a
+response has no valid selection, the runner appends `<selection>` after the sampled reasoning and
+asks the engine (`score_continuations`, hf) for the log-probability of each `K</selection>`,
+K = 1..number of candidates; the likeliest K is appended, so the final text parses. The response keeps
+`raw_text` and `raw_selection` (None = the model itself made a format error) and `forced=True`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+from tqdm import tqdm
+
+from daj.engines.base import Chat, Engine, SamplingParams
+from daj.errors import DajError
+from daj.judge.cache import JudgeCache, cache_key
+from daj.judge.parse import CLOSE, OPEN, parse_selection
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """Decoding and prompt settings of the judge (params judge.*)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    repetition_penalty: float = 1.05
+    max_new_tokens: int = 8192
+    force_selection: bool = False
+    max_prompt_chars: int = 6000
+
+    @classmethod
+    def from_params(cls, params) -> JudgeSettings:
+        kw = {}
+        for name, kind in (("temperature", float), ("top_p", float), ("top_k", int),
+                           ("repetition_penalty", float), ("max_new_tokens", int),
+                           ("force_selection", bool), ("max_prompt_chars", int)):
+            value = params.get_path(f"judge.{name}")
+            ok = isinstance(value, bool) if kind is bool else (
+                isinstance(value, int | float) and not isinstance(value, bool)
+                and (kind is float or float(value).is_integer()))
+            if not ok:
+                raise DajError(f"expected {kind.__name__}, got {value!r}", path=params.path, field=f"judge.{name}")
+            kw[name] = kind(value)
+        return cls(**kw)
+
+    def sampling(self, n: int, seed: int) -> SamplingParams:
+        return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                              repetition_penalty=self.repetition_penalty,
+                              max_new_tokens=self.max_new_tokens, seed=seed)
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One judge prompt over `n_candidates` shown candidates, answered `n` times."""
+
+    messages: Chat
+    n_candidates: int
+    n: int = 1
+    seed: int = 0
+
+
+@dataclass
+class JudgeResponse:
+    text: str                 # the response (with the forced selection appended when forced)
+    selection: int | None     # parsed from `text`; None = format error
+    raw_text: str             # what the model generated
+    raw_selection: int | None  # parsed from `raw_text`
+    forced: bool
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class CallStats:
+    """Judge cost: responses used, prompts sent to the model now, served from cache, tokens."""
+
+    responses: int = 0
+    model_calls: int = 0
+    cache_hits: int = 0
+    forced: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, other: CallStats) -> None:
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def force_prefix(raw: str) -> str:
+    """The reasoning plus an opening `<selection>` tag placed outside any code fence."""
+    text = raw.rstrip()
+    if text.endswith(OPEN):
+        text = text[: -len(OPEN)].rstrip()
+    if text.count("```") % 2:
+        text += "\n```"
+    return (text + "\n" if text else "") + OPEN
+
+
+class JudgeRunner:
+    """Sends judge requests to an engine, with caching, parsing and forced selection."""
+
+    def __init__(self, engine: Engine, settings: JudgeSettings, cache: JudgeCache | None = None,
+                 batch_size: int = 16, progress: bool = False):
+        if settings.force_selection and not callable(getattr(engine, "score_continuations", None)):
+            raise DajError(f"judge.force_selection needs an engine that scores continuations (the hf "
+                           f"backend); engine {engine.name!r} cannot", field="judge.force_selection")
+        self.engine, self.settings = engine, settings
+        self.cache = cache if cache is not None else JudgeCache(None)
+        self.batch_size, self.progress = batch_size, progress
+
+    def _key(self, req: JudgeRequest) -> str:
+        return cache_key(messages=req.messages, model=self.engine.name,
+                         sampling=self.settings.sampling(req.n, req.seed).to_dict(),
+                         force=self.settings.force_selection, k=req.n_candidates)
+
+    def _finish(self, req: JudgeRequest, completion) -> JudgeResponse:
+        raw = completion.text
+        raw_sel = parse_selection(raw, req.n_candidates)
+        text, sel, forced = raw, raw_sel, False
+        if raw_sel is None and self.settings.force_selection:
+            prefix = force_prefix(raw)
+            options = [f"{k}{CLOSE}" for k in range(1, req.n_candidates + 1)]
+            scores = self.engine.score_continuations(req.messages, prefix, options)
+            best = max(range(len(options)), key=lambda i: (scores[i], -i))
+            text, forced = prefix + options[best], True
+            sel = parse_selection(text, req.n_candidates)
+            assert sel == best + 1, "a forced selection must parse"
+        return JudgeResponse(text=text, selection=sel, raw_text=raw, raw_selection=raw_sel, forced=forced,
+                             finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
+                             completion_tokens=completion.completion_tokens)
+
+    def respond(self, requests: list[JudgeRequest]) -> tuple[list[list[JudgeResponse]], CallStats]:
+        """`n` responses per request. Identical requests are generated once; cached ones not at all."""
+        stats = CallStats()
+        keys = [self._key(r) for r in requests]
+        found: dict[str, list[JudgeResponse]] = {}
+        todo: dict[tuple[int, int], dict[str, JudgeRequest]] = defaultdict(dict)
+        for key, req in zip(keys, requests, strict=True):
+            if key in found or any(key in group for group in todo.values()):
+                continue
+            hit = self.cache.get(key)
+            if hit is not None:
+                found[key] = [JudgeResponse(**r) for r in hit]
+                stats.cache_hits += 1
+            else:
+                todo[(req.n, req.seed)][key] = req
+        total = sum(len(group) for group in todo.values())
+        bar = tqdm(total=total, desc="judge", unit="prompt", disable=not self.progress or total == 0, leave=False)
+        for (n, seed), group in todo.items():
+            items = list(group.items())
+            for start in range(0, len(items), self.batch_size):
+                chunk = items[start:start + self.batch_size]
+                outputs = self.engine.generate([r.messages for _, r in chunk], self.settings.sampling(n, seed))
+                for (key, req), completions in zip(chunk, outputs, strict=True):
+                    if len(completions) != n:
+                        raise RuntimeError(f"engine returned {len(completions)} completions, expected {n}")
+                    responses = [self._finish(req, c) for c in completions]
+                    self.cache.put(key, [asdict(r) for r in responses])
+                    found[key] = responses
+                stats.model_calls += len(chunk)
+                bar.update(len(chunk))
+        bar.close()
+        out = [found[k] for k in keys]
+        for responses in out:
+            for r in responses:
+                stats.responses += 1
+                stats.forced += int(r.forced)
+                stats.prompt_tokens += r.prompt_tokens
+                stats.completion_tokens += r.completion_tokens
+        return out, stats
+

@@ -1,0 +1,104 @@
+"""Pairwise voting: pick one of N candidates with R judge rounds.
+
+Each round draws an ordered pair of two different candidate indices uniformly (independently across
+rounds, so a pair can repeat) and shows them to the judge as Candidate 1 and Candidate 2; the chosen
+one gets a vote. Identical candidates (same normalised code) form one group that shares its votes: a
+vote for one member counts for the whole group, and a round that draws two members of the same group
+gives the group its vote without a judge call (there is nothing to compare). A round whose response
+has no valid selection gives no vote. The group with the most votes wins; ties are broken uniformly at
+random; the winner's smallest candidate index is returned. Every random choice comes from the
+caller's seeded generator.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PairJudge = Callable[[list[tuple[int, int]]], list[int | None]]
+
+
+def normalise_code(code: str) -> str:
+    """A canonical form for identity: the AST dump when the code parses, else whitespace-collapsed text."""
+    try:
+        return ast.dump(ast.parse(code))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return re.sub(r"\s+", " ", code).strip()
+
+
+def identity_groups(codes: Sequence[str]) -> list[int]:
+    """group[i] = the smallest index whose code is identical (normalised) to candidate i's."""
+    first: dict[str, int] = {}
+    return [first.setdefault(normalise_code(c), i) for i, c in enumerate(codes)]
+
+
+def stable_seed(*parts) -> int:
+    """A 63-bit seed from strings/ints, stable across processes (unlike hash())."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def draw_pairs(n_candidates: int, rounds: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """`rounds` ordered pairs (a, b), a != b, each uniform over the N(N-1) ordered pairs."""
+    pairs = []
+    for _ in range(rounds):
+        a = int(rng.integers(n_candidates))
+        b = int(rng.integers(n_candidates - 1))
+        pairs.append((a, b + (b >= a)))
+    return pairs
+
+
+@dataclass
+class VoteResult:
+    """The outcome of a vote: winner index, per-candidate votes (shared within groups), round log."""
+
+    winner: int
+    votes: list[int]
+    pairs: list[tuple[int, int]]
+    round_winners: list[int | None]  # candidate index credited in each round (None: no vote)
+    judged: int  # rounds that needed a judge call
+
+    def after(self, rounds: int, groups: Sequence[int], rng: np.random.Generator) -> tuple[int, list[int]]:
+        """(winner, votes) using only the first `rounds` rounds (for rounds-scaling curves)."""
+        return tally(self.round_winners[:rounds], groups, rng)
+
+
+def tally(round_winners: Sequence[int | None], groups: Sequence[int],
+          rng: np.random.Generator) -> tuple[int, list[int]]:
+    """Count group votes, break ties at random; return (winner's smallest index, per-candidate votes)."""
+    group_votes: dict[int, int] = {g: 0 for g in groups}
+    for w in round_winners:
+        if w is not None:
+            group_votes[groups[w]] += 1
+    best = max(group_votes.values())
+    tied = sorted(g for g, v in group_votes.items() if v == best)
+    winner = tied[int(rng.integers(len(tied)))] if len(tied) > 1 else tied[0]
+    return winner, [group_votes[groups[i]] for i in range(len(groups))]
+
+
+def pairwise_vote(codes: Sequence[str], rounds: int, judge: PairJudge, rng: np.random.Generator,
+                  groups: Sequence[int] | None = None) -> VoteResult:
+    """Run R rounds of pairwise voting over `codes`; `judge` gets all needed pairs in one batch and
+    returns, per pair, the selected position (1 or 2) or None."""
+    n = len(codes)
+    if n == 0:
+        raise ValueError("no candidates to vote on")
+    groups = list(groups) if groups is not None else identity_groups(codes)
+    if n == 1:
+        return VoteResult(0, [0], [], [], 0)
+    pairs = draw_pairs(n, rounds, rng)
+    need = [k for k, (a, b) in enumerate(pairs) if groups[a] != groups[b]]
+    answers = judge([pairs[k] for k in need]) if need else []
+    if len(answers) != len(need):
+        raise RuntimeError(f"judge answered {len(answers)} of {len(need)} pairs")
+    round_winners: list[int | None] = [pairs[k][0] for k in range(rounds)]  # same-group rounds
+    for k, answer in zip(need, answers, strict=True):
+        a, b = pairs[k]
+        round_winners[k] = a if answer == 1 else b if answer == 2 else None
+    winner, votes = tally(round_winners, groups, rng)
+    return VoteResult(winner, votes, pairs, round_winners, len(need))
