@@ -24,7 +24,7 @@ def main(params: Params) -> None:
         check_problem(row, path=PROBLEMS, line=line)
         problems.append(row)
     verdicts, files = read_verdicts(VERDICTS)
-    splits, metrics = split_problems(problems, params, verdicts)
+    splits, metrics = split_problems(problems, params, verdicts, source=PROBLEMS)
     metrics["verdict_files"] = [Path(f).name for f in files]
     with atomic_dir(SPLITS_DIR) as tmp:
         for name, rows in splits.items():

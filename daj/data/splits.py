@@ -71,14 +71,15 @@ def lcb_windows(params: Params) -> dict[str, tuple[str, str | None]]:
     return {"lower": (None, upper), "upper": (upper, test), "test": (test, end)}
 
 
-def assign_lcb(problems: list[dict], params: Params) -> tuple[dict[str, str], dict]:
+def assign_lcb(problems: list[dict], params: Params, source: str | None = None) -> tuple[dict[str, str], dict]:
     """problem id -> split by the temporal windows; extras for the metrics."""
     windows = lcb_windows(params)
     out, late = {}, 0
     for p in problems:
         date = p.get("release_date")
         if not isinstance(date, str):
-            raise DajError("LCB problems need a release_date for the temporal split", field=f"{p['id']}.release_date")
+            raise DajError(f"problem {p['id']} has no release_date; LCB's temporal split needs one",
+                           path=source, field="release_date")
         for name, (start, end) in windows.items():
             if (start is None or start <= date) and date < end:
                 out[p["id"]] = name
@@ -140,20 +141,24 @@ def assign_humaneval(problems: list[dict], params: Params) -> tuple[dict[str, st
 
 
 def split_problems(problems: list[dict], params: Params, verdicts: dict[str, list[bool]] | None = None,
-                   ) -> tuple[dict[str, list[dict]], dict]:
-    """split name -> rows (problem fields + split + domain), and the metrics/split.json object."""
+                   source: str | None = None) -> tuple[dict[str, list[dict]], dict]:
+    """split name -> rows (problem fields + split + domain), and the metrics/split.json object.
+
+    `source` (the problems file) only names the file in error messages.
+    """
     excluded_platforms = params.get_path("split.exclude_platforms")
     if not isinstance(excluded_platforms, list):
         raise DajError("expected a list of platforms", path=params.path, field="split.exclude_platforms")
     excluded_platforms = {str(x).lower() for x in excluded_platforms}
     benchmarks = {p["benchmark"] for p in problems}
     if len(benchmarks) > 1:
-        raise DajError(f"problems of several benchmarks ({', '.join(sorted(benchmarks))})", field="benchmark")
+        raise DajError(f"problems of several benchmarks ({', '.join(sorted(benchmarks))})", path=source,
+                       field="benchmark")
     benchmark = benchmarks.pop() if benchmarks else params.get_path("benchmark")
     kept = [p for p in problems if p["platform"].lower() not in excluded_platforms]
     excluded = Counter(p["platform"] for p in problems if p["platform"].lower() in excluded_platforms)
     if benchmark == "lcb":
-        assignment, extras = assign_lcb(kept, params)
+        assignment, extras = assign_lcb(kept, params, source)
     elif benchmark == "bcb":
         assignment, extras = assign_bcb(kept, params, verdicts or {})
     elif benchmark == "humaneval":
