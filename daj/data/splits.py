@@ -127,7 +127,7 @@ def assign_humaneval(problems: list[dict], params: Params) -> tuple[dict[str, st
             or sum(fr) > 1 + 1e-9):
         raise DajError(f"expected three non-negative fractions summing to at most 1, got {fr!r}",
                        path=params.path, field=key)
-    ordered = sorted(problems, key=lambda p: p.get("order", task_number(p["title"])))
+    ordered = sorted(problems, key=lambda p: p["order"] if "order" in p else task_number(p["title"]))
     n = len(ordered)
     bounds = [round_half_up(fr[0] * n), round_half_up((fr[0] + fr[1]) * n), round_half_up(sum(fr) * n)]
     out = {}
