@@ -1,0 +1,211 @@
+"""Best-of-N selection and scoring: pick one candidate per problem and report pass@1 (%).
+
+Methods (each problem scores the probability that the pick passes; pass@1 is the mean in %):
+  random        exact expectation of a uniform pick: the pool's pass rate
+  oracle        1 when any candidate passes
+  first         the candidate with the smallest index
+  public_tests  exact expectation of a uniform pick among candidates passing the public tests
+                (among all candidates when none does)
+  judge         pairwise voting with the judge (daj.judge.voting), R rounds
+
+A problem of the split without any candidate in the pool scores 0 for every method (counted as
+`missing` in the cost record).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daj.data.schema import DIFFICULTIES
+from daj.errors import DajError
+from daj.eval.passk import oracle, public_tests_expectation, random_expectation
+from daj.io import iter_jsonl
+from daj.judge.prompt import build_messages
+from daj.judge.runner import CallStats, JudgeRequest, JudgeRunner
+from daj.judge.voting import PairJudge, VoteResult, identity_groups, pairwise_vote, stable_seed
+
+log = logging.getLogger(__name__)
+METHODS = ("random", "oracle", "first", "public_tests", "judge")
+STATIC_METHODS = METHODS[:4]
+
+
+@dataclass(frozen=True)
+class PoolCandidate:
+    """One candidate program with its verdicts."""
+
+    policy: str
+    index: int
+    code: str
+    passed: bool
+    public_passed: bool
+
+
+@dataclass
+class Pick:
+    """The outcome of one method on one problem."""
+
+    method: str
+    expected: float          # probability that the pick passes (0 or 1 for a concrete pick)
+    picked: int | None = None  # candidate index, None for expectation-only methods
+    votes: list[int] | None = None
+    cost: CallStats = field(default_factory=CallStats)
+
+
+def load_pool(candidates_path: str | Path, verdicts_path: str | Path, policy: str,
+              problem_ids: Iterable[str] | None = None) -> dict[str, list[PoolCandidate]]:
+    """problem_id -> candidates (sorted by index) of one policy, joined with their verdicts.
+
+    Every candidate of a wanted problem needs a verdict row with `passed` and `public_passed` (bools).
+    """
+    wanted = set(problem_ids) if problem_ids is not None else None
+    verdicts: dict[tuple[str, int], tuple[bool, bool]] = {}
+    for line, row in iter_jsonl(verdicts_path, required=("problem_id", "index", "passed", "public_passed")):
+        if wanted is not None and row["problem_id"] not in wanted:
+            continue
+        for key in ("passed", "public_passed"):
+            if not isinstance(row[key], bool):
+                raise DajError(f"expected a boolean, got {row[key]!r}", path=str(verdicts_path), line=line, field=key)
+        verdicts[(row["problem_id"], int(row["index"]))] = (row["passed"], row["public_passed"])
+    pools: dict[str, list[PoolCandidate]] = defaultdict(list)
+    for line, row in iter_jsonl(candidates_path, required=("problem_id", "index", "code")):
+        pid = row["problem_id"]
+        if wanted is not None and pid not in wanted:
+            continue
+        if not isinstance(row["index"], int) or isinstance(row["index"], bool):
+            raise DajError(f"expected an integer, got {row['index']!r}", path=str(candidates_path), line=line,
+                           field="index")
+        key = (pid, row["index"])
+        if key not in verdicts:
+            raise DajError(f"no verdict for candidate {row['index']} of {pid} in {verdicts_path}",
+                           path=str(candidates_path), line=line, field="index")
+        passed, public = verdicts[key]
+        pools[pid].append(PoolCandidate(policy, row["index"], str(row["code"]), passed, public))
+    for pid, cands in pools.items():
+        cands.sort(key=lambda c: c.index)
+        dup = [i for i, n in Counter(c.index for c in cands).items() if n > 1]
+        if dup:
+            raise DajError(f"duplicate candidate index {dup[0]} for {pid}", path=str(candidates_path), field="index")
+    return dict(pools)
+
+
+def static_picks(cands: list[PoolCandidate]) -> list[Pick]:
+    """random, oracle, first and public_tests on one pool (exact values)."""
+    if not cands:
+        return [Pick(m, 0.0) for m in STATIC_METHODS]
+    passed = [c.passed for c in cands]
+    public = [c.public_passed for c in cands]
+    return [Pick("random", random_expectation(passed)),
+            Pick("oracle", oracle(passed)),
+            Pick("first", float(cands[0].passed), picked=cands[0].index),
+            Pick("public_tests", public_tests_expectation(passed, public))]
+
+
+def pair_judge(runner: JudgeRunner, problem: dict, codes: list[str], seed: int, stats: CallStats) -> PairJudge:
+    """A PairJudge for voting: one batched runner call per vote; repeated pairs are sampled n times."""
+    max_chars = runner.settings.max_prompt_chars
+
+    def judge(pairs: list[tuple[int, int]]) -> list[int | None]:
+        counts = Counter(pairs)
+        requests = [JudgeRequest(build_messages(problem, [codes[a], codes[b]], max_chars), 2, n=count, seed=seed)
+                    for (a, b), count in counts.items()]
+        responses, call_stats = runner.respond(requests)
+        stats.add(call_stats)
+        queues = {pair: iter(rs) for pair, rs in zip(counts, responses, strict=True)}
+        return [next(queues[p]).selection for p in pairs]
+
+    return judge
+
+
+def judge_vote(runner: JudgeRunner, problem: dict, cands: list[PoolCandidate], rounds: int, seed: int,
+               tag: str = "bon") -> tuple[VoteResult, CallStats]:
+    """Pairwise voting over `cands` (positions 0..len-1), seeded by (seed, tag, problem id)."""
+    stats = CallStats()
+    codes = [c.code for c in cands]
+    rng = np.random.default_rng(stable_seed(seed, tag, problem["id"], "vote"))
+    judge = pair_judge(runner, problem, codes, stable_seed(seed, tag, problem["id"], "sample") % 2**31, stats)
+    return pairwise_vote(codes, rounds, judge, rng, identity_groups(codes)), stats
+
+
+def judge_pick(runner: JudgeRunner, problem: dict, cands: list[PoolCandidate], rounds: int,
+               seed: int) -> tuple[Pick, VoteResult | None]:
+    """The judge method on one problem."""
+    if not cands:
+        return Pick("judge", 0.0), None
+    result, stats = judge_vote(runner, problem, cands, rounds, seed)
+    winner = cands[result.winner]
+    return Pick("judge", float(winner.passed), picked=winner.index, votes=result.votes, cost=stats), result
+
+
+def summarise(problems: list[dict], scores: dict[str, dict[str, float]]) -> dict:
+    """{method: {overall, easy, medium, hard, n}} in percent; scores[method][problem_id] in [0, 1].
+
+    A difficulty with no problem gets null.
+    """
+    out = {}
+    for method, per_problem in scores.items():
+        entry: dict = {}
+        values = [per_problem[p["id"]] for p in problems]
+        entry["overall"] = round(100.0 * sum(values) / len(values), 4) if values else None
+        for diff in DIFFICULTIES:
+            vals = [per_problem[p["id"]] for p in problems if p.get("difficulty") == diff]
+            entry[diff] = round(100.0 * sum(vals) / len(vals), 4) if vals else None
+        entry["n"] = len(values)
+        out[method] = entry
+    return out
+
+
+@dataclass
+class PolicyResult:
+    """Everything the bon stage writes for one policy."""
+
+    summary: dict
+    rows: list[dict]
+    cost: dict
+    votes: dict[str, VoteResult]
+
+
+def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[PoolCandidate]],
+                    runner: JudgeRunner | None, rounds: int, seed: int, progress: bool = True) -> PolicyResult:
+    """Score every method on every problem; the judge method only when a runner is given."""
+    from tqdm import tqdm
+
+    methods = METHODS if runner is not None else STATIC_METHODS
+    scores: dict[str, dict[str, float]] = {m: {} for m in methods}
+    rows, votes = [], {}
+    cost = {m: CallStats() for m in methods}
+    per_problem_cost: dict[str, dict] = {}
+    missing = 0
+    for problem in tqdm(problems, desc=f"bon {policy}", unit="problem", disable=not progress):
+        pid = problem["id"]
+        cands = pools.get(pid, [])
+        if not cands:
+            missing += 1
+        picks = static_picks(cands)
+        if runner is not None:
+            pick, result = judge_pick(runner, problem, cands, rounds, seed)
+            picks.append(pick)
+            if result is not None:
+                votes[pid] = result
+            per_problem_cost[pid] = pick.cost.to_dict()
+        for pick in picks:
+            scores[pick.method][pid] = pick.expected
+            cost[pick.method].add(pick.cost)
+            rows.append({"policy": policy, "problem_id": pid, "difficulty": problem.get("difficulty"),
+                         "method": pick.method, "n_candidates": len(cands),
+                         "picked": "" if pick.picked is None else pick.picked,
+                         "votes": "" if pick.votes is None else ";".join(map(str, pick.votes)),
+                         "verdict": round(pick.expected, 6)})
+    if missing:
+        log.warning("%s: %d of %d problems have no candidates (scored 0)", policy, missing, len(problems))
+    n = max(len(problems), 1)
+    cost_out = {"methods": {m: {**c.to_dict(), "responses_per_problem": c.responses / n,
+                                "tokens_per_problem": (c.prompt_tokens + c.completion_tokens) / n}
+                            for m, c in cost.items()},
+                "missing_problems": missing, "judge_per_problem": per_problem_cost}
+    return PolicyResult(summarise(problems, scores), rows, cost_out, votes)

@@ -1,0 +1,122 @@
+"""Best-of-N scaling curves: pass@1 against the pool size N and against the voting rounds R.
+
+Against N (each problem's pool subsampled to `size` candidates, uniformly without replacement; a
+pool smaller than `size` is used whole):
+  random, oracle, first, public_tests   exact expectations over all subsets (closed forms)
+  judge   one seeded random subset per (problem, size), voted with R rounds; the full pool reuses the
+          main bon vote, and size 1 is the exact random value (a single random candidate)
+Against R (r = 1..R): judge = the main vote's first r rounds (ties broken by a seeded generator;
+r = R is the main result); the other methods do not depend on R and are repeated as references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import comb
+
+import numpy as np
+
+from daj.eval.bon import PoolCandidate, summarise
+from daj.eval.passk import random_expectation, subset_oracle, subset_public_tests
+from daj.judge.voting import VoteResult, identity_groups, stable_seed
+
+SubsetJudge = Callable[[dict, list[PoolCandidate], int], float]  # (problem, subset, size) -> pass (0/1)
+
+
+def subset_first(passed: list[bool], size: int) -> float:
+    """Expected verdict of the smallest-index candidate of a uniform subset: P(min = i) = C(N-1-i, s-1)/C(N, s)."""
+    n = len(passed)
+    return sum(comb(n - 1 - i, size - 1) for i, p in enumerate(passed) if p) / comb(n, size)
+
+
+def static_at_size(cands: list[PoolCandidate], size: int) -> dict[str, float]:
+    """Exact random / oracle / first / public_tests values for subsets of `size`."""
+    if not cands:
+        return {"random": 0.0, "oracle": 0.0, "first": 0.0, "public_tests": 0.0}
+    s = min(size, len(cands))
+    passed = [c.passed for c in cands]
+    return {"random": random_expectation(passed),
+            "oracle": subset_oracle(len(passed), sum(passed), s),
+            "first": subset_first(passed, s),
+            "public_tests": subset_public_tests(passed, [c.public_passed for c in cands], s)}
+
+
+def random_subset(cands: list[PoolCandidate], size: int, seed: int, policy: str, problem_id: str) -> list[PoolCandidate]:
+    """A seeded uniform subset of `size` candidates, kept in index order."""
+    rng = np.random.default_rng(stable_seed(seed, policy, problem_id, "subset", size))
+    keep = sorted(rng.choice(len(cands), size=size, replace=False).tolist())
+    return [cands[i] for i in keep]
+
+
+def scaling_n(policy: str, problems: list[dict], pools: dict[str, list[PoolCandidate]], sizes: list[int],
+              main_votes: dict[str, VoteResult] | None, judge: SubsetJudge | None, seed: int) -> list[dict]:
+    """Rows {policy, n, method, overall, easy, medium, hard, problems} for every size."""
+    rows = []
+    for size in sizes:
+        scores: dict[str, dict[str, float]] = {m: {} for m in ("random", "oracle", "first", "public_tests")}
+        if judge is not None:
+            scores["judge"] = {}
+        for problem in problems:
+            pid = problem["id"]
+            cands = pools.get(pid, [])
+            for method, value in static_at_size(cands, size).items():
+                scores[method][pid] = value
+            if judge is None:
+                continue
+            if not cands:
+                scores["judge"][pid] = 0.0
+            elif size == 1:
+                scores["judge"][pid] = random_expectation([c.passed for c in cands])
+            elif size >= len(cands) and main_votes is not None and pid in main_votes:
+                scores["judge"][pid] = float(cands[main_votes[pid].winner].passed)
+            elif size >= len(cands):
+                scores["judge"][pid] = judge(problem, cands, size)
+            else:
+                scores["judge"][pid] = judge(problem, random_subset(cands, size, seed, policy, pid), size)
+        for method, entry in summarise(problems, scores).items():
+            rows.append({"policy": policy, "n": size, "method": method, **_flat(entry)})
+    return rows
+
+
+def scaling_r(policy: str, problems: list[dict], pools: dict[str, list[PoolCandidate]], rounds: int,
+              main_votes: dict[str, VoteResult], seed: int) -> list[dict]:
+    """Rows {policy, rounds, method, ...} for r = 1..rounds from the main votes (no new judge calls)."""
+    rows = []
+    static = {m: {} for m in ("random", "oracle", "first", "public_tests")}
+    for problem in problems:
+        cands = pools.get(problem["id"], [])
+        for method, value in static_at_size(cands, len(cands) or 1).items():
+            static[method][problem["id"]] = value
+    static_summary = summarise(problems, static)
+    for r in range(1, rounds + 1):
+        judge: dict[str, float] = {}
+        for problem in problems:
+            pid = problem["id"]
+            cands = pools.get(pid, [])
+            if not cands or pid not in main_votes:
+                judge[pid] = 0.0 if not cands else float(cands[0].passed)
+                continue
+            result = main_votes[pid]
+            if r == rounds:
+                winner = result.winner
+            else:
+                rng = np.random.default_rng(stable_seed(seed, policy, pid, "ties", r))
+                winner, _ = result.after(r, identity_groups([c.code for c in cands]), rng)
+            judge[pid] = float(cands[winner].passed)
+        for method, entry in {**static_summary, **summarise(problems, {"judge": judge})}.items():
+            rows.append({"policy": policy, "rounds": r, "method": method, **_flat(entry)})
+    return rows
+
+
+def _flat(entry: dict) -> dict:
+    return {"overall": entry["overall"], "easy": entry["easy"], "medium": entry["medium"],
+            "hard": entry["hard"], "problems": entry["n"]}
+
+
+def wide(rows: list[dict], x: str) -> list[dict]:
+    """One row per (policy, x) with one overall-pass@1 column per method (for DVC plots)."""
+    table: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["policy"], row[x])
+        table.setdefault(key, {"policy": row["policy"], x: row[x]})[row["method"]] = row["overall"]
+    return list(table.values())

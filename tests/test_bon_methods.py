@@ -1,0 +1,164 @@
+"""Best-of-N methods, exact subset expectations, judge voting through the runner, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from daj.engines.base import Completion
+from daj.errors import DajError
+from daj.eval.bon import PoolCandidate, evaluate_policy, load_pool, static_picks
+from daj.eval.passk import pass_at_k, public_tests_expectation, subset_public_tests
+from daj.eval.scaling import scaling_n, scaling_r, static_at_size, subset_first, wide
+from daj.io import write_jsonl
+from daj.judge.runner import JudgeRunner, JudgeSettings
+
+
+def cand(i, passed, public, code=None):
+    return PoolCandidate("p", i, code or f"def f():\n    return {i}\n", passed, public)
+
+
+def brute_force(cands, size, method):
+    """Average over every subset of `size` (and every uniform pick inside it)."""
+    total = 0.0
+    subsets = list(itertools.combinations(cands, size))
+    for sub in subsets:
+        passed = [c.passed for c in sub]
+        if method == "oracle":
+            total += any(passed)
+        elif method == "first":
+            total += sub[0].passed
+        elif method == "random":
+            total += sum(passed) / len(passed)
+        else:
+            total += public_tests_expectation(passed, [c.public_passed for c in sub])
+    return total / len(subsets)
+
+
+@pytest.mark.parametrize("pattern", ["TT FT TF FF FF TT", "FF FF FT", "TF TF TT", "FT FT", "TT TT TT TT"])
+def test_subset_expectations_match_enumeration(pattern):
+    cands = [cand(i, s[0] == "T", s[1] == "T") for i, s in enumerate(pattern.split())]
+    for size in range(1, len(cands) + 1):
+        exact = static_at_size(cands, size)
+        for method in ("random", "oracle", "first", "public_tests"):
+            assert exact[method] == pytest.approx(brute_force(cands, size, method), abs=1e-12), (method, size)
+
+
+def test_closed_forms():
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert pass_at_k(5, 0, 3) == 0.0 and pass_at_k(5, 5, 1) == 1.0
+    assert subset_first([False, True, False], 1) == pytest.approx(1 / 3)
+    assert subset_public_tests([True, False], [False, False], 1) == pytest.approx(0.5)
+
+
+def test_static_picks():
+    picks = {p.method: p for p in static_picks([cand(0, False, True), cand(1, True, True), cand(2, False, False)])}
+    assert picks["random"].expected == pytest.approx(1 / 3)
+    assert picks["oracle"].expected == 1.0
+    assert picks["first"].expected == 0.0 and picks["first"].picked == 0
+    assert picks["public_tests"].expected == pytest.approx(0.5)
+
+
+class CodeReadingJudge:
+    """A double that prefers the candidate whose code contains 'good' (position 1 on ties)."""
+
+    name = "code-reading"
+
+    def __init__(self):
+        self.prompts = 0
+
+    def generate(self, prompts, params, prefixes=None):
+        out = []
+        for chat in prompts:
+            self.prompts += 1
+            blocks = re.findall(r"## Candidate (\d+)\n```python\n(.*?)\n```", chat[-1]["content"], re.DOTALL)
+            pick = next((int(k) for k, code in blocks if "good" in code), 1)
+            out.append([Completion(f"Reviewed. <selection>{pick}</selection>", "stop", 50, 5)] * params.n)
+        return out
+
+    def close(self):
+        pass
+
+
+def problems_and_pools():
+    problems = [{"id": f"t/{i}", "title": f"T{i}", "platform": "humaneval", "difficulty": d, "prompt": "solve",
+                 "starter_code": "", "tests": {"type": "humaneval", "public": []}}
+                for i, d in enumerate(["easy", "easy", "medium", "hard"])]
+    pools = {
+        "t/0": [cand(0, False, True), cand(1, True, True, "def good():\n    return 1\n"), cand(2, False, False)],
+        "t/1": [cand(0, False, False), cand(1, False, False)],
+        "t/2": [cand(0, True, True, "def good():\n    return 2\n"), cand(1, True, True, "def good():  # same\n  return 2")],
+        # t/3 has no candidates: scored 0 everywhere
+    }
+    return problems, pools
+
+
+def test_evaluate_policy_with_a_judge():
+    problems, pools = problems_and_pools()
+    engine = CodeReadingJudge()
+    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=16))
+    res = evaluate_policy("p", problems, pools, runner, rounds=8, seed=0, progress=False)
+    s = res.summary
+    assert set(s) == {"random", "oracle", "first", "public_tests", "judge"}
+    assert s["judge"] == {"overall": 50.0, "easy": 50.0, "medium": 100.0, "hard": 0.0, "n": 4}
+    assert s["oracle"]["overall"] == 50.0 and s["random"]["easy"] == pytest.approx(100 / 6, abs=1e-3)
+    assert s["first"]["overall"] == 25.0
+    # t/2's two candidates are the same program: no judge call
+    assert res.cost["judge_per_problem"]["t/2"]["responses"] == 0
+    assert res.cost["missing_problems"] == 1
+    judge_rows = {r["problem_id"]: r for r in res.rows if r["method"] == "judge"}
+    assert judge_rows["t/0"]["picked"] == 1 and judge_rows["t/0"]["verdict"] == 1.0
+    votes = [int(v) for v in judge_rows["t/0"]["votes"].split(";")]
+    assert votes[1] == max(votes) and sum(votes) <= 8
+    calls = engine.prompts
+    assert calls == res.cost["methods"]["judge"]["model_calls"] > 0
+    # the same run again hits the cache: no model call
+    again = evaluate_policy("p", problems, pools, runner, rounds=8, seed=0, progress=False)
+    assert engine.prompts == calls and again.summary == res.summary
+
+    rows_r = scaling_r("p", problems, pools, 8, res.votes, seed=0)
+    judge_r = {r["rounds"]: r["overall"] for r in rows_r if r["method"] == "judge"}
+    assert sorted(judge_r) == list(range(1, 9)) and judge_r[8] == s["judge"]["overall"]
+
+    def subset_judge(problem, subset, size):
+        result = evaluate_policy("p", [problem], {problem["id"]: subset}, runner, 8, 0, progress=False)
+        return result.summary["judge"]["overall"] / 100
+
+    rows_n = scaling_n("p", problems, pools, [1, 2, 3], res.votes, subset_judge, seed=0)
+    by = {(r["method"], r["n"]): r["overall"] for r in rows_n}
+    assert by[("judge", 3)] == s["judge"]["overall"] and by[("oracle", 3)] == s["oracle"]["overall"]
+    assert by[("judge", 1)] == by[("random", 1)]
+    assert by[("oracle", 1)] == pytest.approx(s["random"]["overall"])
+    table = wide(rows_n, "n")
+    assert [row["n"] for row in table] == [1, 2, 3] and "judge" in table[0]
+
+
+def test_voting_is_seeded():
+    problems, pools = problems_and_pools()
+    pools["t/1"] = [cand(i, i == 3, True) for i in range(5)]
+    runner = JudgeRunner(CodeReadingJudge(), JudgeSettings())
+    a = evaluate_policy("p", problems, pools, runner, 4, seed=1, progress=False)
+    b = evaluate_policy("p", problems, pools, runner, 4, seed=1, progress=False)
+    assert a.rows == b.rows
+    picks = {evaluate_policy("p", problems, pools, runner, 4, seed=s, progress=False).votes["t/1"].winner
+             for s in range(12)}
+    assert len(picks) > 1  # without a preference, different seeds pick different candidates
+    assert np.isfinite(a.summary["judge"]["overall"])
+
+
+def test_load_pool_errors(tmp_path):
+    write_jsonl(tmp_path / "c.jsonl", [{"problem_id": "t/0", "policy": "p", "index": 0, "code": "x"},
+                                       {"problem_id": "t/0", "policy": "p", "index": 1, "code": "y"}])
+    write_jsonl(tmp_path / "v.jsonl", [{"problem_id": "t/0", "index": 0, "passed": True, "public_passed": True}])
+    with pytest.raises(DajError, match="no verdict for candidate 1"):
+        load_pool(tmp_path / "c.jsonl", tmp_path / "v.jsonl", "p")
+    write_jsonl(tmp_path / "v.jsonl", [{"problem_id": "t/0", "index": 0, "passed": "yes", "public_passed": True}])
+    with pytest.raises(DajError, match=r"v.jsonl:1.*passed"):
+        load_pool(tmp_path / "c.jsonl", tmp_path / "v.jsonl", "p")
+    write_jsonl(tmp_path / "v.jsonl", [{"problem_id": "t/0", "index": i, "passed": i == 1, "public_passed": True}
+                                       for i in (1, 0)])
+    pools = load_pool(tmp_path / "c.jsonl", tmp_path / "v.jsonl", "p")
+    assert [c.index for c in pools["t/0"]] == [0, 1] and pools["t/0"][1].passed

@@ -1,0 +1,126 @@
+"""Judge prompt, caching and forced selection with an in-test fake engine (real hf engine: test_judge_hf)."""
+
+from __future__ import annotations
+
+import pytest
+
+from daj.engines.base import Completion, SamplingParams
+from daj.errors import DajError
+from daj.judge.cache import JudgeCache
+from daj.judge.parse import parse_selection
+from daj.judge.prompt import build_messages, share_budget, truncate_middle
+from daj.judge.runner import JudgeRequest, JudgeRunner, JudgeSettings, force_prefix
+
+PROBLEM = {
+    "id": "lcb/abc301_a", "title": "Overall Winner", "platform": "atcoder", "difficulty": "easy",
+    "statement": "Takahashi and Aoki played N games. Print the overall winner.\n" * 3,
+    "starter_code": "",
+    "tests": {"type": "stdin", "public": [{"input": "5\nTTAAT\n", "output": "T\n"}]},
+}
+GOOD = "n = int(input())\ns = input()\nprint('T' if s.count('T') > s.count('A') else 'A')\n"
+BAD = "print('T')\n"
+
+
+class FakeJudgeEngine:
+    """Answers each prompt with a canned reply chosen by `reply(messages, k)`; counts model calls."""
+
+    name = "fake-judge"
+
+    def __init__(self, reply, scores=None):
+        self.reply, self.scores = reply, scores
+        self.generated: list[int] = []  # prompts per generate() call
+        self.scored = 0
+
+    def generate(self, prompts, params: SamplingParams, prefixes=None):
+        self.generated.append(len(prompts))
+        return [[Completion(self.reply(p, k), "stop", 100, 10) for k in range(params.n)] for p in prompts]
+
+    def score_continuations(self, prompt, prefix, options):
+        self.scored += 1
+        assert prefix.endswith("<selection>")
+        return list(self.scores) if self.scores else [-float(i) for i in range(len(options))]
+
+    def close(self):
+        pass
+
+
+def test_prompt_has_protocol_fields_and_answer_format():
+    msgs = build_messages(PROBLEM, [GOOD, BAD], 6000)
+    text = msgs[-1]["content"]
+    for piece in ("Overall Winner", "atcoder", "easy", "TTAAT", "## Candidate 1", "## Candidate 2", GOOD.strip(),
+                  "Hidden tests", "off-by-one", "Edge cases", "Input and output format", "complexity",
+                  "(1 to 2)"):
+        assert piece in text, piece
+    assert text.rstrip().endswith("<selection>INDEX</selection>")
+    assert text.index(GOOD.strip()) < text.index(BAD.strip())
+    three = build_messages(PROBLEM, [GOOD, BAD, GOOD], 6000)[-1]["content"]
+    assert "## Candidate 3" in three and "(1 to 3)" in three
+
+
+def test_truncation_keeps_head_and_tail_and_is_fair():
+    text = "".join(f"line {i}\n" for i in range(1000))
+    cut = truncate_middle(text, 300)
+    assert len(cut) <= 300 and cut.startswith("line 0\n") and cut.endswith("line 999\n")
+    assert "characters omitted" in cut
+    assert truncate_middle("short", 300) == "short"
+    assert share_budget([10, 5000, 5000], 1000) == [10, 495, 495]
+    long_code = "x = 1\n" * 2000
+    msgs = build_messages({**PROBLEM, "statement": "S" * 20000}, [long_code, BAD], 3000)
+    body = msgs[-1]["content"]
+    assert body.count("characters omitted") == 2  # the statement and the long candidate; BAD stays whole
+    assert BAD.strip() in body
+    assert len(body) < 3000 + 2500  # budget plus the fixed template text
+
+
+def test_same_prompt_twice_is_one_model_call(tmp_path):
+    engine = FakeJudgeEngine(lambda p, k: "Candidate 1 handles the counts. <selection>1</selection>")
+    settings = JudgeSettings(max_new_tokens=32)
+    req = JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)
+    runner = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
+    out, stats = runner.respond([req, req])
+    assert engine.generated == [1] and stats.model_calls == 1 and stats.responses == 2
+    assert [r[0].selection for r in out] == [1, 1]
+    out2, stats2 = runner.respond([req])
+    assert engine.generated == [1] and stats2.model_calls == 0 and stats2.cache_hits == 1
+    # the cache persists across runners (a repeated stage run costs nothing) ...
+    again = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
+    again.respond([req])
+    assert engine.generated == [1]
+    # ... and is keyed by the settings and the seed
+    JudgeRunner(engine, JudgeSettings(max_new_tokens=33), JudgeCache(tmp_path / "cache")).respond([req])
+    again.respond([JudgeRequest(req.messages, 2, seed=1)])
+    assert engine.generated == [1, 1, 1]
+
+
+def test_forced_selection_appends_the_likeliest_index():
+    engine = FakeJudgeEngine(lambda p, k: "Both look similar but candidate", scores=[-3.0, -0.5])
+    runner = JudgeRunner(engine, JudgeSettings(force_selection=True))
+    [[resp]], stats = runner.respond([JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)])
+    assert resp.forced and resp.raw_selection is None and resp.selection == 2
+    assert resp.text.endswith("<selection>2</selection>") and resp.text.startswith(resp.raw_text)
+    assert stats.forced == 1 and engine.scored == 1
+    # a valid answer is kept as it is
+    engine = FakeJudgeEngine(lambda p, k: "<selection>1</selection>", scores=[-3.0, -0.5])
+    [[resp]], _ = JudgeRunner(engine, JudgeSettings(force_selection=True)).respond(
+        [JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)])
+    assert not resp.forced and resp.selection == 1 and engine.scored == 0
+
+
+def test_force_prefix_closes_code_fences():
+    for raw in ("", "reasoning", "see ```python\nx = 1\n", "I pick <selection>"):
+        text = force_prefix(raw) + "2</selection>"
+        assert parse_selection(text, 2) == 2, raw
+
+
+def test_forced_selection_needs_a_scoring_engine():
+    class NoScore:
+        name = "plain"
+
+        def generate(self, prompts, params, prefixes=None):
+            return []
+
+        def close(self):
+            pass
+
+    with pytest.raises(DajError, match="force_selection"):
+        JudgeRunner(NoScore(), JudgeSettings(force_selection=True))
