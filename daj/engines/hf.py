@@ -1,0 +1,134 @@
+"""The `hf` backend: transformers `generate` on CPU or GPU, batched with left padding.
+
+Prompts are rendered with the tokenizer's chat template (generation prompt added) plus the optional
+prefix. Prompts are processed in chunks of `batch_size`; each chunk's random stream is seeded from
+the base seed and the chunk's prompts (with batch_size 1, a prompt's completions depend only on the
+seed and the prompt). The global torch RNG is left untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from daj.engines.base import Chat, Completion, SamplingParams
+from daj.engines.settings import prompt_seed, to_hf, validate
+from daj.errors import DajError
+
+log = logging.getLogger(__name__)
+
+
+class HFEngine:
+    """Generation (and continuation scoring) with a transformers causal LM."""
+
+    def __init__(self, model: str, adapter: str | None = None, dtype: str = "fp32", device: str | None = None,
+                 batch_size: int = 8, name: str | None = None):
+        import torch
+
+        from daj.models.loading import load_causal_lm
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if batch_size < 1:
+            raise DajError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
+        self.model, self.tokenizer = load_causal_lm(model, adapter=adapter, dtype=dtype, device=device)
+        self.tokenizer.padding_side = "left"
+        self.device = device
+        self.batch_size = batch_size
+        self.name = name or (f"{model}+{adapter}" if adapter else model)
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if self.tokenizer.eos_token_id is not None:
+            eos.append(self.tokenizer.eos_token_id)
+        self.eos_ids = sorted(set(eos))
+        if not self.eos_ids:
+            raise DajError(f"model {model!r} defines no end-of-sequence token", field="model")
+
+    def render(self, prompt: Chat, prefix: str | None = None) -> str:
+        """The prompt text the model sees: chat template with generation prompt, then the prefix."""
+        text = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return text + (prefix or "")
+
+    def _encode(self, texts: list[str]):
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+
+    def _completion(self, row, prompt_tokens: int) -> Completion:
+        ids = row.tolist()
+        stop = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+        kept = ids if stop is None else ids[:stop]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(text=text, finish_reason="length" if stop is None else "stop",
+                          prompt_tokens=prompt_tokens, completion_tokens=len(ids) if stop is None else stop + 1)
+
+    def generate(self, prompts: list[Chat], params: SamplingParams,
+                 prefixes: list[str] | None = None) -> list[list[Completion]]:
+        """`params.n` completions per prompt (see the module docstring for seeding)."""
+        import torch
+        from transformers import GenerationConfig
+
+        validate(params)
+        if prefixes is not None and len(prefixes) != len(prompts):
+            raise DajError(f"{len(prefixes)} prefixes for {len(prompts)} prompts", field="prefixes")
+        kw = to_hf(params)
+        greedy = not kw["do_sample"]
+        if greedy:  # transformers refuses several return sequences without sampling; they are equal
+            kw["num_return_sequences"] = 1
+        config = GenerationConfig(**{**self.model.generation_config.to_dict(), **kw})
+        config.pad_token_id = self.tokenizer.pad_token_id
+        config.eos_token_id = self.eos_ids
+        results: list[list[Completion]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = list(range(start, min(start + self.batch_size, len(prompts))))
+            texts = [self.render(prompts[i], prefixes[i] if prefixes else None) for i in chunk]
+            seeds = [prompt_seed(params.seed, prompts[i], prefixes[i] if prefixes else None) for i in chunk]
+            seed = seeds[0] if len(seeds) == 1 else prompt_seed(params.seed, [{"seeds": str(seeds)}])
+            enc = self._encode(texts)
+            devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.manual_seed(seed)
+                out = self.model.generate(**enc, generation_config=config)
+            gen = out[:, enc["input_ids"].shape[1]:]
+            per = kw["num_return_sequences"]
+            for k in range(len(chunk)):
+                prompt_tokens = int(enc["attention_mask"][k].sum())
+                comps = [self._completion(gen[k * per + j], prompt_tokens) for j in range(per)]
+                results.append(comps * params.n if greedy else comps)
+        return results
+
+    def score_continuations(self, prompt: Chat, prefix: str, options: list[str]) -> list[float]:
+        """Total log-probability of each option's tokens after the rendered prompt plus `prefix`.
+
+        Context and option are tokenised separately and concatenated, so every option is scored
+        from the same context tokens.
+        """
+        import torch
+
+        if not options:
+            return []
+        ctx = self.tokenizer(self.render(prompt, prefix), add_special_tokens=False)["input_ids"]
+        opts = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        if any(not o for o in opts):
+            raise DajError("an option to score is empty", field="options")
+        width = len(ctx) + max(len(o) for o in opts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(opts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(opts), width), dtype=torch.long)
+        for i, o in enumerate(opts):  # right padding: positions of the context are the same for all
+            seq = ctx + o
+            ids[i, :len(seq)] = torch.tensor(seq)
+            mask[i, :len(seq)] = 1
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        scores = []
+        for i, o in enumerate(opts):
+            pos = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(o))
+            scores.append(float(logp[i, pos, torch.tensor(o)].sum()))
+        return scores
+
+    def close(self) -> None:
+        """Drop the model (frees GPU memory when it is the last reference)."""
+        self.model = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()

@@ -1,0 +1,130 @@
+"""One meaning for the sampling settings, translated to each backend.
+
+Meaning (the same on every backend):
+  n                   completions per prompt
+  temperature         0 means greedy decoding (then top_p, top_k and the seed have no effect)
+  top_p               nucleus sampling; 1.0 disables it
+  top_k               top-k sampling; 0 disables it (vLLM spells that -1)
+  repetition_penalty  the multiplicative penalty of CTRL / HF / vLLM; 1.0 disables it
+  max_new_tokens      generation budget per completion
+  seed                base seed; every prompt gets its own seed derived from it and the prompt
+                      (prompt_seed), so a prompt's completions do not depend on the batch it is in
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from daj.engines.base import Chat, SamplingParams
+from daj.errors import DajError
+
+FIELDS = ("n", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
+_INTS = ("n", "top_k", "max_new_tokens", "seed")
+
+
+def validate(params: SamplingParams) -> SamplingParams:
+    """Raise DajError for settings no backend accepts."""
+    checks = [
+        (params.n >= 1, "n", "must be >= 1"),
+        (params.temperature >= 0, "temperature", "must be >= 0"),
+        (0 < params.top_p <= 1, "top_p", "must be in (0, 1]"),
+        (params.top_k >= 0, "top_k", "must be >= 0 (0 disables it)"),
+        (params.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
+        (params.max_new_tokens >= 1, "max_new_tokens", "must be >= 1"),
+        (params.seed >= 0, "seed", "must be >= 0"),
+    ]
+    for ok, name, msg in checks:
+        if not ok:
+            raise DajError(f"{msg}, got {getattr(params, name)!r}", field=name)
+    return params
+
+
+def sampling_params(*layers: Mapping | None, where: str | None = None) -> SamplingParams:
+    """Build SamplingParams from settings dicts, later ones overriding earlier ones.
+
+    Keys other than the sampling fields are ignored (a policy dict carries name, backend, ...).
+    `where` names the params file for error messages.
+    """
+    merged: dict = {}
+    for layer in layers:
+        if layer:
+            merged.update({k: v for k, v in layer.items() if k in FIELDS and v is not None})
+    values = {}
+    for key, value in merged.items():
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            values[key] = int(value) if key in _INTS else float(value)
+            if key in _INTS and float(value) != int(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise DajError(f"expected a number, got {value!r}", path=where, field=key) from None
+    try:
+        return validate(SamplingParams(**values))
+    except DajError as e:
+        raise DajError(str(e).split(": ", 1)[-1], path=where, field=e.field) from None
+
+
+def prompt_seed(seed: int, prompt: Chat, prefix: str | None = None) -> int:
+    """A 31-bit seed for one prompt, derived from the base seed and the prompt's content."""
+    blob = json.dumps([seed, prompt, prefix or ""], sort_keys=True, ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def to_hf(params: SamplingParams) -> dict:
+    """GenerationConfig fields for transformers' `generate` (seeding is done by the caller).
+
+    Neutral values (temperature 1, top_p 1, top_k 0) are set explicitly under greedy decoding so
+    the model's own generation_config defaults cannot leak in.
+    """
+    kw = {"max_new_tokens": params.max_new_tokens, "num_return_sequences": params.n,
+          "repetition_penalty": params.repetition_penalty}
+    if params.temperature == 0:
+        kw.update(do_sample=False, temperature=1.0, top_p=1.0, top_k=0)
+    else:
+        kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+    return kw
+
+
+def to_vllm(params: SamplingParams, seed: int | None = None) -> dict:
+    """Keyword arguments of `vllm.SamplingParams` for one prompt (`seed`: its prompt seed)."""
+    greedy = params.temperature == 0
+    return {
+        "n": params.n,
+        "temperature": params.temperature,
+        "top_p": 1.0 if greedy else params.top_p,
+        "top_k": -1 if greedy or params.top_k == 0 else params.top_k,
+        "repetition_penalty": params.repetition_penalty,
+        "max_tokens": params.max_new_tokens,
+        "seed": params.seed if seed is None else seed,
+    }
+
+
+def to_openai(params: SamplingParams, seed: int | None = None) -> dict:
+    """Sampling fields of an OpenAI chat-completions request body for one prompt.
+
+    top_k and repetition_penalty are not in OpenAI's API; vLLM's server (and ours) read them as
+    extra body fields.
+    """
+    return to_vllm(params, seed)  # vLLM's server reads the same names as its offline API
+
+
+def from_openai(body: Mapping) -> SamplingParams:
+    """SamplingParams of an OpenAI chat-completions request (the server side of to_openai).
+
+    Absent fields take OpenAI's defaults (temperature 1, top_p 1, no top-k, no penalty, n 1).
+    """
+    top_k = body.get("top_k", -1)
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    values = {
+        "n": body.get("n", 1),
+        "temperature": body.get("temperature", 1.0),
+        "top_p": body.get("top_p", 1.0),
+        "top_k": 0 if top_k is None or top_k == -1 else top_k,
+        "repetition_penalty": body.get("repetition_penalty", 1.0),
+        "max_new_tokens": 256 if max_tokens is None else max_tokens,
+        "seed": body.get("seed", 0) or 0,
+    }
+    return sampling_params(values)
