@@ -1,0 +1,82 @@
+"""From (problem, code) to a harness job, and from a harness result to a verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from daj.errors import DajError
+from sandbox.config import SEMANTICS_VERSION, SandboxConfig
+
+STATUSES = ("pass", "wrong_answer", "timeout", "runtime_error", "compile_error", "missing_dependency")
+UNITTEST_TIMEOUT_S = 241.0  # BCB: 240 s + 1 when a problem gives no tests.timeout_s
+
+
+def build_job(problem: dict, code: str, config: SandboxConfig, job_id: str | int = 0) -> dict:
+    """The harness job judging `code` on every test of `problem` (public first, then private)."""
+    tests = problem.get("tests")
+    if not isinstance(tests, dict) or tests.get("type") not in ("stdin", "functional", "unittest",
+                                                                  "humaneval"):
+        raise DajError("missing or unknown tests.type", field=f"{problem.get('id')}: tests")
+    kind = tests["type"]
+    public = [_case(t) for t in tests.get("public") or []]
+    private = [_case(t) for t in tests.get("private") or []]
+    job: dict = {"id": job_id, "kind": kind, "code": code, "memory_mb": config.memory_mb,
+                 "output_mb": config.output_mb, "n_public": len(public)}
+    if kind in ("stdin", "functional"):
+        job["tests"] = public + private
+        job["timeout_s"] = float(tests.get("timeout_s") or config.timeout_s)
+        if kind == "functional":
+            if not tests.get("func_name"):
+                raise DajError("functional tests need func_name", field=f"{problem.get('id')}: tests")
+            job["func_name"] = tests["func_name"]
+    elif kind == "humaneval":
+        job["tests"] = public + [{"check": True}]
+        job["timeout_s"] = float(tests.get("timeout_s") or config.timeout_s)
+        job["test_code"], job["entry_point"] = tests.get("code") or "", tests.get("entry_point")
+    else:
+        job["tests"] = []
+        job["timeout_s"] = float(tests.get("timeout_s") or UNITTEST_TIMEOUT_S)
+        job["test_code"] = tests.get("code") or ""
+        job["memory_mb"] = config.unittest_memory_mb
+        job["stack_mb"] = 10
+    return job
+
+
+def _case(t: dict) -> dict:
+    return {"input": str(t.get("input", "")), "output": str(t.get("output", ""))}
+
+
+def cache_key(job: dict, backend: str) -> str:
+    """Verdict cache key: the job's code, tests and limits, the backend and the semantics version."""
+    payload = {k: v for k, v in job.items() if k != "id"}
+    blob = json.dumps([SEMANTICS_VERSION, backend, payload], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def summarize(job: dict, result: dict) -> dict:
+    """The verdict fields of one candidate from its job and the harness result."""
+    outcomes = [o if o in STATUSES else "runtime_error" for o in result.get("outcomes") or []]
+    n_public = int(job.get("n_public", 0))
+    if job["kind"] == "unittest":
+        names = result.get("names") or []
+        total = len(names) if names else len(outcomes)
+        complete = bool(names) and len(outcomes) >= len(names)
+    else:
+        total = len(job["tests"])
+        complete = len(outcomes) >= total
+    passed_count = sum(o == "pass" for o in outcomes)
+    passed = complete and all(o == "pass" for o in outcomes)
+    # vacuously true without public tests; tests stop at the first failure, so a short list fails
+    public_passed = len(outcomes) >= n_public and all(o == "pass" for o in outcomes[:n_public])
+    failures = [o for o in outcomes if o != "pass"]
+    if passed:
+        status = "pass"
+    elif "missing_dependency" in failures:
+        status = "missing_dependency"
+    else:
+        status = failures[0] if failures else "runtime_error"
+    return {"passed": passed, "public_passed": public_passed, "status": status,
+            "tests_passed": passed_count, "tests_total": total,
+            "seconds": float(result.get("seconds") or 0.0), "outcomes": outcomes,
+            "error": result.get("error") or ""}

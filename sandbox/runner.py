@@ -1,0 +1,143 @@
+"""Judge many candidates: a pool of sandboxes (one per core), a verdict cache, a progress bar.
+
+    runner = Runner(SandboxConfig(...))
+    verdicts = runner.judge([(problem, code), ...])   # one dict per pair, in order
+    runner.close()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from daj.errors import DajError
+from daj.io import atomic_open
+from sandbox.config import SandboxConfig
+from sandbox.jobs import build_job, cache_key, summarize
+from sandbox.server import HarnessServer, SandboxStartError
+
+log = logging.getLogger(__name__)
+
+
+def choose_backend(config: SandboxConfig, docker_probe: Callable[[], object | None] | None = None) -> str:
+    """"local" or "docker": `auto` takes docker when a daemon answers, local otherwise."""
+    if config.backend in ("local", "docker"):
+        return config.backend
+    if config.backend != "auto":
+        raise DajError(f"unknown backend {config.backend!r}; expected auto, local or docker",
+                       field="execute.backend")
+    if docker_probe is None:
+        from sandbox.docker_backend import docker_client as docker_probe
+    return "docker" if docker_probe() is not None else "local"
+
+
+def make_server(config: SandboxConfig, backend: str) -> HarnessServer:
+    if backend == "docker":
+        from sandbox.docker_backend import docker_server
+
+        return docker_server(config)
+    from sandbox.local import local_server
+
+    return local_server(config)
+
+
+class VerdictCache:
+    """One JSON file per verdict under `root/<key[:2]>/<key>.json`."""
+
+    def __init__(self, root: str | os.PathLike | None):
+        self.root = Path(root) if root else None
+
+    def _path(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        if self.root is None:
+            return None
+        try:
+            return json.loads(self._path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, verdict: dict) -> None:
+        if self.root is None:
+            return
+        with atomic_open(self._path(key)) as fh:
+            json.dump(verdict, fh)
+
+
+class Runner:
+    """A lazily started pool of harness servers plus the verdict cache."""
+
+    def __init__(self, config: SandboxConfig, progress: bool = True, backend: str | None = None):
+        self.config = config
+        self.backend = backend or choose_backend(config)
+        self.cache = VerdictCache(config.cache_dir)
+        self.progress = progress
+        self.servers: list[HarnessServer] = []
+        self.cache_hits = 0
+
+    def _ensure_servers(self, n: int) -> queue.Queue:
+        try:
+            while len(self.servers) < n:
+                self.servers.append(make_server(self.config, self.backend))
+        except SandboxStartError as e:
+            self.close()
+            raise DajError(str(e), field="execute.backend") from None
+        pool: queue.Queue = queue.Queue()
+        for server in self.servers[:n]:
+            pool.put(server)
+        return pool
+
+    def judge(self, pairs: Sequence[tuple[dict, str]], desc: str = "execute") -> list[dict]:
+        """Verdict fields (see sandbox.jobs.summarize) for each (problem, code), in order."""
+        jobs = [build_job(problem, code, self.config, job_id=i) for i, (problem, code) in enumerate(pairs)]
+        keys = [cache_key(job, self.backend) for job in jobs]
+        verdicts: list[dict | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, v in enumerate(verdicts) if v is None]
+        self.cache_hits += len(jobs) - len(todo)
+        if todo:
+            workers = min(self.config.n_workers(), len(todo))
+            pool = self._ensure_servers(workers)
+            lock = threading.Lock()
+            bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, unit="cand",
+                       disable=not self.progress, dynamic_ncols=True)
+
+            def work(i: int) -> None:
+                server = pool.get()
+                try:
+                    result = server.run(jobs[i])
+                finally:
+                    pool.put(server)
+                verdict = summarize(jobs[i], result)
+                self.cache.put(keys[i], verdict)
+                verdicts[i] = verdict
+                with lock:
+                    bar.update(1)
+
+            # long candidates first keeps the pool busy to the end
+            todo.sort(key=lambda i: -len(jobs[i].get("tests") or ()) * jobs[i]["timeout_s"])
+            with ThreadPoolExecutor(max_workers=workers) as ex:
+                for f in [ex.submit(work, i) for i in todo]:
+                    f.result()
+            bar.close()
+        return [v for v in verdicts if v is not None]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        self.servers = []
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
