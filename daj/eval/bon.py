@@ -200,7 +200,10 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
                          "method": pick.method, "n_candidates": len(cands),
                          "picked": "" if pick.picked is None else pick.picked,
                          "votes": "" if pick.votes is None else ";".join(map(str, pick.votes)),
-                         "verdict": round(pick.expected, 6)})
+                         "verdict": round(pick.expected, 6),
+                         "judge_responses": pick.cost.responses if pick.method == "judge" else "",
+                         "judge_tokens": (pick.cost.prompt_tokens + pick.cost.completion_tokens
+                                          if pick.method == "judge" else "")})
     if missing:
         log.warning("%s: %d of %d problems have no candidates (scored 0)", policy, missing, len(problems))
     n = max(len(problems), 1)
@@ -209,3 +212,15 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
                             for m, c in cost.items()},
                 "missing_problems": missing, "judge_per_problem": per_problem_cost}
     return PolicyResult(summarise(problems, scores), rows, cost_out, votes)
+
+
+def load_pools(policies: list[str], problem_ids: list[str], candidates_dir: str | Path = "data/candidates",
+               verdicts_dir: str | Path = "data/verdicts") -> dict[str, list[PoolCandidate]]:
+    """The candidates of several policies pooled per problem (policy order, then index order)."""
+    pooled: dict[str, list[PoolCandidate]] = defaultdict(list)
+    for policy in policies:
+        pools = load_pool(Path(candidates_dir) / f"{policy}.jsonl", Path(verdicts_dir) / f"{policy}.jsonl",
+                          policy, problem_ids)
+        for pid, cands in pools.items():
+            pooled[pid].extend(cands)
+    return dict(pooled)

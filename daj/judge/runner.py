@@ -177,3 +177,38 @@ class JudgeRunner:
                 stats.completion_tokens += r.completion_tokens
         return out, stats
 
+
+
+def judge_engine_spec(params, adapter: str | None) -> dict:
+    """The make_engine spec of the judge: judge.backend/model, the adapter, judge.engine_options."""
+    options = params.get_path("judge.engine_options", {}) or {}
+    if not isinstance(options, dict):
+        raise DajError(f"expected a mapping, got {options!r}", path=params.path, field="judge.engine_options")
+    return {"backend": params.get_path("judge.backend"), "model": params.get_path("judge.model"),
+            "adapter": adapter, **options}
+
+
+def judge_tokenizer(engine: Engine, params):
+    """The tokenizer whose chat template renders judge prompts: the engine's own when it has one."""
+    tokenizer = getattr(engine, "tokenizer", None)
+    if tokenizer is not None and hasattr(tokenizer, "apply_chat_template"):
+        return tokenizer
+    from daj.models.loading import load_tokenizer
+
+    ref = params.get_path("judge.tokenizer", None) or params.get_path("judge.model")
+    try:
+        return load_tokenizer(ref)
+    except (OSError, ValueError) as e:
+        raise DajError(f"cannot load the judge tokenizer {ref!r} to render prompts: {e}", path=params.path,
+                       field="judge.tokenizer") from None
+
+
+def build_runner(params, adapter: str | None, progress: bool = True) -> tuple[JudgeRunner, object]:
+    """(runner, tokenizer) for the judge described by params.yaml, with the persistent cache."""
+    from daj.engines.registry import make_engine
+
+    settings = JudgeSettings.from_params(params)
+    engine = make_engine(judge_engine_spec(params, adapter))
+    cache_dir = params.get_path("judge.cache_dir", None)
+    return (JudgeRunner(engine, settings, JudgeCache(cache_dir), progress=progress),
+            judge_tokenizer(engine, params))

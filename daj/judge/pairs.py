@@ -1,0 +1,132 @@
+"""Judge training data: (pass, fail) candidate pairs in both orders, judged and scored.
+
+For each problem, the candidates of the split's policies are pooled; every pair of one passing and
+one failing program is a "mixed" pair. At most `max_pairs` of them are kept (a seeded uniform
+choice without replacement, per problem), and each is shown in both orders, so that the passing
+program sits at position 1 once and at position 2 once. Each ordered pair is one judge prompt (a
+`group`), answered `responses` times by the current judge; each response is scored with the
+verifiable reward. Preference records pair every correct response of a group (chosen) with every
+wrong or format-error response of the same group (rejected).
+
+Ids (stable across runs with the same inputs):
+  group            <split>/<problem_id>/<policy>:<index>|<policy>:<index>   (shown order)
+  scored rollout   <group>#r<k>                                            (k-th response)
+  preference       <group>#r<c>>r<j>                                       (chosen c, rejected j)
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from daj.eval.bon import PoolCandidate
+from daj.judge.prompt import build_messages, render_prompt
+from daj.judge.reward import RewardLevels, reward_of
+from daj.judge.runner import JudgeRequest, JudgeRunner
+from daj.judge.voting import stable_seed
+
+
+@dataclass(frozen=True)
+class PairPrompt:
+    """One ordered (pass, fail) or (fail, pass) pair of a problem."""
+
+    group: str
+    problem: dict
+    shown: tuple[PoolCandidate, PoolCandidate]
+    correct_position: int
+
+
+def mixed_pairs(cands: list[PoolCandidate], max_pairs: int | None,
+                rng: np.random.Generator) -> list[tuple[PoolCandidate, PoolCandidate]]:
+    """(passing, failing) pairs, at most `max_pairs` of them (seeded uniform choice, original order kept)."""
+    passing = [c for c in cands if c.passed]
+    failing = [c for c in cands if not c.passed]
+    pairs = [(p, f) for p in passing for f in failing]
+    if max_pairs is not None and len(pairs) > max_pairs:
+        keep = sorted(rng.choice(len(pairs), size=max_pairs, replace=False).tolist())
+        pairs = [pairs[i] for i in keep]
+    return pairs
+
+
+def pair_prompts(split: str, problems: list[dict], pools: dict[str, list[PoolCandidate]],
+                 max_pairs: int | None, seed: int) -> list[PairPrompt]:
+    """Both orders of the chosen mixed pairs of every problem."""
+    out = []
+    for problem in problems:
+        pid = problem["id"]
+        rng = np.random.default_rng(stable_seed(seed, "pairs", split, pid))
+        for good, bad in mixed_pairs(pools.get(pid, []), max_pairs, rng):
+            for shown, pos in (((good, bad), 1), ((bad, good), 2)):
+                group = f"{split}/{pid}/{shown[0].policy}:{shown[0].index}|{shown[1].policy}:{shown[1].index}"
+                out.append(PairPrompt(group, problem, shown, pos))
+    return out
+
+
+@dataclass
+class PairsResult:
+    records: list[dict]
+    scored: list[dict]
+    metrics: dict
+
+
+def judge_pairs(split: str, prompts: list[PairPrompt], runner: JudgeRunner, tokenizer, responses: int,
+                levels: RewardLevels, seed: int) -> PairsResult:
+    """Sample `responses` judge answers per ordered pair, score them, build the records."""
+    max_chars = runner.settings.max_prompt_chars
+    chats = [build_messages(p.problem, [p.shown[0].code, p.shown[1].code], max_chars) for p in prompts]
+    answers, stats = runner.respond([JudgeRequest(chat, 2, n=responses, seed=seed) for chat in chats])
+    records, scored = [], []
+    labels: Counter = Counter()
+    raw_format_errors = positions = parsed = forced = 0
+    per_domain: dict[str, Counter] = defaultdict(Counter)
+    for pp, chat, group_answers in zip(prompts, chats, answers, strict=True):
+        domain = pp.problem.get("domain") or "unknown"
+        text = render_prompt(tokenizer, chat)
+        base = {"problem_id": pp.problem["id"], "domain": domain, "correct_position": pp.correct_position}
+        scored_group = []
+        for k, ans in enumerate(group_answers):
+            reward, label = reward_of(ans.selection, pp.correct_position, levels)
+            labels[label] += 1
+            raw_format_errors += ans.raw_selection is None
+            forced += ans.forced
+            if ans.selection is not None:
+                parsed += 1
+                positions += ans.selection == 1
+            row = {"id": f"{pp.group}#r{k}", "group": pp.group, **base, "prompt": text,
+                   "response": ans.text, "reward": reward, "label": label, "selection": ans.selection,
+                   "forced": ans.forced, "candidates": [pp.shown[0].index, pp.shown[1].index],
+                   "candidate_policies": [pp.shown[0].policy, pp.shown[1].policy]}
+            scored_group.append(row)
+        scored.extend(scored_group)
+        chosen = [r for r in scored_group if r["label"] == "correct"]
+        rejected = [r for r in scored_group if r["label"] != "correct"]
+        for c in chosen:
+            for r in rejected:
+                records.append({"id": f"{c['id']}>{r['id'].rsplit('#', 1)[1]}", "group": pp.group, **base,
+                                "prompt": text, "messages": chat, "chosen": c["response"],
+                                "rejected": r["response"], "rejected_label": r["label"],
+                                "candidates": c["candidates"], "candidate_policies": c["candidate_policies"]})
+        per_domain[domain]["prompts"] += 1
+        per_domain[domain]["records"] += len(chosen) * len(rejected)
+    n = max(len(scored), 1)
+    metrics = {
+        "problems": len({p.problem["id"] for p in prompts}),
+        "pairs": len(prompts) // 2,
+        "prompts": len(prompts),
+        "responses": len(scored),
+        "preference_records": len(records),
+        "judge_accuracy": labels["correct"] / n,
+        "wrong_rate": labels["wrong"] / n,
+        "format_error_rate": labels["format_error"] / n,
+        "raw_format_error_rate": raw_format_errors / n,
+        "forced_rate": forced / n,
+        "position1_rate": positions / parsed if parsed else None,
+        "mean_reward": sum(r["reward"] for r in scored) / n,
+        "domains": {d: {"pairs": c["prompts"] // 2, "preference_records": c["records"]}
+                    for d, c in sorted(per_domain.items())},
+        "judge_cost": stats.to_dict(),
+    }
+    return PairsResult(records, scored, metrics)
+

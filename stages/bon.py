@@ -1,0 +1,110 @@
+"""bon: Best-of-N selection on one split for every policy in bon.policies (logic in daj.eval).
+
+Writes metrics/bon.json ({policy: {method: {overall, easy, medium, hard, n}}}, pass@1 in %),
+metrics/bon_cost.json (judge calls and tokens per method and problem), metrics/bon_problems.csv (one
+row per policy, problem and method), and the scaling plot data metrics/bon_scaling_n.csv,
+metrics/bon_scaling_r.csv (wide: one overall-pass@1 column per method) and metrics/bon_scaling.json
+(long form with the difficulties). The judge is judge.model plus the trained adapter models/judge
+when that directory exists, else plus judge.adapter (or the bare base model when that is null).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+from daj.errors import DajError
+from daj.eval.bon import evaluate_policy, load_pools
+from daj.eval.scaling import scaling_n, scaling_r, wide
+from daj.io import atomic_open, read_jsonl, write_json
+from daj.judge.runner import build_runner
+from daj.params import Params
+from stages.pairs import policy_list, positive_int
+
+TRAINED_ADAPTER = "models/judge"
+SPLITS_DIR = "data/splits"
+METRICS = "metrics/bon.json"
+COST = "metrics/bon_cost.json"
+PROBLEMS_CSV = "metrics/bon_problems.csv"
+SCALING_N = "metrics/bon_scaling_n.csv"
+SCALING_R = "metrics/bon_scaling_r.csv"
+SCALING_JSON = "metrics/bon_scaling.json"
+log = logging.getLogger(__name__)
+
+
+def judge_adapter(params: Params) -> str | None:
+    """models/judge when train has written it, else judge.adapter."""
+    trained = Path(TRAINED_ADAPTER)
+    if trained.is_dir():
+        if not (trained / "adapter_config.json").is_file():
+            raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
+        return str(trained)
+    return params.get_path("judge.adapter", None)
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_open(path) as fh:
+        fh.write(buffer.getvalue())
+
+
+def main(params: Params) -> None:
+    seed = int(params.get_path("seed"))
+    rounds = positive_int(params, "bon.rounds")
+    split = params.choice("bon.split", ["test", "upper", "lower"])
+    policies = policy_list(params, "bon.policies")
+    sizes = params.get_path("bon.scaling_n", None)
+    if sizes is not None and (not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 1 for s in sizes)):
+        raise DajError(f"expected null or a list of positive integers, got {sizes!r}", path=params.path,
+                       field="bon.scaling_n")
+    scale_judge = params.get_path("bon.scaling_judge", True)
+    problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
+    if not problems:
+        raise DajError(f"split {split!r} has no problems", path=f"{SPLITS_DIR}/{split}.jsonl")
+    ids = [p["id"] for p in problems]
+    pools = {policy: load_pools([policy], ids) for policy in policies}
+
+    adapter = judge_adapter(params)
+    log.info("judge: %s%s", params.get_path("judge.model"), f" + {adapter}" if adapter else "")
+    runner, _ = build_runner(params, adapter, progress=False)  # the problem bar shows progress
+    summary, cost, rows, long_n, long_r = {}, {}, [], [], []
+    for policy in policies:
+        result = evaluate_policy(policy, problems, pools[policy], runner, rounds, seed)
+        summary[policy] = result.summary
+        cost[policy] = {"judge": {"model": params.get_path("judge.model"), "adapter": adapter,
+                                  "rounds": rounds, "split": split}, **result.cost}
+        rows += result.rows
+        largest = max((len(c) for c in pools[policy].values()), default=1)
+        grid = sorted({min(s, largest) for s in sizes}) if sizes else list(range(1, largest + 1))
+
+        def subset_judge(problem, subset, size, policy=policy):
+            sub = evaluate_policy(policy, [problem], {problem["id"]: subset}, runner, rounds,
+                                  seed + 7919 * size, progress=False)
+            return sub.summary["judge"]["overall"] / 100.0
+
+        long_n += scaling_n(policy, problems, pools[policy], grid, result.votes,
+                            subset_judge if scale_judge else None, seed)
+        long_r += scaling_r(policy, problems, pools[policy], rounds, result.votes, seed)
+        log.info("%s on %s (%d problems): %s", policy, split, len(problems),
+                 ", ".join(f"{m} {v['overall']:.2f}" for m, v in result.summary.items()))
+    runner.engine.close()
+    write_json(METRICS, summary)
+    write_json(COST, cost)
+    write_csv(PROBLEMS_CSV, rows)
+    write_csv(SCALING_N, wide(long_n, "n"))
+    write_csv(SCALING_R, wide(long_r, "rounds"))
+    write_json(SCALING_JSON, {"n": long_n, "rounds": long_r})
+
+
+if __name__ == "__main__":
+    from stages._main import run_stage
+
+    run_stage("bon", main)

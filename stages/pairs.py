@@ -1,0 +1,72 @@
+"""pairs: judge training data from the lower and upper splits (logic in daj.judge.pairs).
+
+Reads data/splits/{lower,upper}.jsonl, data/candidates/<policy>.jsonl and data/verdicts/<policy>.jsonl
+for pairs.lower_policies / pairs.upper_policies; writes data/pairs/{lower,upper}.jsonl (preference
+records), data/pairs/{lower,upper}_scored.jsonl (every scored rollout) and metrics/pairs.json.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from daj.errors import DajError
+from daj.eval.bon import load_pools
+from daj.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from daj.judge.pairs import judge_pairs, pair_prompts
+from daj.judge.reward import RewardLevels
+from daj.judge.runner import build_runner
+from daj.params import Params
+
+SPLITS_DIR = "data/splits"
+OUT_DIR = "data/pairs"
+METRICS = "metrics/pairs.json"
+
+
+def positive_int(params: Params, key: str, allow_none: bool = False) -> int | None:
+    value = params.get_path(key)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DajError(f"expected a positive integer{' or null' if allow_none else ''}, got {value!r}",
+                       path=params.path, field=key)
+    return value
+
+
+def policy_list(params: Params, key: str) -> list[str]:
+    value = params.get_path(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise DajError(f"expected a non-empty list of policy names, got {value!r}", path=params.path, field=key)
+    return value
+
+
+def main(params: Params) -> None:
+    seed = int(params.get_path("seed"))
+    max_pairs = positive_int(params, "pairs.max_pairs_per_problem", allow_none=True)
+    responses = positive_int(params, "pairs.responses_per_pair")
+    levels = RewardLevels.from_params(params)
+    work = {}
+    for split in ("lower", "upper"):
+        problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "domain"))
+        policies = policy_list(params, f"pairs.{split}_policies")
+        pools = load_pools(policies, [p["id"] for p in problems])
+        work[split] = (policies, pair_prompts(split, problems, pools, max_pairs, seed))
+    runner, tokenizer = build_runner(params, params.get_path("judge.adapter", None))
+    metrics = {}
+    with atomic_dir(OUT_DIR) as tmp:
+        for split, (policies, prompts) in work.items():
+            result = judge_pairs(split, prompts, runner, tokenizer, responses, levels, seed)
+            write_jsonl(tmp / f"{split}.jsonl", result.records)
+            write_jsonl(tmp / f"{split}_scored.jsonl", result.scored)
+            metrics[split] = {"policies": policies, **result.metrics}
+            logging.getLogger().info("%s: %d pairs, %d preference records, judge accuracy %.3f, format errors "
+                                     "%.3f (raw %.3f)", split, result.metrics["pairs"],
+                                     result.metrics["preference_records"], result.metrics["judge_accuracy"],
+                                     result.metrics["format_error_rate"], result.metrics["raw_format_error_rate"])
+    runner.engine.close()
+    write_json(METRICS, metrics)
+
+
+if __name__ == "__main__":
+    from stages._main import run_stage
+
+    run_stage("pairs", main)

@@ -1,0 +1,94 @@
+"""The pairs stage on real HumanEval problems with the tiny judge (hf engine, forced selection)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _judge_data import make_workspace
+from _tiny_model import tiny_model_dir
+
+from daj.errors import DajError
+from daj.io import read_jsonl
+from daj.params import load_params
+from stages import pairs as pairs_stage
+
+
+@pytest.fixture(scope="module")
+def pairs_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pairs")
+    make_workspace(root, tiny_model_dir())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        pairs_stage.main(load_params())
+    return root
+
+
+def test_pairs_outputs_follow_the_contract(pairs_run):
+    root = pairs_run
+    metrics = json.loads((root / "metrics/pairs.json").read_text())
+    for split in ("lower", "upper"):
+        scored = read_jsonl(root / f"data/pairs/{split}_scored.jsonl")
+        records = read_jsonl(root / f"data/pairs/{split}.jsonl",
+                             required=("id", "problem_id", "domain", "prompt", "messages", "chosen", "rejected",
+                                       "candidates", "correct_position"))
+        m = metrics[split]
+        # 3 problems x min(2 passing x 2 failing, max 2) pairs x 2 orders x 2 responses
+        assert m["pairs"] == 6 and m["prompts"] == 12 and len(scored) == m["responses"] == 24
+        assert len(records) == m["preference_records"]
+        assert len({r["id"] for r in scored}) == len(scored) and len({r["id"] for r in records}) == len(records)
+        by_group: dict = {}
+        for r in scored:
+            by_group.setdefault(r["group"], []).append(r)
+            assert r["label"] in ("correct", "wrong", "format_error")
+            assert r["reward"] == {"correct": 1.0, "wrong": 0.0, "format_error": -1.0}[r["label"]]
+            assert r["prompt"].startswith("<|im_start|>system\n") and r["prompt"].endswith("<|im_start|>assistant\n")
+            assert r["selection"] in (1, 2)  # forced selection: every response ends with a valid tag
+            assert (r["selection"] == r["correct_position"]) == (r["label"] == "correct")
+        assert all(len(g) == 2 for g in by_group.values())
+        positions = sorted(rs[0]["correct_position"] for rs in by_group.values())
+        assert positions == [1] * 6 + [2] * 6  # both orders of every pair
+        for rec in records:
+            chosen = next(r for r in scored if r["response"] == rec["chosen"] and r["group"] == rec["group"])
+            assert chosen["label"] == "correct"
+        assert m["judge_accuracy"] == pytest.approx(sum(r["label"] == "correct" for r in scored) / 24)
+        assert 0 <= m["position1_rate"] <= 1 and m["raw_format_error_rate"] >= m["format_error_rate"]
+        assert sum(d["pairs"] for d in m["domains"].values()) == 6
+
+
+def test_rerun_is_stable_and_served_from_cache(pairs_run, monkeypatch):
+    root = pairs_run
+    before = (root / "data/pairs/lower_scored.jsonl").read_text()
+    monkeypatch.chdir(root)
+    pairs_stage.main(load_params())
+    assert (root / "data/pairs/lower_scored.jsonl").read_text() == before
+    cost = json.loads((root / "metrics/pairs.json").read_text())["lower"]["judge_cost"]
+    assert cost["model_calls"] == 0 and cost["cache_hits"] == 12
+
+
+def test_bad_params_fail_cleanly(tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model_dir(), pairs__responses_per_pair=0)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DajError, match="pairs.responses_per_pair"):
+        pairs_stage.main(load_params())
+    assert not (tmp_path / "data/pairs").exists()
+
+
+def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
+    from _tiny_model import tiny_engine
+
+    from daj.data.humaneval import load_humaneval_package
+    from daj.judge.prompt import build_messages
+    from daj.judge.runner import JudgeRequest, JudgeRunner, JudgeSettings, force_prefix
+
+    problem = load_humaneval_package()[2]
+    chat = build_messages(problem, [problem["reference"], problem["prompt"] + "    return 0\n", problem["reference"]],
+                          2000)
+    engine = tiny_engine()
+    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=True))
+    [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
+    assert resp.forced and resp.raw_selection is None and stats.model_calls == 1
+    scores = engine.score_continuations(chat, force_prefix(resp.raw_text), [f"{k}</selection>" for k in (1, 2, 3)])
+    assert resp.selection == 1 + max(range(3), key=lambda i: scores[i])
