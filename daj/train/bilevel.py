@@ -1,0 +1,326 @@
+"""The bi-level loop on Betty (betty-ml 0.2.1): the judge below, the weight model above.
+
+  lower ("judge")       PEFT LoRA judge; loss = mean_i w_i * l_i on the lower data, where l_i are the
+                        per-sample losses (daj.train.losses) and w_i come from the weight model.
+  upper ("reweighter")  the weight model; loss = unweighted mean loss of the judge on the upper
+                        (meta) data. Its gradient is Betty's one-step unrolled `darts` hypergradient:
+                        a finite difference that re-runs the judge's last training step at
+                        theta +- eps * dL_meta/dtheta, so that step is deterministic (no dropout, no
+                        sampling; GRPO rollouts come with the batch).
+reweight=none runs the same judge problem alone in a Betty engine (weights 1, no upper level).
+Both levels use torch.optim.Adam (Betty rebuilds optimizers as cls(params, **defaults); AdamW breaks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from daj.deps import require_betty
+from daj.train.data import BatchStream, PreferenceData, to_device
+from daj.train.logprobs import sequence_logps
+from daj.train.losses import Objective, dpo_losses
+from daj.train.weights import WeightModel
+
+log = logging.getLogger(__name__)
+betty = require_betty()
+from betty.configs import Config, EngineConfig  # noqa: E402
+from betty.engine import Engine  # noqa: E402
+from betty.logging.logger_base import get_logger as _betty_logger  # noqa: E402
+from betty.problems import ImplicitProblem  # noqa: E402
+
+_betty_logger().setLevel(logging.WARNING)
+
+LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (params.yaml train.* plus reweight and seed)."""
+
+    objective: str = "dpo"
+    reweight: str = "none"
+    steps: int = 6                 # lower-level optimizer steps (each = grad_accum micro-batches)
+    lr: float = 1e-4
+    meta_lr: float = 1e-2
+    grad_accum: int = 2
+    meta_grad_accum: int = 1
+    meta_every: int = 1            # Betty unroll_steps: upper step every meta_every lower optimizer steps
+    batch_size: int = 1
+    meta_batch_size: int = 1
+    darts_alpha: float = 0.01      # Betty's finite-difference radius
+    eval_every: int = 0            # full meta evaluation every N steps (0: only at the end)
+    ckpt_every: int = 0            # checkpoint every N steps (0: only at the end)
+    seed: int = 0
+
+    def fingerprint(self, extra: dict) -> str:
+        """Identity of a run for resuming; `steps` is left out so a resumed run may train longer."""
+        cfg = {k: v for k, v in asdict(self).items() if k not in ("steps", "eval_every", "ckpt_every")}
+        blob = json.dumps({"cfg": cfg, **extra}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class JudgeProblem(ImplicitProblem):
+    """Lower level: weighted per-sample loss of the judge. Weights come from the `reweighter` problem
+    when the engine has one (Betty sets it as an attribute), else they are 1."""
+
+    def __init__(self, name, config, module, optimizer, train_data_loader, loss_fn: LossFn):
+        super().__init__(name, config, module=module, optimizer=optimizer, train_data_loader=train_data_loader)
+        self.loss_fn = loss_fn
+        self.records: list[dict] = []
+
+    def training_step(self, batch):
+        losses = self.loss_fn(self.module, batch)
+        if hasattr(self, "reweighter"):
+            weights = self.reweighter(batch["index"], batch["domain"], losses.detach())
+        else:
+            weights = torch.ones_like(losses)
+        # Betty's darts re-runs this step and needs a tensor back; the statistics of the real step are
+        # picked up by get_loss() below (re-runs overwrite them only after they were read).
+        self._stats = {"unweighted": losses.detach().mean().item(), "weights": weights.detach().cpu(),
+                       "index": batch["index"].cpu(), "domain": batch["domain"].cpu()}
+        return (weights * losses).mean()
+
+    def get_loss(self, batch):
+        loss, loss_dict = super().get_loss(batch)
+        loss_dict.update(self._stats)
+        return loss, loss_dict
+
+    def trainable_parameters(self):
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def log(self, stats, global_step):  # Betty calls this once per real step (not in darts re-runs)
+        self.records.append(stats)
+
+
+class ReweightProblem(ImplicitProblem):
+    """Upper level: unweighted loss of the judge on the meta data; its parameters are the weight model."""
+
+    def __init__(self, name, config, module, optimizer, train_data_loader, loss_fn: LossFn):
+        super().__init__(name, config, module=module, optimizer=optimizer, train_data_loader=train_data_loader)
+        self.loss_fn = loss_fn
+        self.records: list[dict] = []
+        self.last_hypergrad: list[torch.Tensor] | None = None
+
+    def training_step(self, batch):
+        return self.loss_fn(self.judge.module, batch).mean()
+
+    def trainable_parameters(self):
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def grad_callback(self):
+        self.last_hypergrad = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+                               for p in self.trainable_parameters()]
+
+    def log(self, stats, global_step):
+        self.records.append(stats)
+
+
+def build_engine(judge_module, weight_model: WeightModel, lower_loader, upper_loader, loss_fn: LossFn,
+                 cfg: TrainConfig, lower_opt: type = torch.optim.Adam, upper_opt: type = torch.optim.Adam,
+                 meta_loss_fn: LossFn | None = None):
+    """Betty engine with the judge (and the reweighter unless reweight == none)."""
+    trainable = [p for p in judge_module.parameters() if p.requires_grad]
+    lower_cfg = Config(type="darts", unroll_steps=cfg.meta_every, gradient_accumulation=cfg.grad_accum,
+                       darts_alpha=cfg.darts_alpha, log_step=1)
+    judge = JudgeProblem("judge", lower_cfg, judge_module, lower_opt(trainable, lr=cfg.lr), lower_loader, loss_fn)
+    problems, deps = [judge], {"u2l": {}, "l2u": {}}
+    reweighter = None
+    if cfg.reweight != "none":
+        upper_cfg = Config(type="darts", gradient_accumulation=cfg.meta_grad_accum, log_step=1)
+        meta_params = list(weight_model.parameters())
+        reweighter = ReweightProblem("reweighter", upper_cfg, weight_model, upper_opt(meta_params, lr=cfg.meta_lr),
+                                     upper_loader, meta_loss_fn or loss_fn)
+        problems.append(reweighter)
+        deps = {"u2l": {reweighter: [judge]}, "l2u": {judge: [reweighter]}}
+    strategy = "gpu" if torch.cuda.is_available() else "cpu"
+    engine = Engine(problems=problems, config=EngineConfig(train_iters=1, logger_type="none", strategy=strategy),
+                    dependencies=deps)
+    return engine, judge, reweighter
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.no_grad()
+def evaluate(model, objective: Objective, upper: PreferenceData, eval_pairs: PreferenceData,
+             device, chunk: int = 8) -> dict:
+    """Meta loss (unweighted objective loss over all upper units) and judge accuracy on the meta pairs:
+    meta_acc = share of pairs with log p(chosen) > log p(rejected); meta_reward_acc = share with a
+    positive DPO implicit-reward margin (policy margin above the reference margin)."""
+    was_training = model.training
+    model.eval()
+    losses, n = 0.0, 0
+    for k in range(0, len(upper), chunk):
+        batch = to_device(upper.batch(range(k, min(k + chunk, len(upper)))), device)
+        per = objective.per_sample(model, batch)
+        losses, n = losses + float(per.sum()), n + per.numel()
+    acc, racc, margin, dpo = 0.0, 0.0, 0.0, 0.0
+    for k in range(0, len(eval_pairs), chunk):
+        batch = to_device(eval_pairs.batch(range(k, min(k + chunk, len(eval_pairs)))), device)
+        logps, _ = sequence_logps(model, batch["seq"])
+        pc, pr = logps.chunk(2)
+        rc, rr = batch["ref_logps"].chunk(2)
+        acc += float((pc > pr).float().sum())
+        racc += float((((pc - rc) - (pr - rr)) > 0).float().sum())
+        margin += float((pc - pr).sum())
+        dpo += float(dpo_losses(pc, pr, rc, rr, 1.0).sum())
+    m = len(eval_pairs)
+    if was_training:
+        model.train()
+    return {"meta_loss": losses / max(n, 1), "meta_acc": acc / m, "meta_reward_acc": racc / m,
+            "meta_margin": margin / m}
+
+
+@dataclass
+class RunResult:
+    history: list[dict] = field(default_factory=list)
+    final: dict = field(default_factory=dict)
+
+
+def _weights_snapshot(weight_model: WeightModel, recent: list[dict]) -> dict:
+    """Domain weights, and the spread (percentiles) of instance weights: the whole table for
+    instance_table, the weights given to the samples of the last logging window for instance_net."""
+    snap = weight_model.snapshot()
+    out: dict = {}
+    if "domain_weights" in snap:
+        out["domain_weights"] = snap["domain_weights"]
+    w = snap.get("instance_weights")
+    if w is None and weight_model.kind == "instance_net" and recent:
+        w = torch.cat([r["weights"].float() for r in recent])
+    if w is not None and w.numel():
+        q = torch.quantile(w.float(), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95]))
+        out["instance_spread"] = {"p05": float(q[0]), "p25": float(q[1]), "p50": float(q[2]), "p75": float(q[3]),
+                                  "p95": float(q[4]), "min": float(w.min()), "max": float(w.max()),
+                                  "std": float(w.std()) if w.numel() > 1 else 0.0}
+    return out
+
+
+def train(model, objective: Objective, weight_model: WeightModel, lower: PreferenceData, upper: PreferenceData,
+          eval_pairs: PreferenceData, cfg: TrainConfig, ckpt_dir: str | Path | None = None,
+          fingerprint_extra: dict | None = None, live=None, progress: bool = True) -> RunResult:
+    """Train the judge (and the weight model) for cfg.steps lower optimizer steps; resume from
+    `ckpt_dir/state.pt` when it holds a run with the same fingerprint."""
+    from tqdm import tqdm
+
+    from daj.io import atomic_open
+    from daj.train.lora import load_trainable_state, trainable_state
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    for data in (lower, upper, eval_pairs):
+        data.compute_reference(model, device=device)
+    fp = cfg.fingerprint(fingerprint_extra or {})
+    state = None
+    ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
+    if ckpt and ckpt.exists():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if saved.get("fingerprint") == fp:
+            state = saved
+            log.info("resuming from %s at step %d", ckpt, saved["step"])
+        else:
+            log.info("ignoring checkpoint %s (different run)", ckpt)
+    judge_draws = state["judge_count"] if state else 0
+    meta_draws = state["meta_count"] if state else 0
+    lower_stream = BatchStream(lower, cfg.batch_size, cfg.seed, start=judge_draws, device=device)
+    upper_stream = BatchStream(upper, cfg.meta_batch_size, cfg.seed + 1, start=meta_draws, device=device)
+    loss_fn = objective.per_sample
+    engine, judge, reweighter = build_engine(model, weight_model, lower_stream, upper_stream, loss_fn, cfg)
+    result = RunResult()
+    start_step = 0
+    if state:
+        load_trainable_state(model, state["adapter"])
+        weight_model.load_state_dict(state["weight_model"])
+        judge.optimizer.load_state_dict(state["judge_opt"])
+        judge._count = state["judge_count"]
+        if reweighter is not None:
+            reweighter.optimizer.load_state_dict(state["meta_opt"])
+            reweighter._count = state["meta_count"]
+        engine.global_step = state["global_step"]
+        result.history = state["history"]
+        start_step = state["step"]
+
+    def save(step: int) -> None:
+        if not ckpt:
+            return
+        blob = {"fingerprint": fp, "step": step, "adapter": trainable_state(model),
+                "weight_model": weight_model.state_dict(), "judge_opt": judge.optimizer.state_dict(),
+                "judge_count": judge._count, "global_step": engine.global_step, "history": result.history,
+                "meta_opt": reweighter.optimizer.state_dict() if reweighter else None,
+                "meta_count": reweighter._count if reweighter else 0}
+        with atomic_open(ckpt, "wb") as fh:
+            torch.save(blob, fh)
+
+    engine.train()
+    bar = tqdm(range(start_step, cfg.steps), desc=f"train {objective.name}/{cfg.reweight}", disable=not progress,
+               initial=start_step, total=cfg.steps)
+    for step in bar:
+        t0 = time.perf_counter()
+        n_judge = len(judge.records)
+        n_meta = len(reweighter.records) if reweighter else 0
+        for _ in range(cfg.grad_accum):
+            engine.global_step += 1
+            engine.train_step()
+        seconds = time.perf_counter() - t0
+        recs = judge.records[n_judge:]
+        rec: dict = {"step": step + 1, "seconds": seconds,
+                     "loss": sum(float(r["loss"]) for r in recs) / len(recs),
+                     "unweighted_loss": sum(r["unweighted"] for r in recs) / len(recs)}
+        if reweighter is not None:
+            metas = reweighter.records[n_meta:]
+            if metas:
+                rec["meta_batch_loss"] = sum(float(r["loss"]) for r in metas) / len(metas)
+            if reweighter.last_hypergrad is not None:
+                rec["hypergrad_norm"] = math.sqrt(sum(float((g.float() ** 2).sum()) for g in reweighter.last_hypergrad))
+        rec.update(_weights_snapshot(weight_model, recs))
+        last = step + 1 == cfg.steps
+        if last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0):
+            rec.update(evaluate(model, objective, upper, eval_pairs, device))
+        result.history.append(rec)
+        judge.records.clear()
+        if reweighter is not None:
+            reweighter.records.clear()
+        if live is not None:
+            _log_live(live, rec)
+        bar.set_postfix(loss=f"{rec['loss']:.4f}")
+        if last or (cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0):
+            save(step + 1)
+    if not result.history:
+        raise RuntimeError("no training step was run (steps <= checkpointed step)")
+    final = dict(result.history[-1])
+    if "meta_loss" not in final:
+        final.update(evaluate(model, objective, upper, eval_pairs, device))
+    timed = [r["seconds"] for r in result.history[1:]] or [result.history[0]["seconds"]]
+    final["seconds_per_step"] = sum(timed) / len(timed)
+    final["peak_rss_mb"] = peak_rss_mb()
+    if device == "cuda":
+        final["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if weight_model.kind == "instance_table":
+        final["instance_weights"] = dict(zip(lower.instance_ids, weight_model.table().detach().cpu().tolist(),
+                                             strict=True))
+    result.final = final
+    return result
+
+
+def _log_live(live, rec: dict) -> None:
+    """One dvclive step per lower optimizer step."""
+    live.step = rec["step"]
+    for key in ("loss", "unweighted_loss", "meta_batch_loss", "meta_loss", "meta_acc", "meta_reward_acc",
+                "hypergrad_norm", "seconds"):
+        if key in rec:
+            live.log_metric(f"train/{key}", rec[key], plot=True)
+    for d, w in rec.get("domain_weights", {}).items():
+        live.log_metric(f"domain_weight/{d}", w, plot=True)
+    for q, v in rec.get("instance_spread", {}).items():
+        live.log_metric(f"instance_weight/{q}", v, plot=True)

@@ -1,0 +1,147 @@
+"""One judge-training run from files: load the base model, add LoRA, build the data, train, write out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from daj.errors import DajError
+from daj.io import atomic_dir, write_json
+from daj.params import Params
+from daj.train.losses import OBJECTIVES
+from daj.train.weights import REWEIGHTS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """Model and loss settings that are not part of the Betty loop's TrainConfig."""
+
+    model: str = "models/tiny"
+    precision: str = "fp32"
+    max_length: int = 1024
+    beta: float = 0.1
+    grpo_group: int = 16
+    grpo_clip: float = 0.2
+    grpo_kl: float = 0.0
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                              "up_proj", "down_proj"])
+
+
+def from_params(params: Params):
+    """(TrainConfig, RunOptions) from params.yaml."""
+    from daj.train.bilevel import TrainConfig
+
+    g = params.get_path
+    objective = params.choice("train.objective", OBJECTIVES)
+    reweight = params.choice("reweight", REWEIGHTS)
+    precision = params.choice("train.precision", ("fp32", "bf16"))
+    ints = {}
+    for key in ("steps", "grad_accum", "meta_grad_accum", "meta_every", "batch_size", "max_length", "lora_r",
+                "lora_alpha", "grpo_group"):
+        value = g(f"train.{key}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DajError("expected a positive integer", path=params.path, field=f"train.{key}")
+        ints[key] = value
+    cfg = TrainConfig(objective=objective, reweight=reweight, steps=ints["steps"], lr=float(g("train.lr")),
+                      meta_lr=float(g("train.meta_lr")), grad_accum=ints["grad_accum"],
+                      meta_grad_accum=ints["meta_grad_accum"], meta_every=ints["meta_every"],
+                      batch_size=ints["batch_size"], meta_batch_size=int(g("train.meta_batch_size", ints["batch_size"])),
+                      darts_alpha=float(g("train.darts_alpha", 0.01)), eval_every=int(g("train.eval_every", 0)),
+                      ckpt_every=int(g("train.ckpt_every", 0)), seed=int(g("seed")))
+    targets = g("train.lora_targets")
+    if not isinstance(targets, list) or not targets:
+        raise DajError("expected a non-empty list of module names", path=params.path, field="train.lora_targets")
+    opts = RunOptions(model=str(g("judge.model")), precision=precision, max_length=ints["max_length"],
+                      beta=float(g("train.beta")), grpo_group=ints["grpo_group"],
+                      grpo_clip=float(g("train.grpo_clip", 0.2)), grpo_kl=float(g("train.grpo_kl", 0.0)),
+                      lora_r=ints["lora_r"], lora_alpha=ints["lora_alpha"], lora_targets=[str(t) for t in targets])
+    return cfg, opts
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | None = None,
+        metrics_json: str | Path | None = None, metrics_dir: str | Path | None = None,
+        ckpt_dir: str | Path | None = None, progress: bool = True):
+    """Train a judge on pairs_dir/{lower,upper}.jsonl (and *_scored.jsonl for kto/grpo).
+
+    Writes judge_out (PEFT adapter + tokenizer, atomically), metrics_json (summary), metrics_dir
+    (dvclive logs, plot CSVs and PNGs) when given. Returns the RunResult."""
+    from daj.models.loading import load_causal_lm
+    from daj.train.bilevel import train
+    from daj.train.data import PreferenceData, domains_of, read_pairs, read_scored
+    from daj.train.lora import add_lora, save_adapter
+    from daj.train.losses import make_objective
+    from daj.train.weights import make_weight_model
+
+    torch.manual_seed(cfg.seed)
+    pairs_dir = Path(pairs_dir)
+    lower_pairs, upper_pairs = read_pairs(pairs_dir / "lower.jsonl"), read_pairs(pairs_dir / "upper.jsonl")
+    files = [pairs_dir / "lower.jsonl", pairs_dir / "upper.jsonl"]
+    if cfg.objective in ("kto", "grpo"):
+        files += [pairs_dir / "lower_scored.jsonl", pairs_dir / "upper_scored.jsonl"]
+        lower_rows, upper_rows = read_scored(files[2]), read_scored(files[3])
+    else:
+        lower_rows, upper_rows = lower_pairs, upper_pairs
+    model, tokenizer = load_causal_lm(opts.model, dtype=opts.precision)
+    model.config.use_cache = False
+    model = add_lora(model, opts.lora_r, opts.lora_alpha, opts.lora_targets, seed=cfg.seed)
+    model.train()
+    domains = domains_of(lower_rows)
+    mk = lambda obj, rows: PreferenceData(obj, tokenizer, opts.max_length, rows, domains,  # noqa: E731
+                                          grpo_group=opts.grpo_group, seed=cfg.seed)
+    lower, upper, eval_pairs = mk(cfg.objective, lower_rows), mk(cfg.objective, upper_rows), mk("dpo", upper_pairs)
+    weight_model = make_weight_model(cfg.reweight, domains, len(lower.instance_ids), seed=cfg.seed)
+    objective = make_objective(cfg.objective, opts.beta, opts.grpo_clip, opts.grpo_kl)
+    log.info("%s/%s: %d lower units (%d instances, domains %s), %d upper units, %d meta pairs", cfg.objective,
+             cfg.reweight, len(lower), len(lower.instance_ids), ", ".join(domains), len(upper), len(eval_pairs))
+    extra = {"model": opts.model, "opts": vars(opts), "data": {f.name: _file_digest(f) for f in files}}
+    live = None
+    if metrics_dir is not None:
+        from dvclive import Live
+
+        live = Live(dir=str(metrics_dir), resume=bool(ckpt_dir and (Path(ckpt_dir) / "state.pt").exists()),
+                    save_dvc_exp=False, dvcyaml=None, report=None)
+    try:
+        result = train(model, objective, weight_model, lower, upper, eval_pairs, cfg, ckpt_dir=ckpt_dir,
+                       fingerprint_extra=extra, live=live, progress=progress)
+    finally:
+        if live is not None:
+            live.end()
+    if metrics_dir is not None:
+        from daj.train.plots import write_plots
+
+        write_plots(result.history, metrics_dir, cfg.reweight, result.final.get("instance_weights"))
+    if judge_out is not None:
+        with atomic_dir(judge_out) as tmp:
+            save_adapter(model, tokenizer, tmp)
+    if metrics_json is not None:
+        write_json(metrics_json, summary(cfg, result))
+    return result
+
+
+def summary(cfg, result) -> dict:
+    """metrics/train.json: the contract fields plus timing, memory and meta accuracy."""
+    f = result.final
+    out = {"objective": cfg.objective, "reweight": cfg.reweight, "steps": cfg.steps,
+           "final_loss": f["unweighted_loss"], "final_weighted_loss": f["loss"], "meta_loss": f["meta_loss"],
+           "meta_acc": f["meta_acc"], "meta_reward_acc": f["meta_reward_acc"],
+           "seconds_per_step": f["seconds_per_step"], "peak_rss_mb": f["peak_rss_mb"]}
+    if "peak_gpu_mb" in f:
+        out["peak_gpu_mb"] = f["peak_gpu_mb"]
+    if cfg.reweight == "domain":
+        out["domain_weights"] = f["domain_weights"]
+    if "instance_spread" in f:
+        out["instance_weight_spread"] = f["instance_spread"]
+    return out
