@@ -145,6 +145,13 @@ class PreferenceData:
                                    [self.domain_of(row)],
                                    {"desirable": [float(des)], "class_weight": [w_des if des else w_und]}))
 
+    def set_kl_partners(self, tokenizer, max_length: int, rows: list[dict], partners: Sequence[int]) -> None:
+        """KTO: use the response of rows[partners[i]] as the KL response of unit i (e.g. TRL's in-batch
+        rotation); the reference must be (re)computed afterwards."""
+        for unit, row, j in zip(self.units, rows, partners, strict=True):
+            unit.seqs[1] = self._add_seq(tokenizer, row["prompt"], rows[j]["response"], max_length)
+        self._ref = None
+
     def _build_grpo(self, rows: list[dict], group_size: int) -> None:
         groups: dict[str, list[dict]] = defaultdict(list)
         for row in rows:
