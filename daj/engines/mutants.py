@@ -57,9 +57,14 @@ class Mutation:
     make: Callable[[ast.AST], ast.AST] | None
 
 
+def _int(value: int) -> ast.expr:
+    """An int literal as the parser builds it (a negative one is a unary minus)."""
+    return ast.Constant(value) if value >= 0 else ast.UnaryOp(ast.USub(), ast.Constant(-value))
+
+
 def _plus(node: ast.expr, delta: int) -> ast.expr:
     if isinstance(node, ast.Constant) and type(node.value) is int:
-        return ast.Constant(node.value + delta)
+        return _int(node.value + delta)
     return ast.BinOp(copy.deepcopy(node), ast.Add() if delta > 0 else ast.Sub(), ast.Constant(abs(delta)))
 
 
@@ -125,7 +130,7 @@ def _site_mutations(node: ast.AST, index: int, test_ids: set[int], stmt_ids: set
     if isinstance(node, ast.Constant) and type(node.value) is int:
         for delta in (1, -1):
             add("constant", f"{node.value} -> {node.value + delta}",
-                lambda n, d=delta: ast.Constant(n.value + d))
+                lambda n, d=delta: _int(n.value + d))
     if isinstance(node, ast.Constant) and type(node.value) is bool:
         add("constant", f"{node.value} -> {not node.value}", lambda n: ast.Constant(not n.value))
     if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value and len(node.value) <= 20 \

@@ -6,7 +6,7 @@ settings overriding the `sampling:` defaults). `problems: N` keeps the first N p
 
 Resuming: problems are processed in chunks at fixed positions (chunk k = problems k*B .. k*B+B-1).
 After each chunk its rows and a chunk marker are appended to `<work_dir>/<policy>.partial.jsonl`
-and flushed. A rerun with the same fingerprint (policy, sampling defaults, seed, problem ids) keeps
+and flushed. A rerun with the same fingerprint (policy, sampling defaults, seed, problem ids, engines code) keeps
 the completed chunks, drops a torn tail and continues; chunks are identical to an uninterrupted run
 because every chunk is generated from the same inputs and seeds. At the end the rows are written
 atomically to the output and a done marker holding the fingerprint and the statistics is saved, so
@@ -39,8 +39,8 @@ from daj.io import write_json, write_jsonl
 log = logging.getLogger(__name__)
 BACKENDS = ("file", "mutants", "hf", "vllm", "openai")
 GENERATIVE = ("hf", "vllm", "openai")
-# Policy keys that are not engine options
-POLICY_KEYS = {"name", "backend", "problems", "chunk", "seed", "path"}
+# Policy keys that are not engine options (the registry ignores name, problems and sampling keys)
+POLICY_KEYS = {"chunk"}
 
 
 def check_policies(policies: object, where: str | None = None) -> list[dict]:
@@ -74,8 +74,17 @@ def check_policies(policies: object, where: str | None = None) -> list[dict]:
     return policies
 
 
+def code_version() -> str:
+    """Hash of the engines package source: changed code must not reuse old partial or done outputs."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(policy: dict, defaults: dict, seed: int, problem_ids: list[str]) -> str:
-    blob = json.dumps([policy, defaults, seed, problem_ids], sort_keys=True, default=str)
+    """What a policy's output depends on: its settings, the seed, the problems and the code."""
+    blob = json.dumps([policy, defaults, seed, problem_ids, code_version()], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
