@@ -124,3 +124,21 @@ def test_forced_selection_needs_a_scoring_engine():
 
     with pytest.raises(DajError, match="force_selection"):
         JudgeRunner(NoScore(), JudgeSettings(force_selection=True))
+
+
+def test_fingerprint_follows_content(tmp_path):
+    from daj.judge.cache import fingerprint
+    from daj.judge.runner import judge_name
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"a" * 5000)
+    first = fingerprint(str(tmp_path / "m"))
+    assert first == fingerprint(str(tmp_path / "m"), chunk=1000, whole_below=10**6)
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"b" + b"a" * 4999)
+    assert fingerprint(str(tmp_path / "m")) != first
+    # big files are sampled at both ends
+    assert fingerprint(str(tmp_path / "m"), chunk=100, whole_below=1000) != first
+    assert fingerprint("Qwen/Qwen3-1.7B") is None and fingerprint(None) is None
+    assert judge_name("Qwen/Qwen3-1.7B", None) == "Qwen/Qwen3-1.7B"
+    assert judge_name(str(tmp_path / "m"), str(tmp_path / "m")).count("@") == 2

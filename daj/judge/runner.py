@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from daj.engines.base import Chat, Engine, SamplingParams
 from daj.errors import DajError
-from daj.judge.cache import JudgeCache, cache_key
+from daj.judge.cache import JudgeCache, cache_key, fingerprint
 from daj.judge.parse import CLOSE, OPEN, parse_selection
 
 
@@ -203,12 +203,22 @@ def judge_tokenizer(engine: Engine, params):
                        field="judge.tokenizer") from None
 
 
+def judge_name(model: str, adapter: str | None) -> str:
+    """The engine name used in cache keys: references plus content digests of local checkpoints."""
+    name = model + (f"@{fp}" if (fp := fingerprint(model)) else "")
+    if adapter:
+        name += f"+{adapter}" + (f"@{fp}" if (fp := fingerprint(adapter)) else "")
+    return name
+
+
 def build_runner(params, adapter: str | None, progress: bool = True) -> tuple[JudgeRunner, object]:
     """(runner, tokenizer) for the judge described by params.yaml, with the persistent cache."""
     from daj.engines.registry import make_engine
 
     settings = JudgeSettings.from_params(params)
-    engine = make_engine(judge_engine_spec(params, adapter))
+    spec = judge_engine_spec(params, adapter)
+    engine = make_engine(spec)
+    engine.name = judge_name(spec["model"], adapter)
     cache_dir = params.get_path("judge.cache_dir", None)
     return (JudgeRunner(engine, settings, JudgeCache(cache_dir), progress=progress),
             judge_tokenizer(engine, params))
