@@ -1,0 +1,108 @@
+"""Pairwise accuracy of a judge on mixed pairs (one passing, one failing candidate), both orders.
+
+The pairs are those of training (daj.judge.pairs.pair_prompts): per problem, every (pass, fail)
+pair of the pooled candidates, at most `max_pairs` of them (seeded), each shown in both orders.
+Each ordered pair gets one judge response; it is correct when it selects the passing program.
+
+Metrics of one judge (all rates over ordered prompts unless said otherwise):
+  accuracy             correct selections / prompts (a format error counts as not correct)
+  accuracy_by_difficulty  the same per problem difficulty (null where no prompt has it)
+  accuracy_by_order    {"pass_first", "pass_second"}: accuracy when the passing program is shown
+                       at position 1, and at position 2
+  both_orders_accuracy pairs whose two orders are both correct / pairs
+  consistency          pairs where the judge selects the same program in both orders / pairs
+  format_error_rate    responses with no valid selection (after forced selection, if enabled)
+  raw_format_error_rate  the model's own format errors (before forced selection)
+  forced_rate          responses completed by forced selection
+  position1_rate       selections of position 1 / responses with a valid selection (null if none)
+  n_pairs, n_prompts, n_problems
+A random judge scores 0.5 accuracy; a judge that always picks position 1 scores 0.5 accuracy,
+position1_rate 1 and consistency 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from daj.data.schema import DIFFICULTIES
+from daj.judge.pairs import PairPrompt
+from daj.judge.prompt import build_messages
+from daj.judge.runner import JudgeRequest, JudgeRunner
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The part of a judge response the metrics need."""
+
+    selection: int | None      # after forced selection; None = format error
+    raw_selection: int | None  # as the model wrote it
+    forced: bool
+
+
+SelectFn = Callable[[list[PairPrompt]], list[Answer]]
+
+
+def runner_select(runner: JudgeRunner, seed: int) -> SelectFn:
+    """A SelectFn asking `runner` once per ordered pair (the training prompt: build_messages)."""
+    max_chars = runner.settings.max_prompt_chars
+
+    def select(prompts: list[PairPrompt]) -> list[Answer]:
+        requests = [JudgeRequest(build_messages(p.problem, [p.shown[0].code, p.shown[1].code], max_chars), 2,
+                                 n=1, seed=seed) for p in prompts]
+        responses, _ = runner.respond(requests)
+        return [Answer(r[0].selection, r[0].raw_selection, r[0].forced) for r in responses]
+
+    return select
+
+
+def _rate(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def pairwise_metrics(prompts: list[PairPrompt], answers: list[Answer]) -> dict:
+    """The metrics of the module docstring for answers[i] to prompts[i]."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(answers)} answers for {len(prompts)} prompts")
+    n = len(prompts)
+    correct = [a.selection == p.correct_position for p, a in zip(prompts, answers, strict=True)]
+    by_diff: dict[str, list[bool]] = defaultdict(list)
+    by_order: dict[int, list[bool]] = defaultdict(list)
+    pairs: dict[tuple, list[tuple[PairPrompt, Answer, bool]]] = defaultdict(list)
+    for p, a, ok in zip(prompts, answers, correct, strict=True):
+        by_diff[p.problem.get("difficulty")].append(ok)
+        by_order[p.correct_position].append(ok)
+        # the unordered pair: the group id without its shown order
+        pairs[(p.problem["id"], *sorted(f"{c.policy}:{c.index}" for c in p.shown))].append((p, a, ok))
+    both = consistent = 0
+    for members in pairs.values():
+        if len(members) != 2:
+            continue
+        both += all(ok for _, _, ok in members)
+        picked = [p.shown[a.selection - 1] if a.selection in (1, 2) else None for p, a, _ in members]
+        consistent += picked[0] is not None and picked[0] == picked[1]
+    parsed = [a.selection for a in answers if a.selection is not None]
+    return {
+        "accuracy": _rate(sum(correct), n),
+        "accuracy_by_difficulty": {d: _rate(sum(by_diff[d]), len(by_diff[d])) for d in DIFFICULTIES},
+        "accuracy_by_order": {"pass_first": _rate(sum(by_order[1]), len(by_order[1])),
+                              "pass_second": _rate(sum(by_order[2]), len(by_order[2]))},
+        "both_orders_accuracy": _rate(both, len(pairs)),
+        "consistency": _rate(consistent, len(pairs)),
+        "format_error_rate": _rate(sum(a.selection is None for a in answers), n),
+        "raw_format_error_rate": _rate(sum(a.raw_selection is None for a in answers), n),
+        "forced_rate": _rate(sum(a.forced for a in answers), n),
+        "position1_rate": _rate(sum(s == 1 for s in parsed), len(parsed)),
+        "n_pairs": len(pairs),
+        "n_prompts": n,
+        "n_problems": len({p.problem["id"] for p in prompts}),
+    }
+
+
+def evaluate_judge(prompts: list[PairPrompt], select: SelectFn) -> dict:
+    """Ask `select` about every ordered pair; the metrics plus the wall time in `seconds`."""
+    start = time.perf_counter()
+    answers = select(prompts) if prompts else []
+    return {**pairwise_metrics(prompts, answers), "seconds": round(time.perf_counter() - start, 3)}

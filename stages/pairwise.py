@@ -1,0 +1,107 @@
+"""pairwise: accuracy of the base and the trained judge on mixed pairs of one split (logic in daj.eval.pairwise).
+
+Reads data/splits/<bon.split>.jsonl and the candidates and verdicts of bon.policies (pooled per
+problem), builds the mixed (pass, fail) pairs in both orders (at most
+pairwise.max_pairs_per_problem pairs per problem, seeded), and asks each judge once per ordered pair:
+  base     judge.model without adapter
+  trained  judge.model + models/judge (the train stage's adapter) when that directory exists, else
+           + judge.adapter when set; absent when neither exists
+Writes metrics/pairwise.json: {"split", "policies", "max_pairs_per_problem", "judges": {"base": {...},
+"trained": {...}}} with the metrics of daj.eval.pairwise per judge, plus its model, adapter and seconds.
+
+The judge cache is keyed by the engine name; the trained judge's name carries a digest of the adapter
+weights, so a retrained adapter at the same path is never answered from an older adapter's cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from daj.errors import DajError
+from daj.eval.bon import load_pools
+from daj.eval.pairwise import evaluate_judge, runner_select
+from daj.io import read_jsonl, write_json
+from daj.judge.cache import JudgeCache
+from daj.judge.pairs import pair_prompts
+from daj.judge.runner import JudgeRunner, JudgeSettings, judge_engine_spec
+from daj.params import Params
+from stages.bon import TRAINED_ADAPTER
+from stages.pairs import policy_list, positive_int
+
+SPLITS_DIR = "data/splits"
+METRICS = "metrics/pairwise.json"
+log = logging.getLogger(__name__)
+
+
+def adapter_digest(adapter: str) -> str:
+    """A short SHA-256 of the adapter's weight files (and config), for cache keys."""
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(adapter).iterdir()
+                   if p.is_file() and (p.name.startswith("adapter_") or p.suffix == ".safetensors"))
+    if not files:
+        raise DajError("no adapter files (adapter_config.json, adapter_model.*) found", path=adapter)
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def trained_adapter(params: Params) -> str | None:
+    """models/judge when it exists (it must be a PEFT adapter), else judge.adapter (may be None)."""
+    trained = Path(TRAINED_ADAPTER)
+    if trained.is_dir():
+        if not (trained / "adapter_config.json").is_file():
+            raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
+        return str(trained)
+    return params.get_path("judge.adapter", None)
+
+
+def make_runner(params: Params, adapter: str | None) -> JudgeRunner:
+    """A judge runner over judge.model (+ adapter), with the persistent cache and a content-keyed name."""
+    from daj.engines.registry import make_engine
+
+    settings = JudgeSettings.from_params(params)
+    engine = make_engine(judge_engine_spec(params, adapter))
+    if adapter:
+        engine.name = f"{params.get_path('judge.model')}+adapter@{adapter_digest(adapter)}"
+    return JudgeRunner(engine, settings, JudgeCache(params.get_path("judge.cache_dir", None)), progress=True)
+
+
+def main(params: Params) -> None:
+    seed = int(params.get_path("seed"))
+    split = params.choice("bon.split", ["test", "upper", "lower"])
+    policies = policy_list(params, "bon.policies")
+    max_pairs = positive_int(params, "pairwise.max_pairs_per_problem", allow_none=True)
+    problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
+    pools = load_pools(policies, [p["id"] for p in problems])
+    prompts = pair_prompts(split, problems, pools, max_pairs, seed)
+    log.info("%s: %d problems, %d mixed pairs (%d ordered prompts)", split, len(problems), len(prompts) // 2,
+             len(prompts))
+    judges = {"base": None}
+    adapter = trained_adapter(params)
+    if adapter:
+        judges["trained"] = adapter
+    out = {}
+    for name, adapter in judges.items():
+        runner = make_runner(params, adapter)
+        try:
+            metrics = evaluate_judge(prompts, runner_select(runner, seed))
+        finally:
+            runner.engine.close()
+        out[name] = {"model": params.get_path("judge.model"), "adapter": adapter, **metrics}
+        log.info("%s judge: accuracy %s, position-1 rate %s, format errors %s (%.1f s)", name,
+                 _fmt(metrics["accuracy"]), _fmt(metrics["position1_rate"]), _fmt(metrics["format_error_rate"]),
+                 metrics["seconds"])
+    write_json(METRICS, {"split": split, "policies": policies, "max_pairs_per_problem": max_pairs, "judges": out})
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+if __name__ == "__main__":
+    from stages._main import run_stage
+
+    run_stage("pairwise", main)

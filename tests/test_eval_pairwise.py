@@ -1,0 +1,130 @@
+"""Pairwise accuracy: the metric arithmetic on a known answer table, the runner plumbing with an engine
+double, and the pairwise stage end to end with the tiny hf judge (base and a LoRA-adapted one)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _judge_data import make_workspace
+from _tiny_model import tiny_model_dir
+
+from daj.engines.base import Completion
+from daj.errors import DajError
+from daj.eval.bon import PoolCandidate
+from daj.eval.pairwise import Answer, evaluate_judge, pairwise_metrics, runner_select
+from daj.judge.pairs import pair_prompts
+from daj.judge.runner import JudgeRunner, JudgeSettings
+from daj.params import load_params
+from stages import pairwise as pairwise_stage
+
+
+def cand(index: int, passed: bool) -> PoolCandidate:
+    return PoolCandidate("p", index, f"print({index})\n", passed, passed)
+
+
+PROBLEMS = [{"id": "lcb/a", "difficulty": "easy"}, {"id": "lcb/b", "difficulty": "hard"}]
+POOLS = {"lcb/a": [cand(0, True), cand(1, False), cand(2, False)],
+         "lcb/b": [cand(0, True), cand(1, True), cand(2, False)]}
+# group (shown order) -> (selection, raw_selection, forced)
+TABLE = {
+    "test/lcb/a/p:0|p:1": (1, 1, False), "test/lcb/a/p:1|p:0": (2, 2, False),    # both right
+    "test/lcb/a/p:0|p:2": (1, 1, False), "test/lcb/a/p:2|p:0": (1, 1, False),    # position 1 twice
+    "test/lcb/b/p:0|p:2": (None, None, False), "test/lcb/b/p:2|p:0": (2, None, True),  # format error; forced
+    "test/lcb/b/p:1|p:2": (2, 2, False), "test/lcb/b/p:2|p:1": (1, 1, False),    # the failing one twice
+}
+
+
+def test_metrics_on_a_known_answer_table():
+    prompts = pair_prompts("test", PROBLEMS, POOLS, None, seed=0)
+    assert sorted(p.group for p in prompts) == sorted(TABLE)
+    m = evaluate_judge(prompts, lambda ps: [Answer(*TABLE[p.group]) for p in ps])
+    assert m["n_prompts"] == 8 and m["n_pairs"] == 4 and m["n_problems"] == 2
+    assert m["accuracy"] == 4 / 8
+    assert m["accuracy_by_difficulty"] == {"easy": 3 / 4, "medium": None, "hard": 1 / 4}
+    assert m["accuracy_by_order"] == {"pass_first": 2 / 4, "pass_second": 2 / 4}
+    assert m["both_orders_accuracy"] == 1 / 4
+    assert m["consistency"] == 2 / 4
+    assert m["format_error_rate"] == 1 / 8 and m["raw_format_error_rate"] == 2 / 8 and m["forced_rate"] == 1 / 8
+    assert m["position1_rate"] == 4 / 7
+    assert m["seconds"] >= 0
+
+
+def test_metrics_of_an_empty_split_and_mismatched_answers():
+    m = evaluate_judge([], lambda ps: [])
+    assert m["accuracy"] is None and m["position1_rate"] is None and m["n_pairs"] == 0
+    prompts = pair_prompts("test", PROBLEMS, POOLS, None, seed=0)
+    with pytest.raises(ValueError):
+        pairwise_metrics(prompts, [])
+
+
+class AlwaysFirst:
+    """An engine double that answers every prompt with the tag of candidate 1."""
+
+    name = "always-first"
+
+    def __init__(self):
+        self.prompts = 0
+
+    def generate(self, prompts, params, prefixes=None):
+        self.prompts += len(prompts)
+        return [[Completion("<selection>1</selection>", "stop", 10, 5)] * params.n for _ in prompts]
+
+    def close(self):
+        pass
+
+
+def test_runner_select_asks_once_per_ordered_pair():
+    engine = AlwaysFirst()
+    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8))
+    prompts = pair_prompts("test", PROBLEMS, POOLS, max_pairs=1, seed=0)
+    m = evaluate_judge(prompts, runner_select(runner, seed=0))
+    assert engine.prompts == len(prompts) == 4  # one pair per problem, two orders
+    assert m["accuracy"] == 0.5 and m["position1_rate"] == 1.0 and m["consistency"] == 0.0
+    assert m["both_orders_accuracy"] == 0.0 and m["format_error_rate"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def stage_run(tmp_path_factory):
+    """The stage on 3 HumanEval test problems with the tiny judge, without and with an adapter."""
+    from daj.models.loading import load_causal_lm
+    from daj.train.lora import add_lora, save_adapter
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pairwise")
+    make_workspace(root, tiny_model_dir(), pairwise__max_pairs_per_problem=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        pairwise_stage.main(load_params())
+        base_only = json.loads((root / "metrics/pairwise.json").read_text())
+        model, tok = load_causal_lm(tiny_model_dir())
+        save_adapter(add_lora(model, r=4, alpha=8, targets=["q_proj", "v_proj"]), tok, root / "models/judge")
+        pairwise_stage.main(load_params())
+        both = json.loads((root / "metrics/pairwise.json").read_text())
+    return base_only, both
+
+
+def test_stage_with_the_tiny_judge(stage_run):
+    base_only, both = stage_run
+    assert set(base_only["judges"]) == {"base"} and set(both["judges"]) == {"base", "trained"}
+    assert both["split"] == "test" and both["policies"] == ["mutants"] and both["max_pairs_per_problem"] == 2
+    base, trained = both["judges"]["base"], both["judges"]["trained"]
+    assert base["adapter"] is None and trained["adapter"] == "models/judge"
+    # 3 problems x min(2 passing x 2 failing, 2) pairs, both orders; forced selection: no format error
+    assert base["n_pairs"] == 6 and base["n_prompts"] == 12 and base["format_error_rate"] == 0.0
+    assert base["forced_rate"] >= 0 and 0 <= base["position1_rate"] <= 1
+    k = round(base["accuracy"] * 12)
+    assert base["accuracy"] == k / 12
+    # LoRA's B starts at zero: the fresh adapter does not change any answer (but is asked: own cache key)
+    metric_keys = [key for key in base if key not in ("adapter", "seconds")]
+    assert {key: trained[key] for key in metric_keys} == {key: base[key] for key in metric_keys}
+    assert base_only["judges"]["base"]["accuracy"] == base["accuracy"]
+
+
+def test_stage_rejects_a_directory_that_is_not_an_adapter(tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model_dir())
+    (tmp_path / "models/judge").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DajError, match="not a PEFT adapter"):
+        pairwise_stage.main(load_params())
