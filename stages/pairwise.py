@@ -9,13 +9,13 @@ pairwise.max_pairs_per_problem pairs per problem, seeded), and asks each judge o
 Writes metrics/pairwise.json: {"split", "policies", "max_pairs_per_problem", "judges": {"base": {...},
 "trained": {...}}} with the metrics of daj.eval.pairwise per judge, plus its model, adapter and seconds.
 
-The judge cache is keyed by the engine name; the trained judge's name carries a digest of the adapter
-weights, so a retrained adapter at the same path is never answered from an older adapter's cache.
+The judge cache is keyed by the engine name, which carries content digests of the model and adapter
+(daj.judge.runner.judge_name), so a retrained adapter at the same path is never answered from an older
+adapter's cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -23,9 +23,8 @@ from daj.errors import DajError
 from daj.eval.bon import load_pools
 from daj.eval.pairwise import evaluate_judge, runner_select
 from daj.io import read_jsonl, write_json
-from daj.judge.cache import JudgeCache
 from daj.judge.pairs import pair_prompts
-from daj.judge.runner import JudgeRunner, JudgeSettings, judge_engine_spec
+from daj.judge.runner import build_runner
 from daj.params import Params
 from stages.bon import TRAINED_ADAPTER
 from stages.pairs import policy_list, positive_int
@@ -33,19 +32,6 @@ from stages.pairs import policy_list, positive_int
 SPLITS_DIR = "data/splits"
 METRICS = "metrics/pairwise.json"
 log = logging.getLogger(__name__)
-
-
-def adapter_digest(adapter: str) -> str:
-    """A short SHA-256 of the adapter's weight files (and config), for cache keys."""
-    h = hashlib.sha256()
-    files = sorted(p for p in Path(adapter).iterdir()
-                   if p.is_file() and (p.name.startswith("adapter_") or p.suffix == ".safetensors"))
-    if not files:
-        raise DajError("no adapter files (adapter_config.json, adapter_model.*) found", path=adapter)
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def trained_adapter(params: Params) -> str | None:
@@ -56,17 +42,6 @@ def trained_adapter(params: Params) -> str | None:
             raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
         return str(trained)
     return params.get_path("judge.adapter", None)
-
-
-def make_runner(params: Params, adapter: str | None) -> JudgeRunner:
-    """A judge runner over judge.model (+ adapter), with the persistent cache and a content-keyed name."""
-    from daj.engines.registry import make_engine
-
-    settings = JudgeSettings.from_params(params)
-    engine = make_engine(judge_engine_spec(params, adapter))
-    if adapter:
-        engine.name = f"{params.get_path('judge.model')}+adapter@{adapter_digest(adapter)}"
-    return JudgeRunner(engine, settings, JudgeCache(params.get_path("judge.cache_dir", None)), progress=True)
 
 
 def main(params: Params) -> None:
@@ -85,7 +60,7 @@ def main(params: Params) -> None:
         judges["trained"] = adapter
     out = {}
     for name, adapter in judges.items():
-        runner = make_runner(params, adapter)
+        runner, _ = build_runner(params, adapter)
         try:
             metrics = evaluate_judge(prompts, runner_select(runner, seed))
         finally:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The smol experiment (issue 8): does bi-level training help a real judge on real candidates?
+#
+#   scripts/smol_experiment.sh            # or: make smol
+#
+# Runs `dvc exp run` with the overrides of presets/smol.yaml once per reweighting (none, domain,
+# instance_net; override with REWEIGHTS="none domain"), keeps each run's metrics and log under
+# metrics/smol/<reweight>/, and writes metrics/smol/report.md (pairwise accuracy before and after
+# training, Best-of-3 pass@1, wall time per stage). Stages whose inputs did not change between runs
+# (fetch ... pairs) are restored from DVC's run cache, so only train, pairwise and bon rerun.
+# params.yaml is restored when the script ends. See docs/smol.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-.venv/bin/python}
+DVC=${DVC:-.venv/bin/dvc}
+PRESET=${PRESET:-presets/smol.yaml}
+REWEIGHTS=${REWEIGHTS:-none domain instance_net}
+OUT=${OUT:-metrics/smol}
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+
+mapfile -t ARGS < <("$PY" -m daj.presets "$PRESET")
+mkdir -p "$OUT"
+BACKUP=$(mktemp)
+cp params.yaml "$BACKUP"
+trap 'cp "$BACKUP" params.yaml; rm -f "$BACKUP"' EXIT
+
+for rw in $REWEIGHTS; do
+  dir="$OUT/$rw"
+  rm -rf "$dir" && mkdir -p "$dir"
+  echo "== smol: reweight=$rw ($(date -u +%H:%M:%S) UTC)"
+  start=$(date +%s)
+  "$DVC" exp run -n "smol-$rw-$STAMP" "${ARGS[@]}" -S "reweight=$rw" 2>&1 | tee "$dir/run.log"
+  echo $(( $(date +%s) - start )) > "$dir/seconds"
+  for f in split execute pairs train pairwise bon; do
+    if [ -f "metrics/$f.json" ]; then cp "metrics/$f.json" "$dir/"; fi
+  done
+done
+
+"$PY" -m daj.eval.smol_report "$OUT" --out "$OUT/report.md"
+cat "$OUT/report.md"
