@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import json
+import math
 import os
 import resource
 import select
@@ -60,10 +61,11 @@ def _limit(res: int, value: int) -> None:
         pass
 
 
-def _enter_runner(job: dict, cpu_s: float, stdin_path: str, stdout_path: str, stderr_path: str,
+def _enter_runner(job: dict, cpu_s: float, cpu_total_s: float, stdin_path: str, stdout_path: str,
+                  stderr_path: str,
                   keep_fd: int) -> None:
     """In a freshly forked runner: own process group, files on fds 0-2, no other fd but `keep_fd`
-    (its report pipe), rlimits, interpreter limits."""
+    (its report pipe), rlimits (CPU: `cpu_s` now, at most `cpu_total_s`), interpreter limits."""
     os.setpgid(0, 0)
     os.closerange(3, keep_fd)
     os.closerange(keep_fd + 1, 1 << 16)
@@ -76,13 +78,15 @@ def _enter_runner(job: dict, cpu_s: float, stdin_path: str, stdout_path: str, st
     mb = 1024 * 1024
     _limit(resource.RLIMIT_AS, int(job.get("memory_mb", 2048)) * mb)
     _limit(resource.RLIMIT_FSIZE, int(job.get("output_mb", 64)) * mb)
-    _limit(resource.RLIMIT_CPU, int(cpu_s) + 2)
+    _cpu_limit(cpu_s, cpu_total_s)
     _limit(resource.RLIMIT_CORE, 0)
     if job.get("stack_mb"):
         _limit(resource.RLIMIT_STACK, int(job["stack_mb"]) * mb)
     if job.get("nproc"):
         _limit(resource.RLIMIT_NPROC, int(job["nproc"]))
     sys.setrecursionlimit(LIMIT)
+    # deterministic verdicts: an unseeded `random` gives the same draws in every run
+    sys.modules["random"].seed(0)
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(LIMIT)
     # fresh text layers over the new fds
@@ -91,6 +95,21 @@ def _enter_runner(job: dict, cpu_s: float, stdin_path: str, stdout_path: str, st
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; over the output limit = killed
+
+
+def _cpu_limit(seconds: float, total_s: float) -> None:
+    """CPU time limit: SIGXCPU (a timeout) once this process has used `seconds` more CPU time.
+
+    Time limits are on CPU time, so that a loaded machine does not turn a fast program into a
+    timeout; a wall-clock backstop (wall_factor x the limit) catches programs that sleep or block."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    hard = math.ceil(total_s) + 1
+    soft = min(hard - 1, math.ceil(used + seconds))
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    except (ValueError, OSError):
+        pass
 
 
 def _classify(exc: BaseException) -> str:
@@ -167,6 +186,7 @@ def _events_functional(job: dict, ev: int) -> None:
     _send(ev, {"ready": True})
     for i, test in enumerate(job["tests"]):
         _send(ev, {"start": i})
+        _cpu_limit(float(job["timeout_s"]), float(job["timeout_s"]) * (len(job["tests"]) + 1))
         try:
             args = [json.loads(line) for line in test["input"].split("\n")]
             expected = json.loads(test["output"])
@@ -193,6 +213,7 @@ def _events_humaneval(job: dict, ev: int) -> None:
     _send(ev, {"ready": True})
     for i, test in enumerate(job["tests"]):
         _send(ev, {"start": i})
+        _cpu_limit(float(job["timeout_s"]), float(job["timeout_s"]) * (len(job["tests"]) + 1))
         try:
             if test.get("check"):
                 exec(compile(job["test_code"], "<test>", "exec"), namespace)
@@ -200,13 +221,20 @@ def _events_humaneval(job: dict, ev: int) -> None:
                 ok, got = True, None
             else:
                 got = eval(test["input"], namespace)
-                ok = compare.functional_matches(got, eval(test["output"], namespace))
+                ok = _equal(got, eval(test["output"], namespace))
             _send(ev, {"test": i, "status": PASS if ok else WRONG,
                        "error": "" if ok else f"got {repr(got)[:150]}"})
         except AssertionError as e:
             _send(ev, {"test": i, "status": WRONG, "error": _describe(e)})
         except BaseException as e:  # noqa: BLE001
             _send(ev, {"test": i, "status": _classify(e), "error": _describe(e)})
+
+
+def _equal(got: object, want: object) -> bool:
+    try:
+        return bool(got == want)
+    except Exception:  # a broken __eq__ is a wrong answer
+        return False
 
 
 def _events_unittest(job: dict, ev: int) -> None:
@@ -308,6 +336,7 @@ def judge_stdin(job: dict, work: str, emit) -> None:
     except (SyntaxError, ValueError) as e:
         return emit(COMPILE, _describe(e))
     timeout = float(job["timeout_s"])
+    wall = float(job.get("wall_factor", 2.0))
     inp, out, err = (os.path.join(work, n) for n in (".in", ".out", ".err"))
     for test in job["tests"]:
         with open(inp, "w", encoding="utf-8") as fh:
@@ -317,16 +346,16 @@ def judge_stdin(job: dict, work: str, emit) -> None:
         if pid == 0:
             os.close(r)
             try:
-                _enter_runner(job, timeout, inp, out, err, w)
+                _enter_runner(job, timeout, timeout, inp, out, err, w)
                 _run_program(code_obj, w)
             finally:
                 os._exit(3)
         os.close(w)
-        finished, status = _wait(pid, time.monotonic() + timeout)
+        finished, status = _wait(pid, time.monotonic() + timeout * wall)
         report = _last_json(_drain(r))
         os.close(r)
         if not finished:
-            return emit(TIMEOUT, f"over {timeout:g} s")
+            return emit(TIMEOUT, f"over {timeout * wall:g} s wall time")
         # a clean exit (also os._exit(0), which skips our report) is judged on its output
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             with open(out, "rb") as fh:
@@ -342,8 +371,12 @@ def judge_stdin(job: dict, work: str, emit) -> None:
 
 
 def judge_events(job: dict, work: str, emit) -> None:
-    """functional / humaneval / unittest: one runner for all tests, per-test deadlines from its events."""
+    """functional / humaneval / unittest: one runner for all tests, per-test deadlines from its events.
+
+    functional stops at the first failure (LCB); humaneval runs its docstring examples and then the
+    official check; unittest runs the whole TestCases class under one time limit (BCB)."""
     timeout = float(job["timeout_s"])
+    wall = float(job.get("wall_factor", 2.0))
     whole = job["kind"] == "unittest"  # BCB: one time limit for the whole test module
     n = len(job.get("tests") or [])
     inp, out, err = (os.path.join(work, n_) for n_ in (".in", ".out", ".err"))
@@ -353,28 +386,33 @@ def judge_events(job: dict, work: str, emit) -> None:
     if pid == 0:
         os.close(r)
         try:
-            _enter_runner(job, timeout * (1 if whole else n + 1), inp, out, err, w)
+            _enter_runner(job, timeout, timeout * (1 if whole else n + 1), inp, out, err, w)
             EVENT_RUNNERS[job["kind"]](job, w)
             _flush_and_exit(0)
         finally:
             os._exit(3)
     os.close(w)
     start = time.monotonic()
-    deadline = start + timeout
+    deadline = start + timeout * wall
     buf = b""
     ready = False
     seen = 0
     timed_out = False
+    pidfd = os.pidfd_open(pid)
+    exited = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             timed_out = True
             break
-        readable, _, _ = select.select([r], [], [], remaining)
+        readable, _, _ = select.select([r, pidfd], [], [], remaining)
         if not readable:
             continue
-        chunk = os.read(r, 65536)
-        if not chunk:
+        if r in readable:
+            chunk = os.read(r, 65536)
+        else:  # the runner is gone; a grandchild may still hold the pipe open
+            chunk, exited = _drain(r), True
+        if not chunk and not exited:
             break
         buf += chunk
         *lines, buf = buf.split(b"\n")
@@ -387,24 +425,28 @@ def judge_events(job: dict, work: str, emit) -> None:
                 continue
             if "ready" in ev:
                 if not ev["ready"]:
+                    os.close(pidfd)
                     return _finish(pid, r, emit, ev.get("status", RUNTIME), ev.get("error", ""))
                 ready = True
                 if whole:
                     emit.names(ev.get("names") or [])
             elif "start" in ev and not whole:
-                deadline = time.monotonic() + timeout
+                deadline = time.monotonic() + timeout * wall
             elif "status" in ev and ready:
                 seen += 1
                 emit(ev["status"], ev.get("error", ""), name=ev.get("name"))
-                if ev["status"] != PASS and not whole:
+                # humaneval: a docstring example that fails does not stop the official check
+                if ev["status"] != PASS and job["kind"] == "functional":
+                    os.close(pidfd)
                     return _finish(pid, r, emit, None, "")
-        if not whole and seen >= n:
+        if exited or (not whole and seen >= n):
             break
+    os.close(pidfd)
     _kill_group(pid)
     _, status = os.waitpid(pid, 0)
     os.close(r)
     if timed_out:
-        return emit(TIMEOUT, f"over {timeout:g} s")
+        return emit(TIMEOUT, f"over {timeout * wall:g} s wall time")
     if not ready or (not whole and seen < n):
         code, why = _signal_status(status)
         return emit(code, (why + " " + _read_tail(err, 300)).strip())
@@ -422,11 +464,13 @@ def _finish(pid: int, r: int, emit, status: str | None, error: str) -> None:
 
 
 def _drain(fd: int) -> bytes:
+    """What is already in a pipe (non-blocking: a leftover grandchild may hold its write end)."""
+    os.set_blocking(fd, False)
     chunks = []
     while True:
         try:
             chunk = os.read(fd, 65536)
-        except OSError:
+        except OSError:  # EAGAIN: nothing more for now
             break
         if not chunk:
             break
@@ -514,7 +558,8 @@ class Server:
                 os._exit(0)
         os.close(w)
         n = max(1, len(job.get("tests") or []))
-        budget = float(job["timeout_s"]) * (1 if job["kind"] == "unittest" else n + 1) + 10
+        budget = (float(job["timeout_s"]) * float(job.get("wall_factor", 2.0))
+                  * (1 if job["kind"] == "unittest" else n + 1) + 10)
         buf, ended = b"", False
         deadline = start + budget
         while not ended:

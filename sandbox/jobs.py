@@ -22,7 +22,8 @@ def build_job(problem: dict, code: str, config: SandboxConfig, job_id: str | int
     public = [_case(t) for t in tests.get("public") or []]
     private = [_case(t) for t in tests.get("private") or []]
     job: dict = {"id": job_id, "kind": kind, "code": code, "memory_mb": config.memory_mb,
-                 "output_mb": config.output_mb, "n_public": len(public)}
+                 "output_mb": config.output_mb, "n_public": len(public),
+                 "wall_factor": config.wall_factor}
     if kind in ("stdin", "functional"):
         job["tests"] = public + private
         job["timeout_s"] = float(tests.get("timeout_s") or config.timeout_s)
@@ -67,11 +68,17 @@ def summarize(job: dict, result: dict) -> dict:
         complete = len(outcomes) >= total
     passed_count = sum(o == "pass" for o in outcomes)
     passed = complete and all(o == "pass" for o in outcomes)
+    if job["kind"] == "humaneval":
+        # the official verdict is check(); docstring examples only decide public_passed
+        # (some are wrong: HumanEval/47's median example disagrees with its canonical solution)
+        passed = complete and outcomes[total - 1] == "pass"
     # vacuously true without public tests; tests stop at the first failure, so a short list fails
     public_passed = len(outcomes) >= n_public and all(o == "pass" for o in outcomes[:n_public])
     failures = [o for o in outcomes if o != "pass"]
     if passed:
         status = "pass"
+    elif job["kind"] == "humaneval":
+        status = outcomes[total - 1] if complete else failures[-1] if failures else "runtime_error"
     elif "missing_dependency" in failures:
         status = "missing_dependency"
     else:

@@ -158,6 +158,8 @@ class ProcessChannel:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             pass
+        if self.stderr.closed:
+            return f"exit status {self.proc.returncode}"
         self.stderr.seek(0)
         err = self.stderr.read().decode("utf-8", "replace").strip()
         return f"exit status {self.proc.returncode}: {err[-2000:]}"
@@ -171,8 +173,10 @@ class ProcessChannel:
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream:
-                stream.close()
-        self.stderr.close()
+                try:
+                    stream.close()
+                except OSError:  # a broken pipe to a dead server
+                    pass
         if self.cgroup:
             self.cgroup.remove()
         if self.cleanup_dir:

@@ -84,6 +84,9 @@ class Runner:
         self.progress = progress
         self.servers: list[HarnessServer] = []
         self.cache_hits = 0
+        # One executor for the Runner's life: bwrap --die-with-parent follows the *thread* that
+        # started it, so servers restarted by a worker thread must not outlive that thread.
+        self.executor: ThreadPoolExecutor | None = None
 
     def _ensure_servers(self, n: int) -> queue.Queue:
         try:
@@ -125,9 +128,10 @@ class Runner:
 
             # long candidates first keeps the pool busy to the end
             todo.sort(key=lambda i: -len(jobs[i].get("tests") or ()) * jobs[i]["timeout_s"])
-            with ThreadPoolExecutor(max_workers=workers) as ex:
-                for f in [ex.submit(work, i) for i in todo]:
-                    f.result()
+            if self.executor is None:
+                self.executor = ThreadPoolExecutor(max_workers=self.config.n_workers())
+            for f in [self.executor.submit(work, i) for i in todo]:
+                f.result()
             bar.close()
         return [v for v in verdicts if v is not None]
 
@@ -135,6 +139,9 @@ class Runner:
         for server in self.servers:
             server.close()
         self.servers = []
+        if self.executor is not None:
+            self.executor.shutdown()
+            self.executor = None
 
     def __enter__(self) -> Runner:
         return self

@@ -31,7 +31,7 @@ class Channel(Protocol):
 def job_budget(job: dict) -> float:
     """Seconds the host waits for one result: the harness' own deadline plus a margin."""
     n = max(1, len(job.get("tests") or []))
-    per = float(job["timeout_s"])
+    per = float(job["timeout_s"]) * float(job.get("wall_factor", 2.0))
     return per * (1 if job["kind"] == "unittest" else n + 1) + 30.0
 
 
@@ -79,8 +79,8 @@ class HarnessServer:
             return result
         elapsed = time.monotonic() - start
         timed_out = elapsed >= job_budget(job) - 1
-        log.warning("%s: harness server %s on job %s; restarting", self.name,
-                    "hung" if timed_out else "died", job.get("id"))
+        log.warning("%s: harness server %s on job %s; restarting (%s)", self.name,
+                    "hung" if timed_out else "died", job.get("id"), self.channel.describe_failure()[-300:])
         self.close()
         self.restarts += 1
         return {"id": job.get("id"), "outcomes": ["timeout" if timed_out else "runtime_error"],

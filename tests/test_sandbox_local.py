@@ -1,0 +1,194 @@
+"""The real local sandbox (bubblewrap): semantics per test type, hostile programs, cache, determinism."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from daj.data.humaneval import load_humaneval_package
+from daj.errors import DajError
+from sandbox import local
+from sandbox.config import SandboxConfig
+from sandbox.runner import Runner
+
+CFG = SandboxConfig(backend="local", timeout_s=1, wall_factor=2, workers=1, cache_dir=None,
+                    memory_mb=512, output_mb=8, pids_limit=64, sandbox_memory_mb=2048)
+
+
+@pytest.fixture(scope="module")
+def runner():
+    with Runner(CFG, progress=False) as r:
+        yield r
+
+
+def stdin_problem(tests, public=1):
+    cases = [{"input": i, "output": o} for i, o in tests]
+    return {"id": "lcb/t", "tests": {"type": "stdin", "public": cases[:public], "private": cases[public:]}}
+
+
+ADD = stdin_problem([("1 2\n", "3\n"), ("5 5", "10"), ("-1 1", "0")])
+
+
+def judge(runner, problem, code):
+    return runner.judge([(problem, textwrap.dedent(code))])[0]
+
+
+def test_stdin_real_stdin_and_stop_at_first_failure(runner):
+    v = judge(runner, ADD, "a, b = map(int, input().split())\nprint(a + b)")
+    assert (v["status"], v["passed"], v["tests_passed"], v["tests_total"]) == ("pass", True, 3, 3)
+    # real stdin: `for line in sys.stdin` and open(0) work (LCB's mock breaks both)
+    for code in ("import sys\nfor line in sys.stdin:\n    print(sum(map(int, line.split())))",
+                 "print(sum(map(int, open(0).read().split())))"):
+        assert judge(runner, ADD, code)["passed"]
+    v = judge(runner, ADD, "a, b = map(int, input().split())\nprint(a + b if a != 5 else 0)")
+    assert (v["status"], v["public_passed"], v["passed"], v["outcomes"]) == (
+        "wrong_answer", True, False, ["pass", "wrong_answer"])
+    v = judge(runner, ADD, "print(1/0)")
+    assert v["status"] == "runtime_error" and "ZeroDivisionError" in v["error"] and not v["public_passed"]
+    assert judge(runner, ADD, "def f(:\n  pass")["status"] == "compile_error"
+    assert judge(runner, ADD, "import numpy_not_installed")["status"] == "missing_dependency"
+    # the LCB prelude (star imports), exit() as a normal end, big ints, deep recursion
+    code = """
+        a, b = map(int, input().split())
+        def depth(n):
+            return 0 if n == 0 else 1 + depth(n - 1)
+        assert depth(20000) == 20000 and len(str(10 ** 5000)) == 5001
+        print(reduce(add, [a, b]))
+        exit()
+        """
+    assert judge(runner, ADD, code)["passed"]
+
+
+def test_functional_shared_solution_and_json_arguments(runner):
+    problem = {"id": "lcb/f", "tests": {"type": "functional", "func_name": "f",
+               "public": [{"input": "[1, 2]\n3", "output": "[2, 3]"}],
+               "private": [{"input": "[4]\n1", "output": "[4, 2]"}]}}
+    code = """
+        class Solution:
+            calls = 0
+            def f(self, xs: List[int], k: int) -> List[int]:
+                self.calls += 1
+                return (max(xs), k if self.calls == 1 else self.calls)
+        """
+    v = judge(runner, problem, code)  # one Solution() for all tests: calls reaches 2; tuple -> list
+    assert v["passed"] and v["tests_total"] == 2
+    v = judge(runner, problem, "class Solution:\n    def f(self, xs, k):\n        return [0]")
+    assert v["status"] == "wrong_answer" and v["outcomes"] == ["wrong_answer"]
+    v = judge(runner, problem, "class Solution:\n    def f(self, xs, k):\n        while True: pass")
+    assert v["status"] == "timeout"
+    assert judge(runner, problem, "class Other: pass")["status"] == "compile_error"
+
+
+def test_humaneval_canonical_pass_and_wrong_fail(runner):
+    problems = load_humaneval_package()
+    canon = runner.judge([(p, p["reference"]) for p in problems])
+    assert sum(v["passed"] for v in canon) == len(problems) == 164
+    verdicts = runner.judge([(p, p["prompt"] + "\n    return None\n") for p in problems])
+    assert not any(v["passed"] for v in verdicts)
+    assert {v["status"] for v in verdicts} <= {"wrong_answer", "runtime_error"}
+
+
+def test_unittest_module_with_per_test_outcomes(runner):
+    tests = """
+        import unittest
+        class TestCases(unittest.TestCase):
+            def test_ok(self):
+                self.assertEqual(task_func(2), 4)
+            def test_env(self):
+                import os
+                self.assertEqual((os.environ["TZ"], os.environ["MPLBACKEND"]), ("UTC", "Agg"))
+        """
+    problem = {"id": "bcb/x", "tests": {"type": "unittest", "public": [], "private": [],
+                                        "code": textwrap.dedent(tests), "timeout_s": 20}}
+    v = judge(runner, problem, "def task_func(x):\n    return x * x")
+    assert (v["status"], v["passed"], v["tests_total"]) == ("pass", True, 2)
+    v = judge(runner, problem, "def task_func(x):\n    return x + 3")
+    assert v["status"] == "wrong_answer" and v["tests_passed"] == 1
+    v = judge(runner, problem, "import not_a_real_lib_xyz\ndef task_func(x):\n    return x * x")
+    assert v["status"] == "missing_dependency"
+
+
+HOSTILE = {
+    "network": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)\nprint('connected')",
+    "write_outside": "open('{marker}', 'w').write('owned')\nprint('wrote')",
+    "read_root": "import os\nprint(sorted(os.listdir('/root')))\nprint(open('{secret}').read())",
+    "host_env": "import os\nprint(os.environ.get('DAJ_TEST_SECRET', 'absent'))",
+    "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+    "memory_bomb": "x = []\nwhile True:\n    x.append(bytearray(50 * 2 ** 20))",
+    "infinite_loop": "while True:\n    pass",
+    "sleep_forever": "import time\ntime.sleep(3600)",
+    "huge_output": "import sys\nwhile True:\n    sys.stdout.write('y' * 65536)",
+    "kill_parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
+    "kill_all": "import os, signal\nos.kill(-1, signal.SIGKILL)",
+    "os_exit": "import os\nos._exit(0)",
+    "close_stdout": "import os\nos.close(1)\nprint(3)",
+    "daemon": "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(3600)\nprint(3)",
+}
+
+
+def test_hostile_programs_are_contained(runner, tmp_path):
+    marker = tmp_path / "owned.txt"
+    secret = Path("/root/.daj_sandbox_test_secret")
+    secret.write_text("top secret")
+    os.environ["DAJ_TEST_SECRET"] = "leaked"
+    try:
+        problem = stdin_problem([("", "3\n")])
+        codes = {k: v.format(marker=marker, secret=secret) for k, v in HOSTILE.items()}
+        verdicts = dict(zip(codes, runner.judge([(problem, c) for c in codes.values()]), strict=True))
+    finally:
+        secret.unlink()
+        del os.environ["DAJ_TEST_SECRET"]
+    assert not marker.exists()
+    for name, v in verdicts.items():
+        assert v["passed"] == (name == "daemon"), name  # the daemon printed 3 and exited
+    assert verdicts["network"]["status"] == "runtime_error" and "unreachable" in verdicts["network"]["error"]
+    assert verdicts["write_outside"]["status"] == "runtime_error"
+    assert verdicts["read_root"]["status"] == "runtime_error" and "top secret" not in verdicts["read_root"]["error"]
+    assert "absent" in verdicts["host_env"]["error"]
+    assert verdicts["infinite_loop"]["status"] == "timeout"
+    assert verdicts["sleep_forever"]["status"] == "timeout"
+    assert verdicts["memory_bomb"]["status"] == "runtime_error" and "MemoryError" in verdicts["memory_bomb"]["error"]
+    assert verdicts["huge_output"]["error"].startswith("output limit")
+    assert verdicts["fork_bomb"]["status"] in ("timeout", "runtime_error")
+    # after all that, the sandbox is intact: a fresh candidate sees only the sandbox's own processes
+    # (bwrap init, server, judge, itself) and an empty private tmp
+    census = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), os.listdir('/tmp'), os.getcwd())"
+    v = judge(runner, stdin_problem([("", "4 ['job'] /tmp/job")]), census)
+    assert v["passed"], v["error"]
+
+
+def test_verdicts_are_deterministic(runner):
+    codes = ["a, b = map(int, input().split())\nprint(a + b)", "print(1/0)", "while True: pass",
+             "import random\nprint(random.choice([3, 10, 0]))"]
+    first = runner.judge([(ADD, c) for c in codes])
+    second = runner.judge([(ADD, c) for c in codes])
+    strip = [{k: v for k, v in d.items() if k != "seconds"} for d in first]
+    assert strip == [{k: v for k, v in d.items() if k != "seconds"} for d in second]
+
+
+def test_cache_makes_a_rerun_free(tmp_path, monkeypatch):
+    cfg = SandboxConfig(**{**CFG.__dict__, "cache_dir": str(tmp_path / "cache")})
+    with Runner(cfg, progress=False) as r:
+        first = r.judge([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])
+    calls = []
+    with Runner(cfg, progress=False) as r:
+        monkeypatch.setattr(r, "_ensure_servers", lambda n: calls.append(n))
+        again = r.judge([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])
+        assert r.cache_hits == 1
+    assert calls == [] and again == first
+
+
+def test_bwrap_failure_is_loud_and_unsandboxed_needs_the_param(monkeypatch):
+    monkeypatch.setattr(local, "find_bwrap", lambda: None)
+    with pytest.raises(DajError, match="allow_unsandboxed"), Runner(CFG, progress=False) as r:
+        r.judge([(ADD, "print(3)")])
+    monkeypatch.setattr(local, "find_bwrap", lambda: "/bin/false")  # a bwrap that cannot start
+    with pytest.raises(DajError, match="did not start"), Runner(CFG, progress=False) as r:
+        r.judge([(ADD, "print(3)")])
+    cfg = SandboxConfig(**{**CFG.__dict__, "allow_unsandboxed": True})
+    with pytest.warns(UserWarning, match="WITHOUT"), Runner(cfg, progress=False) as r:
+        v = r.judge([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])[0]
+    assert v["passed"]
