@@ -16,7 +16,7 @@ class SandboxConfig:
     backend: str = "auto"              # auto / local / docker
     allow_unsandboxed: bool = False    # local only: run without bwrap when it cannot start (warns)
     timeout_s: float = 6.0             # CPU seconds per test (a problem's tests.timeout_s overrides it)
-    wall_factor: float = 2.0           # wall-clock backstop = wall_factor x timeout_s
+    wall_factor: float = 4.0           # wall-clock backstop = wall_factor x timeout_s
     memory_mb: int = 2048              # RLIMIT_AS per process running candidate code
     unittest_memory_mb: int = 30720    # RLIMIT_AS for BCB unittest candidates (BCB: 30 GiB)
     output_mb: int = 64                # RLIMIT_FSIZE: stdout and files a candidate writes

@@ -1,0 +1,59 @@
+"""BigCodeBench canonical solutions in our sandbox: which pass here, which lack a library.
+
+    python benchmarks/bcb_canonical.py [--all] [--workers K] [--out report.json]
+
+Default: the 148 Hard tasks (code = code_prompt + canonical_solution, tests from the `test` field).
+Every canonical should pass or be `missing_dependency` (a BCB library not installed on this machine;
+the docker image from sandbox/Dockerfile has them); any other failure is listed with its error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from daj.data.bcb import load_bcb_snapshot  # noqa: E402
+from sandbox.config import SandboxConfig  # noqa: E402
+from sandbox.runner import Runner  # noqa: E402
+
+DATA = Path("/work/shared/data/bigcodebench")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--all", action="store_true", help="all 1,140 tasks instead of the Hard 148")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    problems = [p for p in load_bcb_snapshot(args.data) if args.all or p["hard"]]
+    config = SandboxConfig(backend="local", workers=args.workers, cache_dir=None)
+    start = time.perf_counter()
+    with Runner(config) as runner:
+        verdicts = runner.judge([(p, p["reference"]) for p in problems], desc="bcb canonical")
+    missing = collections.Counter()
+    other = []
+    for p, v in zip(problems, verdicts, strict=True):
+        if v["status"] == "missing_dependency":
+            missing[v["error"].split("No module named ")[-1].split(";")[0].strip("' ")[:60]] += 1
+        elif not v["passed"]:
+            other.append({"id": p["id"], "status": v["status"],
+                          "tests": f"{v['tests_passed']}/{v['tests_total']}", "error": v["error"][:400]})
+    report = {"tasks": len(problems), "seconds": round(time.perf_counter() - start, 1),
+              "status": dict(collections.Counter(v["status"] for v in verdicts)),
+              "missing_modules": dict(missing.most_common()), "other_failures": other}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

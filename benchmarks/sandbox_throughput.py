@@ -1,0 +1,125 @@
+"""Sandbox throughput on real LCB candidates vs a naive baseline (a fresh `python` per test), same run.
+
+    python benchmarks/sandbox_throughput.py [--candidates 300] [--workers 0] [--seed 0] [--out f.json]
+
+Candidates: a seeded sample of the three real pools (/work/shared/data/lcb/submissions), judged on the
+public tests of code_generation_lite. Both sides use the same worker count, stop at the first failing
+test and use the LCB comparison; the sandbox runs with its cache off. tests/s counts tests actually run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from lcb_agreement import load  # noqa: E402
+
+from sandbox.compare import functional_matches, stdout_matches  # noqa: E402
+from sandbox.config import SandboxConfig  # noqa: E402
+from sandbox.harness import PRELUDE  # noqa: E402
+from sandbox.runner import Runner  # noqa: E402
+
+TIMEOUT_S = 6.0
+# the baseline's functional driver: prelude + candidate, then one call; prints the JSON result
+CALL = PRELUDE + """
+import json, sys
+sys.setrecursionlimit(50000)
+exec(compile(open(sys.argv[1]).read(), "<candidate>", "exec"), globals())
+args = [json.loads(line) for line in sys.stdin.read().split("\\n")]
+result = getattr(Solution(), sys.argv[2])(*args)
+print(json.dumps(list(result) if isinstance(result, tuple) else result))
+"""
+
+
+def naive_candidate(problem: dict, code: str, workdir: Path) -> tuple[bool, int]:
+    """(passed, tests run): a fresh interpreter per test, as a plain subprocess runner would do."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    src = workdir / "candidate.py"
+    src.write_text(PRELUDE + code if problem["tests"]["type"] == "stdin" else code)
+    tests = problem["tests"]["public"] + problem["tests"]["private"]
+    for n, test in enumerate(tests, 1):
+        if problem["tests"]["type"] == "stdin":
+            argv = [sys.executable, str(src)]
+        else:
+            argv = [sys.executable, "-c", CALL, str(src), problem["tests"]["func_name"]]
+        try:
+            proc = subprocess.run(argv, input=test["input"], capture_output=True, text=True,
+                                  timeout=TIMEOUT_S, cwd=workdir)
+        except subprocess.TimeoutExpired:
+            return False, n
+        if proc.returncode != 0:
+            return False, n
+        if problem["tests"]["type"] == "stdin":
+            ok = stdout_matches(proc.stdout, test["output"])
+        else:
+            try:
+                ok = functional_matches(json.loads(proc.stdout), json.loads(test["output"]))
+            except ValueError:
+                ok = False
+        if not ok:
+            return False, n
+    return True, len(tests)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--candidates", type=int, default=300)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    triples = [t for t in load("public", None) if t[1]["tests"]["public"]]
+    random.Random(args.seed).shuffle(triples)
+    triples = triples[:args.candidates]
+    pairs = [(p, c["code"]) for _, p, c in triples]
+    workers = args.workers or os.cpu_count() or 1
+
+    config = SandboxConfig(backend="local", workers=workers, cache_dir=None, timeout_s=TIMEOUT_S)
+    start = time.perf_counter()
+    with Runner(config, progress=True) as runner:
+        verdicts = runner.judge(pairs, desc="sandbox")
+    sandbox_s = time.perf_counter() - start
+    sandbox_tests = sum(len(v["outcomes"]) for v in verdicts)
+
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"daj-naive-{os.getpid()}"
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        naive = list(ex.map(lambda ipc: naive_candidate(ipc[1][0], ipc[1][1], tmp / str(ipc[0])),
+                            enumerate(pairs)))
+    naive_s = time.perf_counter() - start
+    subprocess.run(["rm", "-rf", str(tmp)], check=False)
+    naive_tests = sum(n for _, n in naive)
+
+    report = {
+        "candidates": len(pairs), "workers": workers, "cpu_count": os.cpu_count(),
+        "sandbox": {"seconds": round(sandbox_s, 2), "tests": sandbox_tests,
+                    "tests_per_s": round(sandbox_tests / sandbox_s, 1),
+                    "candidates_per_s": round(len(pairs) / sandbox_s, 2),
+                    "passed": sum(v["passed"] for v in verdicts)},
+        "naive_fresh_python_per_test": {"seconds": round(naive_s, 2), "tests": naive_tests,
+                                         "tests_per_s": round(naive_tests / naive_s, 1),
+                                         "candidates_per_s": round(len(pairs) / naive_s, 2),
+                                         "passed": sum(ok for ok, _ in naive)},
+        "verdict_agreement": sum(v["passed"] == ok for v, (ok, _) in zip(verdicts, naive, strict=True)),
+    }
+    report["speedup_tests_per_s"] = round(report["sandbox"]["tests_per_s"]
+                                          / report["naive_fresh_python_per_test"]["tests_per_s"], 2)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
