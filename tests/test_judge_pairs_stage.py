@@ -37,7 +37,7 @@ def test_pairs_outputs_follow_the_contract(pairs_run):
         m = metrics[split]
         # 3 problems x min(2 passing x 2 failing, max 2) pairs x 2 orders x 2 responses
         assert m["pairs"] == 6 and m["prompts"] == 12 and len(scored) == m["responses"] == 24
-        assert len(records) == m["preference_records"]
+        assert len(records) == m["preference_records"] > 0  # forced sampling varies the tiny judge's answers
         assert len({r["id"] for r in scored}) == len(scored) and len({r["id"] for r in records}) == len(records)
         by_group: dict = {}
         for r in scored:

@@ -142,3 +142,20 @@ def test_fingerprint_follows_content(tmp_path):
     assert fingerprint("Qwen/Qwen3-1.7B") is None and fingerprint(None) is None
     assert judge_name("Qwen/Qwen3-1.7B", None) == "Qwen/Qwen3-1.7B"
     assert judge_name(str(tmp_path / "m"), str(tmp_path / "m")).count("@") == 2
+
+
+def test_forced_sampling_follows_the_option_probabilities():
+    import math
+
+    engine = FakeJudgeEngine(lambda p, k: "no tag", scores=[math.log(0.2), math.log(0.8)])
+    chats = [build_messages({**PROBLEM, "title": f"T{i}"}, [GOOD, BAD], 6000) for i in range(400)]
+    argmax = JudgeRunner(engine, JudgeSettings(force_selection=True, temperature=1.0))
+    assert {r[0].selection for r in argmax.respond([JudgeRequest(c, 2) for c in chats])[0]} == {2}
+    sampled = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=1.0))
+    picks = [r[0].selection for r in sampled.respond([JudgeRequest(c, 2) for c in chats])[0]]
+    share = picks.count(2) / len(picks)
+    assert abs(share - 0.8) < 4 * (0.8 * 0.2 / 400) ** 0.5  # within 4 standard errors
+    again = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=1.0))
+    assert [r[0].selection for r in again.respond([JudgeRequest(c, 2) for c in chats])[0]] == picks  # seeded
+    greedy = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=0.0))
+    assert {r[0].selection for r in greedy.respond([JudgeRequest(c, 2) for c in chats[:20]])[0]} == {2}

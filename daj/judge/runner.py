@@ -3,7 +3,10 @@
 Forced selection (judge.force_selection): a small judge rarely writes the closing tag. When a
 response has no valid selection, the runner appends `<selection>` after the sampled reasoning and
 asks the engine (`score_continuations`, hf) for the log-probability of each `K</selection>`,
-K = 1..number of candidates; the likeliest K is appended, so the final text parses. The response keeps
+K = 1..number of candidates; the likeliest K is appended, so the final text parses. With
+judge.force_sampling, K is instead drawn from those probabilities at the judge's temperature (as
+sampling would continue; seeded per response): a near-random judge then still gives the varied
+answers that preference pairs need, where the likeliest index is nearly always the same position. The response keeps
 `raw_text` and `raw_selection` (None = the model itself made a format error) and `forced=True`.
 """
 
@@ -12,12 +15,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from daj.engines.base import Chat, Engine, SamplingParams
 from daj.errors import DajError
 from daj.judge.cache import JudgeCache, cache_key, fingerprint
 from daj.judge.parse import CLOSE, OPEN, parse_selection
+from daj.judge.voting import stable_seed
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class JudgeSettings:
     max_new_tokens: int = 8192
     force_selection: bool = False
     max_prompt_chars: int = 6000
+    force_sampling: bool = False
 
     @classmethod
     def from_params(cls, params) -> JudgeSettings:
@@ -45,7 +51,10 @@ class JudgeSettings:
             if not ok:
                 raise DajError(f"expected {kind.__name__}, got {value!r}", path=params.path, field=f"judge.{name}")
             kw[name] = kind(value)
-        return cls(**kw)
+        sampling = params.get_path("judge.force_sampling", False)
+        if not isinstance(sampling, bool):
+            raise DajError(f"expected bool, got {sampling!r}", path=params.path, field="judge.force_sampling")
+        return cls(**kw, force_sampling=sampling)
 
     def sampling(self, n: int, seed: int) -> SamplingParams:
         return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
@@ -119,9 +128,19 @@ class JudgeRunner:
     def _key(self, req: JudgeRequest) -> str:
         return cache_key(messages=req.messages, model=self.engine.name,
                          sampling=self.settings.sampling(req.n, req.seed).to_dict(),
-                         force=self.settings.force_selection, k=req.n_candidates)
+                         force=self.settings.force_selection, force_sampling=self.settings.force_sampling,
+                         k=req.n_candidates)
 
-    def _finish(self, req: JudgeRequest, completion) -> JudgeResponse:
+    def _pick(self, scores: list[float], salt: str) -> int:
+        """The forced index: the likeliest, or a draw from the options' probabilities at the judge's
+        temperature when judge.force_sampling is on (seeded by `salt`)."""
+        if not self.settings.force_sampling or self.settings.temperature <= 0:
+            return max(range(len(scores)), key=lambda i: (scores[i], -i))
+        z = np.asarray(scores, dtype=np.float64) / self.settings.temperature
+        p = np.exp(z - z.max())
+        return int(np.random.default_rng(stable_seed(salt)).choice(len(scores), p=p / p.sum()))
+
+    def _finish(self, req: JudgeRequest, completion, salt: str = "") -> JudgeResponse:
         raw = completion.text
         raw_sel = parse_selection(raw, req.n_candidates)
         text, sel, forced = raw, raw_sel, False
@@ -129,7 +148,7 @@ class JudgeRunner:
             prefix = force_prefix(raw)
             options = [f"{k}{CLOSE}" for k in range(1, req.n_candidates + 1)]
             scores = self.engine.score_continuations(req.messages, prefix, options)
-            best = max(range(len(options)), key=lambda i: (scores[i], -i))
+            best = self._pick(scores, salt)
             text, forced = prefix + options[best], True
             sel = parse_selection(text, req.n_candidates)
             assert sel == best + 1, "a forced selection must parse"
@@ -162,7 +181,7 @@ class JudgeRunner:
                 for (key, req), completions in zip(chunk, outputs, strict=True):
                     if len(completions) != n:
                         raise RuntimeError(f"engine returned {len(completions)} completions, expected {n}")
-                    responses = [self._finish(req, c) for c in completions]
+                    responses = [self._finish(req, c, f"{key}#{k}") for k, c in enumerate(completions)]
                     self.cache.put(key, [asdict(r) for r in responses])
                     found[key] = responses
                 stats.model_calls += len(chunk)
