@@ -21,7 +21,7 @@ METHODS = {"random", "oracle", "first", "public_tests", "judge"}
 def bon_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("bon")
-    make_workspace(root, tiny_model_dir())
+    make_workspace(root, tiny_model_dir(), bon__scaling_n=None)  # every N from 1 to the pool size
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         bon_stage.main(load_params())
