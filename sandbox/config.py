@@ -22,6 +22,7 @@ class SandboxConfig:
     output_mb: int = 64                # RLIMIT_FSIZE: stdout and files a candidate writes
     pids_limit: int = 128              # cgroup pids.max per sandbox (local) / pids_limit (docker)
     sandbox_memory_mb: int = 4096      # cgroup memory limit per sandbox (local) / mem_limit (docker)
+    seccomp: bool = True               # seccomp filter in the sandbox where pyseccomp is installed
     workers: int = 0                   # parallel sandboxes; 0 = number of cores
     cache_dir: str | None = ".cache/verdicts"
     docker_image: str = "daj-sandbox:latest"

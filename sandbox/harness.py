@@ -48,6 +48,8 @@ PRELUDE = "".join(f"from {m} import *\n" for m in PRELUDE_MODULES) + "".join(
 PRELUDE_CODE = compile(PRELUDE, "<prelude>", "exec")
 LIMIT = 50000  # recursion limit and int<->str digits, as LCB
 STDERR_KEEP = 2000
+# one message whether CPU time or the wall-clock backstop ran out: verdicts must not depend on load
+TIME_LIMIT = "time limit exceeded"
 
 PASS, WRONG, TIMEOUT, RUNTIME, COMPILE, MISSING = (
     "pass", "wrong_answer", "timeout", "runtime_error", "compile_error", "missing_dependency")
@@ -85,6 +87,8 @@ def _enter_runner(job: dict, cpu_s: float, cpu_total_s: float, stdin_path: str, 
     if job.get("nproc"):
         _limit(resource.RLIMIT_NPROC, int(job["nproc"]))
     sys.setrecursionlimit(LIMIT)
+    if job.get("seccomp", True):
+        _seccomp(protect=(os.getppid(), SERVER_PID))
     # deterministic verdicts: an unseeded `random` gives the same draws in every run
     sys.modules["random"].seed(0)
     if hasattr(sys, "set_int_max_str_digits"):
@@ -95,6 +99,43 @@ def _enter_runner(job: dict, cpu_s: float, cpu_total_s: float, stdin_path: str, 
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; over the output limit = killed
+
+
+# syscalls a judged program never needs: kernel attack surface and escapes from the namespaces
+DENIED_SYSCALLS = ("ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root",
+                   "unshare", "setns", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
+                   "userfaultfd", "kexec_load", "init_module", "finit_module", "delete_module", "reboot",
+                   "swapon", "swapoff", "syslog", "acct", "quotactl", "chroot")
+SERVER_PID = os.getpid()
+
+
+def _seccomp(protect: tuple[int, ...]) -> bool:
+    """Optional seccomp filter (needs pyseccomp + libseccomp; skipped without them): EPERM for
+    DENIED_SYSCALLS and for signals sent to the judge, the server or every process (kill(-1)),
+    so a candidate cannot take the sandbox down with it."""
+    try:
+        import errno
+
+        import pyseccomp as sc
+    except ImportError:
+        return False
+    try:
+        f = sc.SyscallFilter(defaction=sc.ALLOW)
+        deny = sc.ERRNO(errno.EPERM)
+        for name in DENIED_SYSCALLS:
+            try:
+                f.add_rule(deny, name)
+            except Exception:  # a syscall this architecture lacks
+                pass
+        targets = {p & 0xFFFFFFFF for p in protect if p > 0}
+        targets |= {(-p) & 0xFFFFFFFF for p in protect if p > 0} | {0xFFFFFFFF}  # groups and -1
+        for name in ("kill", "tkill", "tgkill"):
+            for value in targets:
+                f.add_rule(deny, name, sc.Arg(0, sc.MASKED_EQ, 0xFFFFFFFF, value))
+        f.load()
+        return True
+    except Exception:  # libseccomp missing or too old: rlimits and namespaces still apply
+        return False
 
 
 def _cpu_limit(seconds: float, total_s: float) -> None:
@@ -318,11 +359,19 @@ def _read_tail(path: str, limit: int = STDERR_KEEP) -> str:
         return ""
 
 
+def _abnormal_end(status: int, err_path: str) -> tuple[str, str]:
+    """Status and message for a runner that ended without a verdict of its own."""
+    code, why = _signal_status(status)
+    if code == TIMEOUT:
+        return code, why
+    return code, (why + " " + _read_tail(err_path, 300)).strip()
+
+
 def _signal_status(status: int) -> tuple[str, str]:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig == signal.SIGXCPU:
-            return TIMEOUT, "CPU time limit"
+            return TIMEOUT, TIME_LIMIT
         if sig == signal.SIGXFSZ:
             return RUNTIME, "output limit exceeded"
         return RUNTIME, f"killed by signal {signal.Signals(sig).name}"
@@ -355,7 +404,7 @@ def judge_stdin(job: dict, work: str, emit) -> None:
         report = _last_json(_drain(r))
         os.close(r)
         if not finished:
-            return emit(TIMEOUT, f"over {timeout * wall:g} s wall time")
+            return emit(TIMEOUT, TIME_LIMIT)
         # a clean exit (also os._exit(0), which skips our report) is judged on its output
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             with open(out, "rb") as fh:
@@ -366,8 +415,7 @@ def judge_stdin(job: dict, work: str, emit) -> None:
             return emit(WRONG, f"got {actual[:150]!r}")
         if report.get("status") in (RUNTIME, MISSING):
             return emit(report["status"], report.get("error", ""))
-        code, why = _signal_status(status)
-        return emit(code, (why + " " + _read_tail(err, 300)).strip())
+        return emit(*_abnormal_end(status, err))
 
 
 def judge_events(job: dict, work: str, emit) -> None:
@@ -446,13 +494,11 @@ def judge_events(job: dict, work: str, emit) -> None:
     _, status = os.waitpid(pid, 0)
     os.close(r)
     if timed_out:
-        return emit(TIMEOUT, f"over {timeout * wall:g} s wall time")
+        return emit(TIMEOUT, TIME_LIMIT)
     if not ready or (not whole and seen < n):
-        code, why = _signal_status(status)
-        return emit(code, (why + " " + _read_tail(err, 300)).strip())
+        return emit(*_abnormal_end(status, err))
     if whole and not emit.complete():
-        code, why = _signal_status(status)
-        return emit(code, (why + " " + _read_tail(err, 300)).strip())
+        return emit(*_abnormal_end(status, err))
 
 
 def _finish(pid: int, r: int, emit, status: str | None, error: str) -> None:
@@ -656,6 +702,7 @@ def main(argv: list[str]) -> int:
     os.close(null)
     server = Server(tmp_root, own_pid_ns, (protocol_in.fileno(), protocol_out.fileno()))
     hello = {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "own_pid_ns": server.own_pid_ns,
+             "seccomp": importlib.util.find_spec("pyseccomp") is not None,
              "python": sys.version.split()[0]}
     protocol_out.write((json.dumps(hello) + "\n").encode())
     protocol_out.flush()

@@ -23,7 +23,7 @@ def build_job(problem: dict, code: str, config: SandboxConfig, job_id: str | int
     private = [_case(t) for t in tests.get("private") or []]
     job: dict = {"id": job_id, "kind": kind, "code": code, "memory_mb": config.memory_mb,
                  "output_mb": config.output_mb, "n_public": len(public),
-                 "wall_factor": config.wall_factor}
+                 "wall_factor": config.wall_factor, "seccomp": config.seccomp}
     if kind in ("stdin", "functional"):
         job["tests"] = public + private
         job["timeout_s"] = float(tests.get("timeout_s") or config.timeout_s)

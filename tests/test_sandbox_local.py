@@ -153,6 +153,10 @@ def test_hostile_programs_are_contained(runner, tmp_path):
     assert verdicts["memory_bomb"]["status"] == "runtime_error" and "MemoryError" in verdicts["memory_bomb"]["error"]
     assert verdicts["huge_output"]["error"].startswith("output limit")
     assert verdicts["fork_bomb"]["status"] in ("timeout", "runtime_error")
+    if runner.servers[0].hello.get("seccomp"):  # signals to the judge/server are refused: no restart
+        assert "PermissionError" in verdicts["kill_parent"]["error"]
+        assert "PermissionError" in verdicts["kill_all"]["error"]
+        assert runner.servers[0].restarts == 0
     # after all that, the sandbox is intact: a fresh candidate sees only the sandbox's own processes
     # (bwrap init, server, judge, itself) and an empty private tmp
     census = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), os.listdir('/tmp'), os.getcwd())"
