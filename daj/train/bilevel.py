@@ -13,6 +13,7 @@ Both levels use torch.optim.Adam (Betty rebuilds optimizers as cls(params, **def
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -78,8 +79,14 @@ class JudgeProblem(ImplicitProblem):
         self.loss_fn = loss_fn
         self.records: list[dict] = []
 
+    _real_step = False
+
     def training_step(self, batch):
-        losses = self.loss_fn(self.module, batch)
+        # Betty's darts re-runs this step only to differentiate w.r.t. the weight model's parameters
+        # (sum_i dw_i/dlambda * l_i), so there the per-sample losses need no graph: computing them
+        # without one halves the peak memory of a bi-level step (measured: 69 -> ~38 GB at 1.7B).
+        with contextlib.nullcontext() if self._real_step else torch.no_grad():
+            losses = self.loss_fn(self.module, batch)
         if hasattr(self, "reweighter"):
             weights = self.reweighter(batch["index"], batch["domain"], losses.detach())
         else:
@@ -91,7 +98,11 @@ class JudgeProblem(ImplicitProblem):
         return (weights * losses).mean()
 
     def get_loss(self, batch):
-        loss, loss_dict = super().get_loss(batch)
+        self._real_step = True
+        try:
+            loss, loss_dict = super().get_loss(batch)
+        finally:
+            self._real_step = False
         loss_dict.update(self._stats)
         return loss, loss_dict
 
@@ -181,6 +192,14 @@ def evaluate(model, objective: Objective, upper: PreferenceData, eval_pairs: Pre
         model.train()
     return {"meta_loss": losses / max(n, 1), "meta_acc": acc / m, "meta_reward_acc": racc / m,
             "meta_margin": margin / m}
+
+
+def checkpoint_matches(ckpt_dir: str | Path | None, fingerprint: str) -> bool:
+    """Whether ckpt_dir holds a checkpoint of the run with this fingerprint (train() resumes it)."""
+    ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
+    if not ckpt or not ckpt.exists():
+        return False
+    return torch.load(ckpt, map_location="cpu", weights_only=False).get("fingerprint") == fingerprint
 
 
 @dataclass

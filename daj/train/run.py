@@ -109,10 +109,16 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
     extra = {"model": opts.model, "opts": vars(opts), "data": {f.name: _file_digest(f) for f in files}}
     live = None
     if metrics_dir is not None:
+        import shutil
+
         from dvclive import Live
 
-        live = Live(dir=str(metrics_dir), resume=bool(ckpt_dir and (Path(ckpt_dir) / "state.pt").exists()),
-                    save_dvc_exp=False, dvcyaml=None, report=None)
+        from daj.train.bilevel import checkpoint_matches
+
+        resume = checkpoint_matches(ckpt_dir, cfg.fingerprint(extra))
+        if not resume:  # a fresh run: no plot data of an earlier run may linger
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        live = Live(dir=str(metrics_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
     try:
         result = train(model, objective, weight_model, lower, upper, eval_pairs, cfg, ckpt_dir=ckpt_dir,
                        fingerprint_extra=extra, live=live, progress=progress)
