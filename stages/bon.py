@@ -91,7 +91,7 @@ def main(params: Params) -> None:
             return sub.summary["judge"]["overall"] / 100.0
 
         long_n += scaling_n(policy, problems, pools[policy], grid, result.votes,
-                            subset_judge if scale_judge else None, seed)
+                            subset_judge if scale_judge else None, seed, progress=True)
         long_r += scaling_r(policy, problems, pools[policy], rounds, result.votes, seed)
         log.info("%s on %s (%d problems): %s", policy, split, len(problems),
                  ", ".join(f"{m} {v['overall']:.2f}" for m, v in result.summary.items()))

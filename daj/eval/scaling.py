@@ -49,14 +49,20 @@ def random_subset(cands: list[PoolCandidate], size: int, seed: int, policy: str,
 
 
 def scaling_n(policy: str, problems: list[dict], pools: dict[str, list[PoolCandidate]], sizes: list[int],
-              main_votes: dict[str, VoteResult] | None, judge: SubsetJudge | None, seed: int) -> list[dict]:
+              main_votes: dict[str, VoteResult] | None, judge: SubsetJudge | None, seed: int,
+              progress: bool = False) -> list[dict]:
     """Rows {policy, n, method, overall, easy, medium, hard, problems} for every size."""
+    from tqdm import tqdm
+
     rows = []
+    bar = tqdm(total=len(sizes) * len(problems), desc=f"scaling {policy}", unit="problem",
+               disable=judge is None or not progress)
     for size in sizes:
         scores: dict[str, dict[str, float]] = {m: {} for m in ("random", "oracle", "first", "public_tests")}
         if judge is not None:
             scores["judge"] = {}
         for problem in problems:
+            bar.update(1)
             pid = problem["id"]
             cands = pools.get(pid, [])
             for method, value in static_at_size(cands, size).items():
@@ -75,6 +81,7 @@ def scaling_n(policy: str, problems: list[dict], pools: dict[str, list[PoolCandi
                 scores["judge"][pid] = judge(problem, random_subset(cands, size, seed, policy, pid), size)
         for method, entry in summarise(problems, scores).items():
             rows.append({"policy": policy, "n": size, "method": method, **_flat(entry)})
+    bar.close()
     return rows
 
 
