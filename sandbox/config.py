@@ -8,7 +8,7 @@ from pathlib import Path
 
 HARNESS_DIR = Path(__file__).resolve().parent
 # Bump when the harness' semantics change: it is part of the verdict cache key.
-SEMANTICS_VERSION = "daj-sandbox-1"
+SEMANTICS_VERSION = "daj-sandbox-2"
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,17 @@ PRELUDE_MODULES = ("string", "re", "datetime", "collections", "heapq", "bisect",
 PRELUDE = "".join(f"from {m} import *\n" for m in PRELUDE_MODULES) + "".join(
     f"import {m}\n" for m in PRELUDE_MODULES if m not in ("builtins", "typing"))
 PRELUDE_CODE = compile(PRELUDE, "<prelude>", "exec")
+_PRELUDE_NS: dict = {}
+
+
+def _prelude_namespace(name: str) -> dict:
+    """A fresh module namespace holding the prelude's names: a copy of one made in the server (the
+    same objects its imports would bind), with `stdin`/`stdout`/`stderr` rebound to this process'."""
+    if not _PRELUDE_NS:
+        exec(PRELUDE_CODE, _PRELUDE_NS)
+    namespace = dict(_PRELUDE_NS)
+    namespace.update(__name__=name, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
+    return namespace
 LIMIT = 50000  # recursion limit and int<->str digits, as LCB
 STDERR_KEEP = 2000
 # one message whether CPU time or the wall-clock backstop ran out: verdicts must not depend on load
@@ -87,8 +98,6 @@ def _enter_runner(job: dict, cpu_s: float, cpu_total_s: float, stdin_path: str, 
     if job.get("nproc"):
         _limit(resource.RLIMIT_NPROC, int(job["nproc"]))
     sys.setrecursionlimit(LIMIT)
-    if job.get("seccomp", True):
-        _seccomp(protect=(os.getppid(), SERVER_PID))
     # deterministic verdicts: an unseeded `random` gives the same draws in every run
     sys.modules["random"].seed(0)
     if hasattr(sys, "set_int_max_str_digits"):
@@ -111,8 +120,9 @@ SERVER_PID = os.getpid()
 
 def _seccomp(protect: tuple[int, ...]) -> bool:
     """Optional seccomp filter (needs pyseccomp + libseccomp; skipped without them): EPERM for
-    DENIED_SYSCALLS and for signals sent to the judge, the server or every process (kill(-1)),
-    so a candidate cannot take the sandbox down with it."""
+    DENIED_SYSCALLS and for signals sent to the `protect`ed pids (judge, server), their process
+    groups, or every process (kill(-1)), so a candidate cannot take the sandbox down with it.
+    The judge loads it; the judge itself only ever signals its runners' process groups."""
     try:
         import errno
 
@@ -194,9 +204,8 @@ def _flush_and_exit(code: int) -> None:
 
 def _run_program(code_obj, status_fd: int) -> None:
     """stdin runner: execute the program as __main__; report how it ended on `status_fd`."""
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    namespace = _prelude_namespace("__main__")
     try:
-        exec(PRELUDE_CODE, namespace)
         exec(code_obj, namespace)
         _join_threads()
     except SystemExit:
@@ -209,13 +218,12 @@ def _run_program(code_obj, status_fd: int) -> None:
 
 
 def _events_functional(job: dict, ev: int) -> None:
-    namespace = {"__name__": "solution", "__builtins__": __builtins__}
+    namespace = _prelude_namespace("solution")
     try:
         code_obj = compile(job["code"], "<candidate>", "exec")
     except (SyntaxError, ValueError) as e:
         return _send(ev, {"ready": False, "status": COMPILE, "error": _describe(e)})
     try:
-        exec(PRELUDE_CODE, namespace)
         exec(code_obj, namespace)
         method = getattr(namespace["Solution"](), job["func_name"])
     except KeyError as e:
@@ -561,6 +569,8 @@ def judge(job: dict, work: str, fd: int) -> None:
     """The judge process: run the job's tests, streaming outcomes on `fd`."""
     os.setpgid(0, 0)
     os.chdir(work)
+    if job.get("seccomp", True):  # loaded once here; every runner forked below inherits it
+        _seccomp(protect=(os.getpid(), SERVER_PID))
     for key, value in (("TMPDIR", work), ("HOME", work), ("MPLCONFIGDIR", work)):
         os.environ[key] = value
     emit = Emitter(fd)
@@ -583,8 +593,13 @@ class Server:
                 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
             except (OSError, AttributeError):
                 pass
-        for name in PRELUDE_MODULES + ("unittest", "types", "threading"):
+        for name in PRELUDE_MODULES + ("unittest", "types", "threading", "errno"):
             __import__(name)
+        _prelude_namespace("__main__")  # built once; every runner copies it
+        try:  # loaded once here rather than in every forked runner
+            import pyseccomp  # noqa: F401
+        except ImportError:
+            pass
 
     def run(self, job: dict) -> dict:
         start = time.monotonic()

@@ -14,7 +14,7 @@ from sandbox import local
 from sandbox.config import SandboxConfig
 from sandbox.runner import Runner
 
-CFG = SandboxConfig(backend="local", timeout_s=1, wall_factor=2, workers=1, cache_dir=None,
+CFG = SandboxConfig(backend="local", timeout_s=1, wall_factor=4, workers=1, cache_dir=None,
                     memory_mb=512, output_mb=8, pids_limit=64, sandbox_memory_mb=2048)
 
 
