@@ -92,18 +92,18 @@ def main(params: Params) -> None:
     with Runner(config) as runner:
         log.info("backend: %s, %d workers", runner.backend, config.n_workers())
         for policy, cands in sorted(by_policy.items()):
+            hits = runner.cache_hits
             verdicts = runner.judge([(problems[c["problem_id"]], c["code"]) for c in cands], desc=policy)
             outputs[policy] = verdict_rows(cands, verdicts, source)
             metrics[policy] = policy_metrics(outputs[policy])
+            metrics[policy].update(backend=runner.backend, verdict_source=source,
+                                   cache_hits=runner.cache_hits - hits)
             log.info("%s: %d/%d passed (%s)", policy, metrics[policy]["passed"], len(cands),
                      metrics[policy]["status"])
-        metrics_all = {"backend": runner.backend, "verdict_source": source, "cache_hits": runner.cache_hits,
-                       "policies": metrics}
     with atomic_dir(VERDICTS) as tmp:
         for policy, rows in outputs.items():
             write_jsonl(tmp / f"{policy}.jsonl", rows)
-    # per policy at the top level (the contract), plus run-wide facts under "_run"
-    write_json(METRICS, {**metrics, "_run": {k: v for k, v in metrics_all.items() if k != "policies"}})
+    write_json(METRICS, metrics)
 
 
 if __name__ == "__main__":
