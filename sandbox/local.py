@@ -96,6 +96,7 @@ class Cgroup:
                         continue
                     d = base / "daj" / name
                     d.mkdir(parents=True, exist_ok=True)
+                    self.remove_stale(d.parent)
                     for key, value in files.items():
                         (d / key).write_text(value)
                     self.dirs.append(d)
@@ -107,12 +108,28 @@ class Cgroup:
         return [str(d / "cgroup.procs") for d in self.dirs]
 
     def remove(self) -> None:
+        """Remove our cgroups; the processes of a killed sandbox take a moment to leave them."""
         for d in self.dirs:
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+            for _ in range(50):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
         self.dirs = []
+
+    @staticmethod
+    def remove_stale(parent: Path) -> None:
+        """Remove empty cgroups left by daj processes that are gone (named sbx-<pid>-<n>)."""
+        for d in parent.glob("sbx-*-*"):
+            pid = d.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
 
 
 class ProcessChannel:
