@@ -81,23 +81,20 @@ def _naive(problem: dict, code: str, workdir: Path) -> tuple[bool, int, bool]:
     return True, len(tests), False
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--candidates", type=int, default=300)
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    triples = [t for t in load("public", None) if t[1]["tests"]["public"]]
-    random.Random(args.seed).shuffle(triples)
-    triples = triples[:args.candidates]
-    pairs = [(p, c["code"]) for _, p, c in triples]
-    workers = args.workers or os.cpu_count() or 1
+def trivial_pairs(n: int) -> list[tuple[dict, str]]:
+    """n a+b candidates with 10 stdin tests each: the runner's own per-test cost."""
+    tests = [{"input": f"{i} {i * 7}\n", "output": f"{i * 8}\n"} for i in range(10)]
+    problem = {"id": "trivial/a+b", "tests": {"type": "stdin", "public": tests, "private": []}}
+    return [(problem, f"a, b = map(int, input().split())\nprint(a + b)  # {i}") for i in range(n)]
 
+
+def compare_runners(pairs: list[tuple[dict, str]], workers: int, desc: str) -> dict:
+    """Judge `pairs` with the sandbox, then with the naive runner; the figures of both."""
     config = SandboxConfig(backend="local", workers=workers, cache_dir=None, timeout_s=TIMEOUT_S)
-    start = time.perf_counter()
     with Runner(config, progress=True) as runner:
-        verdicts = runner.judge(pairs, desc="sandbox")
+        runner.judge(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
+        start = time.perf_counter()
+        verdicts = runner.judge(pairs, desc=f"sandbox {desc}")
     sandbox_s = time.perf_counter() - start
     sandbox_tests = sum(len(v["outcomes"]) for v in verdicts)
 
@@ -118,7 +115,7 @@ def main() -> None:
     nv_t, nv_s = sum(naive[i][1] for i in keep), sum(naive[i][3] for i in keep)
 
     report = {
-        "candidates": len(pairs), "workers": workers, "cpu_count": os.cpu_count(),
+        "candidates": len(pairs),
         "sandbox": {"seconds": round(sandbox_s, 2), "tests": sandbox_tests,
                     "tests_per_s": round(sandbox_tests / sandbox_s, 1),
                     "candidates_per_s": round(len(pairs) / sandbox_s, 2),
@@ -138,6 +135,27 @@ def main() -> None:
                                           / report["naive_fresh_python_per_test"]["tests_per_s"], 2)
     w = report["without_timeouts"]
     w["speedup"] = round(w["sandbox_tests_per_worker_s"] / max(w["naive_tests_per_worker_s"], 1e-9), 2)
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--candidates", type=int, default=300)
+    ap.add_argument("--trivial", type=int, default=50, help="a+b candidates (10 tests each); 0: skip")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    triples = [t for t in load("public", None) if t[1]["tests"]["public"]]
+    random.Random(args.seed).shuffle(triples)
+    pairs = [(p, c["code"]) for _, p, c in triples[:args.candidates]]
+    workers = args.workers or os.cpu_count() or 1
+    report = {"workers": workers, "cpu_count": os.cpu_count(),
+              "load_average_at_start": os.getloadavg()[0],
+              "lcb_pools": compare_runners(pairs, workers, "lcb")}
+    if args.trivial:
+        report["trivial_a_plus_b"] = compare_runners(trivial_pairs(args.trivial), workers, "a+b")
+    report["load_average_at_end"] = os.getloadavg()[0]
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

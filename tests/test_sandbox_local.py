@@ -109,6 +109,9 @@ def test_unittest_module_with_per_test_outcomes(runner):
     assert v["status"] == "wrong_answer" and v["tests_passed"] == 1
     v = judge(runner, problem, "import not_a_real_lib_xyz\ndef task_func(x):\n    return x * x")
     assert v["status"] == "missing_dependency"
+    hang = {"id": "bcb/h", "tests": {**problem["tests"], "timeout_s": 1}}
+    v = judge(runner, hang, "import time\ndef task_func(x):\n    time.sleep(60)")
+    assert v["status"] == "timeout"
 
 
 HOSTILE = {
