@@ -71,7 +71,10 @@ def load_pool(candidates_path: str | Path, verdicts_path: str | Path, policy: st
         for key in ("passed", "public_passed"):
             if not isinstance(row[key], bool):
                 raise DajError(f"expected a boolean, got {row[key]!r}", path=str(verdicts_path), line=line, field=key)
-        verdicts[(row["problem_id"], int(row["index"]))] = (row["passed"], row["public_passed"])
+        if not isinstance(row["index"], int) or isinstance(row["index"], bool):
+            raise DajError(f"expected an integer, got {row['index']!r}", path=str(verdicts_path), line=line,
+                           field="index")
+        verdicts[(row["problem_id"], row["index"])] = (row["passed"], row["public_passed"])
     pools: dict[str, list[PoolCandidate]] = defaultdict(list)
     for line, row in iter_jsonl(candidates_path, required=("problem_id", "index", "code")):
         pid = row["problem_id"]
