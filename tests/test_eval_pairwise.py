@@ -93,7 +93,8 @@ def stage_run(tmp_path_factory):
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pairwise")
-    make_workspace(root, tiny_model_dir(), pairwise__max_pairs_per_problem=2)
+    # the likeliest forced index (no sampling): answers are a function of the model's outputs alone
+    make_workspace(root, tiny_model_dir(), pairwise__max_pairs_per_problem=2, judge__force_sampling=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         pairwise_stage.main(load_params())
