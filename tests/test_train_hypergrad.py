@@ -106,3 +106,39 @@ def test_instance_table_hypergradient_matches_unrolled():
     assert _cos(betty_grad, exact) >= 0.9
     big = exact.abs() > 0.1 * exact.abs().max()
     assert torch.equal(torch.sign(betty_grad[big]), torch.sign(exact[big]))
+
+
+def test_bilevel_step_forward_passes():
+    """A bi-level step = lower fwd+bwd, meta fwd+bwd, and two darts re-runs that build no graph."""
+    import collections
+
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    from daj.models.tiny import train_tokenizer
+    from daj.train.bilevel import train
+    from daj.train.data import PreferenceData
+    from daj.train.lora import add_lora
+    from daj.train.losses import make_objective
+    from daj.train.synthetic import corpus, make_rows
+    from daj.train.weights import make_weight_model
+
+    tok = train_tokenizer(corpus(), vocab_size=400)
+    lower_rows, _ = make_rows("lower", ["a", "b"], 3, set(), 0)
+    upper_rows, _ = make_rows("upper", ["a", "b"], 1, set(), 0)
+    counts = {}
+    for mode in ("none", "domain"):
+        torch.manual_seed(0)
+        config = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+        model = add_lora(AutoModelForCausalLM.from_config(config), 4, 8, ["q_proj", "v_proj"])
+        calls = collections.Counter()
+        model.base_model.model.model.register_forward_hook(
+            lambda m, i, o, calls=calls: calls.update(["grad" if torch.is_grad_enabled() else "nograd"]))
+        data = [PreferenceData("dpo", tok, 256, rows, ["a", "b"]) for rows in (lower_rows, upper_rows, upper_rows)]
+        cfg = TrainConfig(objective="dpo", reweight=mode, steps=3, grad_accum=1)
+        train(model, make_objective("dpo"), make_weight_model(mode, ["a", "b"], 6), *data, cfg, progress=False)
+        counts[mode] = dict(calls)
+    # 4 reference passes (12 + 2 + 2 sequences in chunks of 8) and 2 final evaluation passes are
+    # gradient-free in both modes
+    assert counts["none"] == {"grad": 3, "nograd": 6}
+    assert counts["domain"] == {"grad": 3 + 3, "nograd": 6 + 2 * 3}
