@@ -52,6 +52,16 @@ def test_container_is_offline_and_limited():
     assert "pandas==2.0.3" in pins and "scikit-learn==1.3.1" in pins
 
 
+def test_container_options_are_accepted_by_the_docker_sdk():
+    from docker.models.containers import _create_container_args
+
+    args = _create_container_args(dict(container_options(SandboxConfig(pids_limit=64)), version="1.43"))
+    host = args["host_config"]
+    assert args["network_disabled"] and args["stdin_open"] and host["NetworkMode"] == "none"
+    assert host["PidsLimit"] == 64 and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+    assert host["Memory"] == SandboxConfig().sandbox_memory_mb << 20 and host["CpuQuota"] == 100_000
+
+
 def frame(stream: int, payload: bytes) -> bytes:
     return bytes([stream, 0, 0, 0]) + struct.pack(">I", len(payload)) + payload
 
