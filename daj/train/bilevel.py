@@ -239,7 +239,7 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     for data in (lower, upper, eval_pairs):
-        data.compute_reference(model, device=device)
+        data.compute_reference(model, device=device, lazy=True)
     fp = cfg.fingerprint(fingerprint_extra or {})
     state = None
     ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None

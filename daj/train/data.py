@@ -94,7 +94,8 @@ class PreferenceData:
         self.instance_domains: list[str] = []
         self.seqs: list[TokenizedSeq] = []
         self.units: list[Unit] = []
-        self._ref: list[torch.Tensor] | None = None
+        self._ref: dict[int, torch.Tensor] | None = None
+        self._ref_model, self._ref_chunk, self._ref_device = None, 8, "cpu"
         self._tok = lambda p, r: self._add_seq(tokenizer, p, r, max_length)
         if objective in ("dpo", "orpo"):
             for row in rows:
@@ -166,29 +167,43 @@ class PreferenceData:
                                    [self.domain_of(r) for r in members], {"advantages": adv.tolist()}))
 
     # reference log-probs -------------------------------------------------------------------------
+    def compute_reference(self, model, chunk: int = 8, device: str | torch.device = "cpu", lazy: bool = False) -> None:
+        """Per-token response log-probs under the base model (PEFT adapter disabled). Eager: every
+        sequence now. Lazy: each sequence the first time a batch needs it (a short run touches few
+        training units; the base model never changes, so the values are the same either way)."""
+        if self._ref is None or self._ref_model is not model:  # keep what this model already gave
+            self._ref = {}
+        self._ref_model, self._ref_chunk, self._ref_device = model, chunk, device
+        if not lazy:
+            self._ensure_reference(range(len(self.seqs)))
+
     @torch.no_grad()
-    def compute_reference(self, model, chunk: int = 8, device: str | torch.device = "cpu") -> None:
-        """Per-token response log-probs of every sequence under the base model (adapter disabled)."""
+    def _ensure_reference(self, idx: Sequence[int]) -> None:
         from contextlib import nullcontext
 
+        if self._ref is None:
+            raise RuntimeError("compute_reference() first")
+        missing = sorted({i for i in idx if i not in self._ref})
+        if not missing:
+            return
+        model = self._ref_model
         ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
-        refs: list[torch.Tensor] = []
         with ctx:
-            for k in range(0, len(self.seqs), chunk):
-                part = self.seqs[k: k + chunk]
-                batch = {key: v.to(device) for key, v in collate(part, self.pad_id).items()}
+            for k in range(0, len(missing), self._ref_chunk):
+                part = missing[k: k + self._ref_chunk]
+                batch = {key: v.to(self._ref_device)
+                         for key, v in collate([self.seqs[i] for i in part], self.pad_id).items()}
                 logps, mask = token_logps(model, batch)
-                for row, m in zip(logps.cpu(), mask.cpu(), strict=True):
-                    refs.append(row[m])
-        self._ref = refs
+                for i, row, m in zip(part, logps.cpu(), mask.cpu(), strict=True):
+                    self._ref[i] = row[m]
 
     def _ref_sum(self, idx: Sequence[int]) -> torch.Tensor:
-        assert self._ref is not None, "compute_reference() first"
+        self._ensure_reference(idx)
         return torch.stack([self._ref[i].sum() for i in idx])
 
     def _ref_tokens(self, idx: Sequence[int]) -> torch.Tensor:
         """[B, L] reference log-probs aligned with token_logps() on the collated sequences."""
-        assert self._ref is not None, "compute_reference() first"
+        self._ensure_reference(idx)
         seqs = [self.seqs[i] for i in idx]
         width = max(len(s.ids) for s in seqs)
         s_min = max(min(s.start for s in seqs), 1)
