@@ -31,6 +31,7 @@ PROBLEMS_CSV = "metrics/bon_problems.csv"
 SCALING_N = "metrics/bon_scaling_n.csv"
 SCALING_R = "metrics/bon_scaling_r.csv"
 SCALING_JSON = "metrics/bon_scaling.json"
+DIFFICULTY_CSV = "metrics/bon_difficulty.csv"
 log = logging.getLogger(__name__)
 
 
@@ -102,6 +103,14 @@ def main(params: Params) -> None:
     write_csv(SCALING_N, wide(long_n, "n"))
     write_csv(SCALING_R, wide(long_r, "rounds"))
     write_json(SCALING_JSON, {"n": long_n, "rounds": long_r})
+    write_csv(DIFFICULTY_CSV, difficulty_rows(summary))
+
+
+def difficulty_rows(summary: dict) -> list[dict]:
+    """The Best-of-N table in long form (policy, method, difficulty, pass@1) for a DVC bar plot."""
+    return [{"policy": policy, "method": method, "difficulty": level, "pass1": scores[level]}
+            for policy, methods in summary.items() for method, scores in methods.items()
+            for level in ("overall", "easy", "medium", "hard") if level in scores]
 
 
 if __name__ == "__main__":

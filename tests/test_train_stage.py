@@ -77,8 +77,8 @@ def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
     assert s["objective"] == "kto" and s["reweight"] == "domain" and s["steps"] == params["train"]["steps"]
     assert set(s["domain_weights"]) == {"alpha", "beta", "gamma"}
     for name in ("domain_weights.csv", "domain_weights.png", "losses.csv", "losses.png"):
-        assert (tmp_path / "metrics" / "train" / name).stat().st_size > 0
-    rows = (tmp_path / "metrics" / "train" / "domain_weights.csv").read_text().splitlines()
+        assert (tmp_path / "metrics" / "train" / "curves" / name).stat().st_size > 0
+    rows = (tmp_path / "metrics" / "train" / "curves" / "domain_weights.csv").read_text().splitlines()
     assert rows[0] == "step,alpha,beta,gamma" and len(rows) == params["train"]["steps"] + 1
     assert (tmp_path / "models" / "ckpt" / "state.pt").exists()
 

@@ -128,7 +128,8 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
     if metrics_dir is not None:
         from daj.train.plots import write_plots
 
-        write_plots(result.history, metrics_dir, cfg.reweight, result.final.get("instance_weights"))
+        # a subfolder of its own, so DVC can plot the whole folder (dvclive keeps metrics.json beside it)
+        write_plots(result.history, Path(metrics_dir) / "curves", cfg.reweight, result.final.get("instance_weights"))
     if judge_out is not None:
         with atomic_dir(judge_out) as tmp:
             save_adapter(model, tokenizer, tmp)
