@@ -61,14 +61,18 @@ def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path = 
             cmd += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             cmd += ["--ro-bind", str(path), str(path)]
-    cmd += ["--ro-bind", "/etc", "/etc"]
-    for root in python_roots(python):
+    cmd += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # Bound after the tmpfs, so an interpreter or venv that lives under /tmp stays visible.
+    roots = python_roots(python)
+    for root in roots:
         cmd += ["--ro-bind", root, root]
-    cmd += ["--ro-bind", str(harness_dir), SANDBOX_HARNESS,
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    cmd += ["--ro-bind", str(harness_dir), SANDBOX_HARNESS, "--chdir", "/tmp"]
     for key, value in SANDBOX_ENV.items():
         cmd += ["--setenv", key, value]
     cmd += ["--", python, "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
+    for root in roots:
+        if root.startswith("/tmp/"):
+            cmd += ["--keep", root]  # the harness must not try to wipe it between candidates
     return cmd
 
 
