@@ -29,7 +29,7 @@ def test_rows_and_markdown(tmp_path):
     assert [(r["objective"], r["reweight"]) for r in rows] == [("dpo", "instance_net"), ("dpo", "none"),
                                                                 ("kto", "domain")]
     text = render(rows)
-    assert "| kto | domain | 55.5 | 60.0 | 50.0 | 40.0 | 33 | 0.5 | exp-a |" in text
+    assert "| kto | domain | 55.5 | 60.0 | 50.0 | 40.0 | 33 | 0.5000 | exp-a |" in text
     assert "| random | - | 40.0 | 50.0 | 40.0 | 30.0 | 33 | - | - |" in text
     saved = tmp_path / "show.json"
     import json

@@ -22,7 +22,8 @@ COLUMNS = ("overall", "easy", "medium", "hard")
 def _records(exp_show: list[dict]) -> Iterator[tuple[str, dict]]:
     """Yield (name, data) for the workspace, each baseline and each of its experiments."""
     for entry in exp_show:
-        name = entry.get("name") or entry.get("rev", "")[:7]
+        rev = entry.get("rev", "")
+        name = entry.get("name") or (rev if rev == "workspace" else rev[:7])
         if entry.get("data"):
             yield name, entry["data"]
         for exp in entry.get("experiments") or []:
@@ -63,6 +64,10 @@ def _fmt(value) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "-"
 
 
+def _fmt3(value) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
 def render(rows: list[dict]) -> str:
     """Markdown: per policy, the random and oracle references, then one line per objective x reweight."""
     if not rows:
@@ -80,7 +85,7 @@ def render(rows: list[dict]) -> str:
         for r in prow:
             j = r["judge"]
             out.append(f"| {r['objective']} | {r['reweight']} | " + " | ".join(_fmt(j.get(c)) for c in COLUMNS)
-                       + f" | {j.get('n', '-')} | {_fmt(r['meta_loss']) if r['meta_loss'] is not None else '-'}"
+                       + f" | {j.get('n', '-')} | {_fmt3(r['meta_loss'])}"
                        + f" | {r['experiment']} |")
         out.append("")
     return "\n".join(out)
