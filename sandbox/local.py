@@ -62,17 +62,18 @@ def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path = 
         elif path.is_dir():
             cmd += ["--ro-bind", str(path), str(path)]
     cmd += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    # Bound after the tmpfs, so an interpreter or venv that lives under /tmp stays visible.
-    roots = python_roots(python)
-    for root in roots:
-        cmd += ["--ro-bind", root, root]
+    # An interpreter root under /tmp (a venv in a clone under /tmp) is mounted elsewhere, so that the
+    # candidate's private /tmp stays empty and the venv stays visible.
+    inner_python = python
+    for i, root in enumerate(python_roots(python)):
+        dest = f"/opt/daj-python{i}" if root == "/tmp" or root.startswith("/tmp/") else root
+        cmd += ["--ro-bind", root, dest]
+        if dest != root and python.startswith(root + "/"):
+            inner_python = dest + python[len(root):]
     cmd += ["--ro-bind", str(harness_dir), SANDBOX_HARNESS, "--chdir", "/tmp"]
     for key, value in SANDBOX_ENV.items():
         cmd += ["--setenv", key, value]
-    cmd += ["--", python, "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
-    for root in roots:
-        if root.startswith("/tmp/"):
-            cmd += ["--keep", root]  # the harness must not try to wipe it between candidates
+    cmd += ["--", inner_python, "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
     return cmd
 
 
