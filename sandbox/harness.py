@@ -586,7 +586,6 @@ def judge(job: dict, work: str, fd: int) -> None:
 class Server:
     def __init__(self, tmp_root: str, own_pid_ns: bool, protocol_fds: tuple[int, ...]):
         self.tmp_root = tmp_root
-        self.keep: tuple[str, ...] = ()
         self.protocol_fds = protocol_fds  # closed in every judge: candidates must not reach the host
         # kill(-1) signals every process we may signal: only safe in a private pid namespace
         self.own_pid_ns = own_pid_ns and os.getpid() in (1, 2)
@@ -685,17 +684,12 @@ class Server:
             if pid == 0:
                 return
 
-    def _wipe(self, directory: str | None = None) -> None:
+    def _wipe(self) -> None:
         import shutil
 
-        directory = directory or self.tmp_root
-        for entry in os.listdir(directory):
-            path = os.path.join(directory, entry)
-            if path in self.keep:
-                continue  # a read-only bind of the interpreter (a venv that lives under /tmp)
-            if any(k.startswith(path + os.sep) for k in self.keep):
-                self._wipe(path)
-            elif os.path.isdir(path) and not os.path.islink(path):
+        for entry in os.listdir(self.tmp_root):
+            path = os.path.join(self.tmp_root, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 try:
@@ -707,14 +701,10 @@ class Server:
 def main(argv: list[str]) -> int:
     tmp_root = "/tmp"
     own_pid_ns = False
-    keep: list[str] = []
     i = 0
     while i < len(argv):
         if argv[i] == "--tmp-root":
             tmp_root = argv[i + 1]
-            i += 1
-        elif argv[i] == "--keep":
-            keep.append(os.path.normpath(argv[i + 1]))
             i += 1
         elif argv[i] == "--own-pid-ns":
             own_pid_ns = True
@@ -727,7 +717,6 @@ def main(argv: list[str]) -> int:
     os.dup2(null, 1)
     os.close(null)
     server = Server(tmp_root, own_pid_ns, (protocol_in.fileno(), protocol_out.fileno()))
-    server.keep = tuple(keep)
     hello = {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "own_pid_ns": server.own_pid_ns,
              "seccomp": importlib.util.find_spec("pyseccomp") is not None,
              "python": sys.version.split()[0]}
