@@ -17,31 +17,19 @@ adapter's cache.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from daj.errors import DajError
 from daj.eval.bon import load_pools
 from daj.eval.pairwise import evaluate_judge, runner_select
 from daj.io import read_jsonl, write_json
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import build_runner
 from daj.params import Params
-from stages.bon import TRAINED_ADAPTER
+from stages.bon import judge_adapter
 from stages.pairs import policy_list, positive_int
 
 SPLITS_DIR = "data/splits"
 METRICS = "metrics/pairwise.json"
 log = logging.getLogger(__name__)
-
-
-def trained_adapter(params: Params) -> str | None:
-    """models/judge when it exists (it must be a PEFT adapter), else judge.adapter (may be None)."""
-    trained = Path(TRAINED_ADAPTER)
-    if trained.is_dir():
-        if not (trained / "adapter_config.json").is_file():
-            raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
-        return str(trained)
-    return params.get_path("judge.adapter", None)
 
 
 def main(params: Params) -> None:
@@ -55,7 +43,7 @@ def main(params: Params) -> None:
     log.info("%s: %d problems, %d mixed pairs (%d ordered prompts)", split, len(problems), len(prompts) // 2,
              len(prompts))
     judges = {"base": None}
-    adapter = trained_adapter(params)
+    adapter = judge_adapter(params)
     if adapter:
         judges["trained"] = adapter
     out = {}
