@@ -116,3 +116,17 @@ def test_bad_pairs_file_names_file_line_field(assets, tmp_path):
         run(TrainConfig(steps=1), _opts(assets), tmp_path / "pairs", judge_out=tmp_path / "judge", progress=False)
     assert "lower.jsonl:3" in str(err.value) and "chosen" in str(err.value)
     assert not (tmp_path / "judge").exists()
+
+
+def test_adapter_config_is_written_in_a_stable_order(tmp_path):
+    """PEFT saves target_modules from a set (hash order); the saved file must not depend on it."""
+    from daj.train.lora import canonicalise_adapter_config
+
+    texts = []
+    for order in (["v_proj", "q_proj", "down_proj"], ["down_proj", "v_proj", "q_proj"]):
+        path = tmp_path / "adapter_config.json"
+        path.write_text(json.dumps({"r": 32, "target_modules": order, "lora_alpha": 64}))
+        canonicalise_adapter_config(path)
+        texts.append(path.read_text())
+    assert texts[0] == texts[1]
+    assert json.loads(texts[0])["target_modules"] == ["down_proj", "q_proj", "v_proj"]

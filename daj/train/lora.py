@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -43,3 +44,16 @@ def save_adapter(model, tokenizer, out_dir: str | Path) -> None:
     """Write the PEFT adapter (adapter_config.json + adapter_model.safetensors) and the tokenizer."""
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
+    canonicalise_adapter_config(Path(out_dir) / "adapter_config.json")
+
+
+def canonicalise_adapter_config(path: Path) -> None:
+    """Sort PEFT's `target_modules`, which it saves from a set in hash order.
+
+    Without this the file differs from run to run, and so do the judge's cache key and the sampling
+    seeds derived from it: the trained judge's evaluation would not be reproducible.
+    """
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
