@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from daj.data.bcb import load_bcb_snapshot  # noqa: E402
+from daj.io import write_json  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.runner import Runner  # noqa: E402
 
@@ -49,10 +50,9 @@ def main() -> None:
     report = {"tasks": len(problems), "seconds": round(time.perf_counter() - start, 1),
               "status": dict(collections.Counter(v["status"] for v in verdicts)),
               "missing_modules": dict(missing.most_common()), "other_failures": other}
-    text = json.dumps(report, indent=2)
-    print(text)
+    print(json.dumps(report, indent=2))
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from daj.data.lcb import load_lcb_snapshot  # noqa: E402
 from daj.engines.file import read_lcb_eval_all  # noqa: E402
+from daj.io import write_json  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.runner import Runner  # noqa: E402
 
@@ -91,10 +92,9 @@ def main() -> None:
         report["fail_rejected_on_public"] = sum(
             1 for (_, _, c), v in zip(triples, verdicts, strict=True)
             if not c["imported_passed"] and not v["public_passed"])
-    text = json.dumps(report, indent=2)
-    print(text)
+    print(json.dumps(report, indent=2))
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lcb_agreement import load  # noqa: E402
 
+from daj.io import write_json  # noqa: E402
 from sandbox.compare import functional_matches, stdout_matches  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.harness import PRELUDE  # noqa: E402
@@ -156,10 +157,9 @@ def main() -> None:
     if args.trivial:
         report["trivial_a_plus_b"] = compare_runners(trivial_pairs(args.trivial), workers, "a+b")
     report["load_average_at_end"] = os.getloadavg()[0]
-    text = json.dumps(report, indent=2)
-    print(text)
+    print(json.dumps(report, indent=2))
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":
