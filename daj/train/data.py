@@ -42,13 +42,18 @@ def read_pairs(path: str | Path) -> list[dict]:
         for key in PAIR_FIELDS:
             _check_str(row, key, str(path), line)
         row = dict(row, id=str(row.get("id") or f"{row['problem_id']}#{line}"))
-        if row["id"] in seen:
-            raise DajError(f"duplicate id {row['id']!r}", path=str(path), line=line, field="id")
-        seen.add(row["id"])
+        _claim_id(row["id"], seen, path, line)
         rows.append(row)
     if not rows:
         raise DajError("no preference pairs", path=str(path))
     return rows
+
+
+def _claim_id(instance_id: str, seen: set[str], path: str | Path, line: int) -> None:
+    """Record an instance id; a second row with the same id is an input error."""
+    if instance_id in seen:
+        raise DajError(f"duplicate id {instance_id!r}", path=str(path), line=line, field="id")
+    seen.add(instance_id)
 
 
 def read_scored(path: str | Path) -> list[dict]:
@@ -63,9 +68,7 @@ def read_scored(path: str | Path) -> list[dict]:
         if row["label"] not in LABELS:
             raise DajError(f"expected one of {', '.join(LABELS)}", path=str(path), line=line, field="label")
         row = dict(row, id=str(row["id"]), group=str(row["group"]))
-        if row["id"] in seen:
-            raise DajError(f"duplicate id {row['id']!r}", path=str(path), line=line, field="id")
-        seen.add(row["id"])
+        _claim_id(row["id"], seen, path, line)
         rows.append(row)
     if not rows:
         raise DajError("no scored rollouts", path=str(path))
