@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -162,3 +163,59 @@ def test_load_pool_errors(tmp_path):
                                        for i in (1, 0)])
     pools = load_pool(tmp_path / "c.jsonl", tmp_path / "v.jsonl", "p")
     assert [c.index for c in pools["t/0"]] == [0, 1] and pools["t/0"][1].passed
+
+
+def test_unanimous_problems_skip_the_judge(monkeypatch):
+    """All-pass and all-fail pools make no judge call and score what a full vote would give."""
+    import daj.eval.bon as bon
+
+    problems, pools = problems_and_pools()
+    for p in problems:
+        p["prompt"] = f"solve {p['id']}"  # tells the judge's prompts apart per problem
+    pools["t/3"] = [cand(i, True, True, f"def good():\n    return {i}\n") for i in range(3)]  # all pass, distinct
+    unanimous = {"t/1", "t/2", "t/3"}
+
+    class Counting(CodeReadingJudge):
+        def __init__(self):
+            super().__init__()
+            self.by_problem = Counter()
+
+        def generate(self, prompts, params, prefixes=None):
+            for chat in prompts:
+                self.by_problem[re.search(r"solve (t/\d)", chat[-1]["content"]).group(1)] += 1
+            return super().generate(prompts, params, prefixes)
+
+    engine = Counting()
+    res = evaluate_policy("p", problems, pools, JudgeRunner(engine, JudgeSettings()), 8, seed=0, progress=False)
+    assert set(engine.by_problem) == {"t/0"} and engine.by_problem["t/0"] > 0
+    assert set(res.votes) == {"t/0"}
+    rows = {r["problem_id"]: r for r in res.rows if r["method"] == "judge"}
+    assert {pid for pid, r in rows.items() if r["judge_skipped"]} == unanimous
+    assert rows["t/3"]["verdict"] == 1.0 and rows["t/1"]["verdict"] == 0.0 and rows["t/3"]["judge_responses"] == 0
+    assert all(r["judge_skipped"] == "" for r in res.rows if r["method"] != "judge")
+    assert res.cost["judge_skipped"] == {"problems": 3, "all_pass": 2, "all_fail": 1, "model_calls": 0,
+                                         "responses": 0}
+    assert all(res.cost["judge_per_problem"][pid]["model_calls"] == 0 for pid in unanimous)
+    assert res.cost["methods"]["judge"]["model_calls"] == engine.prompts
+
+    # the same evaluation without skipping: the judge votes on every pool, pass@1 is the same
+    monkeypatch.setattr(bon, "unanimous_verdict", lambda cands: None)
+    full_engine = Counting()
+    full = evaluate_policy("p", problems, pools, JudgeRunner(full_engine, JudgeSettings()), 8, seed=0,
+                           progress=False)
+    assert {"t/0", "t/1", "t/3"} <= set(full_engine.by_problem)  # t/2's two programs are one: no call
+    assert full.summary == res.summary and not any(r["judge_skipped"] for r in full.rows if r["method"] == "judge")
+    monkeypatch.undo()
+    # the rounds curve reads the main votes: a skipped problem scores its common verdict at every r,
+    # which is what the full votes give after any number of rounds
+    rows_r = scaling_r("p", problems, pools, 8, res.votes, seed=0)
+    assert rows_r == scaling_r("p", problems, pools, 8, full.votes, seed=0)
+    runner = JudgeRunner(engine, JudgeSettings())
+
+    def subset_judge(problem, subset, size):
+        result = evaluate_policy("p", [problem], {problem["id"]: subset}, runner, 8, size, progress=False)
+        return result.summary["judge"]["overall"] / 100
+
+    rows_n = scaling_n("p", problems, pools, [1, 2, 3], res.votes, subset_judge, seed=0)
+    by = {(r["method"], r["n"]): r["overall"] for r in rows_n}
+    assert by[("judge", 3)] == res.summary["judge"]["overall"] and set(engine.by_problem) == {"t/0"}

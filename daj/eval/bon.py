@@ -9,7 +9,9 @@ Methods (each problem scores the probability that the pick passes; pass@1 is the
   judge         pairwise voting with the judge (daj.judge.voting), R rounds
 
 A problem of the split without any candidate in the pool scores 0 for every method (counted as
-`missing` in the cost record).
+`missing` in the cost record). A problem whose candidates all pass or all fail is not shown to the
+judge: any pick scores the common verdict, so the judge method scores it directly (0 judge calls,
+`judge_skipped` in the problem rows and the cost record).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Pick:
     picked: int | None = None  # candidate index, None for expectation-only methods
     votes: list[int] | None = None
     cost: CallStats = field(default_factory=CallStats)
+    skipped: bool = False      # judge not called: every candidate has the same verdict
 
 
 def load_pool(candidates_path: str | Path, verdicts_path: str | Path, policy: str,
@@ -135,11 +138,20 @@ def judge_vote(runner: JudgeRunner, problem: dict, cands: list[PoolCandidate], r
     return pairwise_vote(codes, rounds, judge, rng, identity_groups(codes)), stats
 
 
+def unanimous_verdict(cands: list[PoolCandidate]) -> bool | None:
+    """The common verdict when a non-empty pool's candidates all pass or all fail, else None."""
+    verdicts = {c.passed for c in cands}
+    return verdicts.pop() if len(verdicts) == 1 else None
+
+
 def judge_pick(runner: JudgeRunner, problem: dict, cands: list[PoolCandidate], rounds: int,
                seed: int) -> tuple[Pick, VoteResult | None]:
-    """The judge method on one problem."""
+    """The judge method on one problem; no judge call when the pick cannot change the verdict."""
     if not cands:
         return Pick("judge", 0.0), None
+    common = unanimous_verdict(cands)
+    if common is not None:
+        return Pick("judge", float(common), skipped=True), None
     result, stats = judge_vote(runner, problem, cands, rounds, seed)
     winner = cands[result.winner]
     return Pick("judge", float(winner.passed), picked=winner.index, votes=result.votes, cost=stats), result
@@ -184,6 +196,7 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
     cost = {m: CallStats() for m in methods}
     per_problem_cost: dict[str, dict] = {}
     missing = 0
+    skipped: Counter = Counter()
     for problem in tqdm(problems, desc=f"bon {policy}", unit="problem", disable=not progress):
         pid = problem["id"]
         cands = pools.get(pid, [])
@@ -195,7 +208,9 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
             picks.append(pick)
             if result is not None:
                 votes[pid] = result
-            per_problem_cost[pid] = pick.cost.to_dict()
+            if pick.skipped:
+                skipped["passing" if pick.expected else "failing"] += 1
+            per_problem_cost[pid] = {**pick.cost.to_dict(), "skipped": pick.skipped}
         for pick in picks:
             scores[pick.method][pid] = pick.expected
             cost[pick.method].add(pick.cost)
@@ -204,6 +219,7 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
                          "picked": "" if pick.picked is None else pick.picked,
                          "votes": "" if pick.votes is None else ";".join(map(str, pick.votes)),
                          "verdict": round(pick.expected, 6),
+                         "judge_skipped": pick.skipped if pick.method == "judge" else "",
                          "judge_responses": pick.cost.responses if pick.method == "judge" else "",
                          "judge_tokens": (pick.cost.prompt_tokens + pick.cost.completion_tokens
                                           if pick.method == "judge" else "")})
@@ -214,6 +230,10 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
                                 "tokens_per_problem": (c.prompt_tokens + c.completion_tokens) / n}
                             for m, c in cost.items()},
                 "missing_problems": missing, "judge_per_problem": per_problem_cost}
+    if runner is not None:
+        # unanimous pools: the judge's pick cannot change pass@1, so it was not called
+        cost_out["judge_skipped"] = {"problems": skipped.total(), "all_pass": skipped["passing"],
+                                     "all_fail": skipped["failing"], "model_calls": 0, "responses": 0}
     return PolicyResult(summarise(problems, scores), rows, cost_out, votes)
 
 

@@ -4,9 +4,13 @@ Against N (each problem's pool subsampled to `size` candidates, uniformly withou
 pool smaller than `size` is used whole):
   random, oracle, first, public_tests   exact expectations over all subsets (closed forms)
   judge   one seeded random subset per (problem, size), voted with R rounds; the full pool reuses the
-          main bon vote, and size 1 is the exact random value (a single random candidate)
+          main bon vote, and size 1 is the exact random value (a single random candidate); a pool
+          whose candidates all pass or all fail scores its common verdict at every size, without
+          the judge (every subset is unanimous too)
 Against R (r = 1..R): judge = the main vote's first r rounds (ties broken by a seeded generator;
-r = R is the main result); the other methods do not depend on R and are repeated as references.
+r = R is the main result); a problem without a main vote (no candidates, or a unanimous pool that
+bon did not show to the judge) scores its common verdict at every r. The other methods do not
+depend on R and are repeated as references.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from math import comb
 
 import numpy as np
 
-from daj.eval.bon import PoolCandidate, summarise
+from daj.eval.bon import PoolCandidate, summarise, unanimous_verdict
 from daj.eval.passk import random_expectation, subset_oracle, subset_public_tests
 from daj.judge.voting import VoteResult, identity_groups, stable_seed
 
@@ -71,6 +75,8 @@ def scaling_n(policy: str, problems: list[dict], pools: dict[str, list[PoolCandi
                 continue
             if not cands:
                 scores["judge"][pid] = 0.0
+            elif (common := unanimous_verdict(cands)) is not None:
+                scores["judge"][pid] = float(common)
             elif size == 1:
                 scores["judge"][pid] = random_expectation([c.passed for c in cands])
             elif size >= len(cands) and main_votes is not None and pid in main_votes:
@@ -100,7 +106,7 @@ def scaling_r(policy: str, problems: list[dict], pools: dict[str, list[PoolCandi
         for problem in problems:
             pid = problem["id"]
             cands = pools.get(pid, [])
-            if not cands or pid not in main_votes:
+            if not cands or pid not in main_votes:  # no candidates, or unanimous: no vote was needed
                 judge[pid] = 0.0 if not cands else float(cands[0].passed)
                 continue
             result = main_votes[pid]
