@@ -63,16 +63,23 @@ def test_score_continuations_matches_token_log_probs():
 
     eng = tiny_engine()
     assert isinstance(eng, ScoringEngine)
-    scores = eng.score_continuations(CHATS[0], "<selection>", ["1", "2", "12"])
-    assert len(scores) == 3 and all(s < 0 for s in scores)
-    # recompute one option token by token from a plain forward pass
+    # options of different token lengths (one token up to several): the cached, batched scoring
+    # must equal a plain forward pass over context + option, option by option
+    options = ["1", "2</selection>", "12", "def f(x): return x"]
+    scores = eng.score_continuations(CHATS[0], "<selection>", options)
+    assert len(scores) == 4 and all(s < 0 for s in scores)
     ctx = eng.tokenizer(eng.render(CHATS[0], "<selection>"), add_special_tokens=False)["input_ids"]
-    opt = eng.tokenizer("12", add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        logits = eng.model(input_ids=torch.tensor([ctx + opt])).logits[0]
-    logp = torch.log_softmax(logits, -1)
-    want = sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(opt))
-    assert math.isclose(scores[2], want, rel_tol=1e-4, abs_tol=1e-4)
+    lengths = []
+    for option, score in zip(options, scores, strict=True):
+        opt = eng.tokenizer(option, add_special_tokens=False)["input_ids"]
+        lengths.append(len(opt))
+        with torch.no_grad():
+            logits = eng.model(input_ids=torch.tensor([ctx + opt])).logits[0]
+        logp = torch.log_softmax(logits, -1)
+        want = sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(opt))
+        assert math.isclose(score, want, rel_tol=1e-4, abs_tol=1e-4), option
+    assert min(lengths) == 1 and max(lengths) >= 4
+    assert eng.prompt_tokens(CHATS[0], "<selection>") == len(ctx)
 
 
 def test_registry_builds_hf_engine():

@@ -92,3 +92,9 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
     assert resp.forced and resp.raw_selection is None and stats.model_calls == 1
     scores = engine.score_continuations(chat, force_prefix(resp.raw_text), [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.selection == 1 + max(range(3), key=lambda i: scores[i])
+    # selection only on the same engine: no generation, the tag alone, from the prompt's own scores
+    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=0, force_selection=True))
+    [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
+    scores = engine.score_continuations(chat, "<selection>", [f"{k}</selection>" for k in (1, 2, 3)])
+    assert resp.text == f"<selection>{1 + max(range(3), key=lambda i: scores[i])}</selection>"
+    assert resp.prompt_tokens == engine.prompt_tokens(chat, "<selection>") and resp.completion_tokens == 0

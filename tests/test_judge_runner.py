@@ -159,3 +159,30 @@ def test_forced_sampling_follows_the_option_probabilities():
     assert [r[0].selection for r in again.respond([JudgeRequest(c, 2) for c in chats])[0]] == picks  # seeded
     greedy = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=0.0))
     assert {r[0].selection for r in greedy.respond([JudgeRequest(c, 2) for c in chats[:20]])[0]} == {2}
+
+
+def test_selection_only_scores_each_prompt_once_and_generates_nothing(tmp_path):
+    engine = FakeJudgeEngine(lambda p, k: pytest.fail("selection only must not generate"), scores=[-0.7, -0.7])
+    settings = JudgeSettings(max_new_tokens=0, force_selection=True, force_sampling=True, temperature=1.0)
+    runner = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
+    reqs = [JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2, n=8, seed=s) for s in range(3)]
+    out, stats = runner.respond(reqs)
+    assert engine.generated == [] and engine.scored == 3  # one scoring per prompt, whatever n
+    picks = [r.selection for responses in out for r in responses]
+    assert all(r.text == f"<selection>{r.selection}</selection>" and r.forced and r.raw_text == ""
+               for responses in out for r in responses)
+    assert set(picks) == {1, 2}  # equal scores: the 24 draws are not all the same position
+    assert stats.model_calls == 3 and stats.completion_tokens == 0
+    with pytest.raises(DajError, match="force_selection"):
+        JudgeRunner(engine, JudgeSettings(max_new_tokens=0), JudgeCache(None))
+
+
+def test_selection_only_params_are_checked():
+    from daj.params import Params
+
+    base = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0, "max_prompt_chars": 2000}
+    ok = JudgeSettings.from_params(Params({"judge": {**base, "max_new_tokens": 0, "force_selection": True}}))
+    assert ok.max_new_tokens == 0
+    for tokens, force in ((0, False), (-1, True)):
+        with pytest.raises(DajError, match="judge.max_new_tokens"):
+            JudgeSettings.from_params(Params({"judge": {**base, "max_new_tokens": tokens, "force_selection": force}}))

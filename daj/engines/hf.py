@@ -94,11 +94,17 @@ class HFEngine:
                 results.append(comps * params.n if greedy else comps)
         return results
 
+    def prompt_tokens(self, prompt: Chat, prefix: str | None = None) -> int:
+        """Number of tokens of the rendered prompt plus `prefix`."""
+        return len(self.tokenizer(self.render(prompt, prefix), add_special_tokens=False)["input_ids"])
+
     def score_continuations(self, prompt: Chat, prefix: str, options: list[str]) -> list[float]:
         """Total log-probability of each option's tokens after the rendered prompt plus `prefix`.
 
         Context and option are tokenised separately and concatenated, so every option is scored
-        from the same context tokens.
+        from the same context tokens. The context is run once (only its last position's logits are
+        kept); the options' remaining tokens then run as one right-padded batch on its key/value
+        cache (causal attention: padding after a token cannot change that token's logits).
         """
         import torch
 
@@ -108,21 +114,22 @@ class HFEngine:
         opts = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
         if any(not o for o in opts):
             raise DajError("an option to score is empty", field="options")
-        width = len(ctx) + max(len(o) for o in opts)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(opts), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(opts), width), dtype=torch.long)
-        for i, o in enumerate(opts):  # right padding: positions of the context are the same for all
-            seq = ctx + o
-            ids[i, :len(seq)] = torch.tensor(seq)
-            mask[i, :len(seq)] = 1
         with torch.no_grad():
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        scores = []
+            out = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True, logits_to_keep=1)
+            scores = [float(v) for v in torch.log_softmax(out.logits[0, -1].float(), dim=-1)[[o[0] for o in opts]]]
+            width = max(len(o) for o in opts) - 1
+            if width == 0:
+                return scores
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(len(opts))
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+            ids = torch.full((len(opts), width), pad, dtype=torch.long)
+            for i, o in enumerate(opts):
+                ids[i, :len(o) - 1] = torch.tensor(o[:-1])
+            logits = self.model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
         for i, o in enumerate(opts):
-            pos = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(o))
-            scores.append(float(logp[i, pos, torch.tensor(o)].sum()))
+            scores[i] += float(logp[i, torch.arange(len(o) - 1), torch.tensor(o[1:], dtype=torch.long)].sum())
         return scores
 
     def close(self) -> None:

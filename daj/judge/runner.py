@@ -8,6 +8,10 @@ judge.force_sampling, K is instead drawn from those probabilities at the judge's
 sampling would continue; seeded per response): a near-random judge then still gives the varied
 answers that preference pairs need, where the likeliest index is nearly always the same position. The response keeps
 `raw_text` and `raw_selection` (None = the model itself made a format error) and `forced=True`.
+
+Selection only (judge.max_new_tokens: 0, needs force_selection): nothing is generated; every
+response is `<selection>K</selection>` with K forced as above from one scoring of the prompt, so a
+request costs one prefill whatever its `n` (the n rollouts draw K separately).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
-from daj.engines.base import Chat, Engine, SamplingParams
+from daj.engines.base import Chat, Completion, Engine, SamplingParams
 from daj.errors import DajError
 from daj.judge.cache import JudgeCache, cache_key, fingerprint
 from daj.judge.parse import CLOSE, OPEN, parse_selection
@@ -51,6 +55,9 @@ class JudgeSettings:
             if not ok:
                 raise DajError(f"expected {kind.__name__}, got {value!r}", path=params.path, field=f"judge.{name}")
             kw[name] = kind(value)
+        if kw["max_new_tokens"] < 0 or (kw["max_new_tokens"] == 0 and not kw["force_selection"]):
+            raise DajError(f"expected >= 1, or 0 (selection only) with judge.force_selection: true; got "
+                           f"{kw['max_new_tokens']}", path=params.path, field="judge.max_new_tokens")
         sampling = params.get_path("judge.force_sampling", False)
         if not isinstance(sampling, bool):
             raise DajError(f"expected bool, got {sampling!r}", path=params.path, field="judge.force_sampling")
@@ -121,6 +128,9 @@ class JudgeRunner:
         if settings.force_selection and not callable(getattr(engine, "score_continuations", None)):
             raise DajError(f"judge.force_selection needs an engine that scores continuations (the hf "
                            f"backend); engine {engine.name!r} cannot", field="judge.force_selection")
+        if settings.max_new_tokens == 0 and not settings.force_selection:
+            raise DajError("judge.max_new_tokens 0 (selection only) needs judge.force_selection: true",
+                           field="judge.max_new_tokens")
         self.engine, self.settings = engine, settings
         self.cache = cache if cache is not None else JudgeCache(None)
         self.batch_size, self.progress = batch_size, progress
@@ -140,14 +150,19 @@ class JudgeRunner:
         p = np.exp(z - z.max())
         return int(np.random.default_rng(stable_seed(salt)).choice(len(scores), p=p / p.sum()))
 
-    def _finish(self, req: JudgeRequest, completion, salt: str = "") -> JudgeResponse:
+    def _finish(self, req: JudgeRequest, completion, salt: str = "",
+                scored: dict[str, list[float]] | None = None) -> JudgeResponse:
+        """Parse a completion; force the selection if asked (`scored` memoises scores per prefix)."""
         raw = completion.text
         raw_sel = parse_selection(raw, req.n_candidates)
         text, sel, forced = raw, raw_sel, False
         if raw_sel is None and self.settings.force_selection:
             prefix = force_prefix(raw)
             options = [f"{k}{CLOSE}" for k in range(1, req.n_candidates + 1)]
-            scores = self.engine.score_continuations(req.messages, prefix, options)
+            scored = {} if scored is None else scored
+            if prefix not in scored:
+                scored[prefix] = self.engine.score_continuations(req.messages, prefix, options)
+            scores = scored[prefix]
             best = self._pick(scores, salt)
             text, forced = prefix + options[best], True
             sel = parse_selection(text, req.n_candidates)
@@ -155,6 +170,17 @@ class JudgeRunner:
         return JudgeResponse(text=text, selection=sel, raw_text=raw, raw_selection=raw_sel, forced=forced,
                              finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
                              completion_tokens=completion.completion_tokens)
+
+    def _complete(self, requests: list[JudgeRequest], n: int, seed: int) -> list[list[Completion]]:
+        """The engine's completions, or in selection-only mode n empty ones (nothing to generate)."""
+        if self.settings.max_new_tokens > 0:
+            return self.engine.generate([r.messages for r in requests], self.settings.sampling(n, seed))
+        out = []
+        for req in requests:
+            count = getattr(self.engine, "prompt_tokens", None)
+            tokens = count(req.messages, OPEN) if callable(count) else 0
+            out.append([Completion(text="", finish_reason="length", prompt_tokens=tokens, completion_tokens=0)] * n)
+        return out
 
     def respond(self, requests: list[JudgeRequest]) -> tuple[list[list[JudgeResponse]], CallStats]:
         """`n` responses per request. Identical requests are generated once; cached ones not at all."""
@@ -177,11 +203,12 @@ class JudgeRunner:
             items = list(group.items())
             for start in range(0, len(items), self.batch_size):
                 chunk = items[start:start + self.batch_size]
-                outputs = self.engine.generate([r.messages for _, r in chunk], self.settings.sampling(n, seed))
+                outputs = self._complete([r for _, r in chunk], n, seed)
                 for (key, req), completions in zip(chunk, outputs, strict=True):
                     if len(completions) != n:
                         raise RuntimeError(f"engine returned {len(completions)} completions, expected {n}")
-                    responses = [self._finish(req, c, f"{key}#{k}") for k, c in enumerate(completions)]
+                    scored: dict[str, list[float]] = {}
+                    responses = [self._finish(req, c, f"{key}#{k}", scored) for k, c in enumerate(completions)]
                     self.cache.put(key, [asdict(r) for r in responses])
                     found[key] = responses
                 stats.model_calls += len(chunk)
