@@ -3,6 +3,7 @@
 Reads data/splits/{lower,upper}.jsonl, data/candidates/<policy>.jsonl and data/verdicts/<policy>.jsonl
 for pairs.lower_policies / pairs.upper_policies; writes data/pairs/{lower,upper}.jsonl (preference
 records), data/pairs/{lower,upper}_scored.jsonl (every scored rollout) and metrics/pairs.json.
+pairs.max_problems caps the problems judged per split (null, one int for both, or {lower, upper}).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from daj.errors import DajError
 from daj.eval.bon import load_pools
 from daj.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from daj.judge.pairs import judge_pairs, pair_prompts
+from daj.judge.pairs import choose_problems, judge_pairs, pair_prompts
 from daj.judge.reward import RewardLevels
 from daj.judge.runner import build_runner
 from daj.params import Params
@@ -39,25 +40,44 @@ def policy_list(params: Params, key: str) -> list[str]:
     return value
 
 
+def max_problems_per_split(params: Params) -> dict[str, int | None]:
+    """pairs.max_problems: null (no cap), a positive int (both splits) or {lower: int|null, upper: int|null}."""
+    key = "pairs.max_problems"
+    value = params.get_path(key, None)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"lower", "upper"})
+        if unknown:
+            raise DajError(f"unknown split {unknown[0]!r} (expected lower, upper)", path=params.path,
+                           field=f"{key}.{unknown[0]}")
+        return {split: positive_int(params, f"{key}.{split}", allow_none=True) for split in ("lower", "upper")}
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DajError(f"expected null, a positive integer or {{lower: int|null, upper: int|null}}, got {value!r}",
+                       path=params.path, field=key)
+    return {"lower": value, "upper": value}
+
+
 def main(params: Params) -> None:
     seed = int(params.get_path("seed"))
     max_pairs = positive_int(params, "pairs.max_pairs_per_problem", allow_none=True)
     responses = positive_int(params, "pairs.responses_per_pair")
     levels = RewardLevels.from_params(params)
+    caps = max_problems_per_split(params)
     work = {}
     for split in ("lower", "upper"):
         problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "domain"))
         policies = policy_list(params, f"pairs.{split}_policies")
         pools = load_pools(policies, [p["id"] for p in problems])
-        work[split] = (policies, pair_prompts(split, problems, pools, max_pairs, seed))
+        chosen, counts = choose_problems(split, problems, pools, caps[split], seed)
+        work[split] = (policies, {"max_problems": caps[split], **counts},
+                       pair_prompts(split, chosen, pools, max_pairs, seed))
     runner, tokenizer = build_runner(params, params.get_path("judge.adapter", None))
     metrics = {}
     with atomic_dir(OUT_DIR) as tmp:
-        for split, (policies, prompts) in work.items():
+        for split, (policies, counts, prompts) in work.items():
             result = judge_pairs(split, prompts, runner, tokenizer, responses, levels, seed)
             write_jsonl(tmp / f"{split}.jsonl", result.records)
             write_jsonl(tmp / f"{split}_scored.jsonl", result.scored)
-            metrics[split] = {"policies": policies, **result.metrics}
+            metrics[split] = {"policies": policies, **counts, **result.metrics}
             logging.getLogger().info("%s: %d pairs, %d preference records, judge accuracy %.3f, format errors "
                                      "%.3f (raw %.3f)", split, result.metrics["pairs"],
                                      result.metrics["preference_records"], result.metrics["judge_accuracy"],

@@ -1,7 +1,8 @@
 """Judge training data: (pass, fail) candidate pairs in both orders, judged and scored.
 
 For each problem, the candidates of the split's policies are pooled; every pair of one passing and
-one failing program is a "mixed" pair. At most `max_pairs` of them are kept (a seeded uniform
+one failing program is a "mixed" pair. With a `max_problems` cap, only a seeded choice of that many
+of the split's problems with a mixed pair is judged (`choose_problems`). At most `max_pairs` of them are kept (a seeded uniform
 choice without replacement, per problem), and each is shown in both orders, so that the passing
 program sits at position 1 once and at position 2 once. Each ordered pair is one judge prompt (a
 `group`), answered `responses` times by the current judge; each response is scored with the
@@ -48,6 +49,31 @@ def mixed_pairs(cands: list[PoolCandidate], max_pairs: int | None,
         keep = sorted(rng.choice(len(pairs), size=max_pairs, replace=False).tolist())
         pairs = [pairs[i] for i in keep]
     return pairs
+
+
+def has_mixed_pair(cands: list[PoolCandidate]) -> bool:
+    """True when the pool has a passing and a failing candidate."""
+    return len({c.passed for c in cands}) == 2
+
+
+def choose_problems(split: str, problems: list[dict], pools: dict[str, list[PoolCandidate]],
+                    max_problems: int | None, seed: int) -> tuple[list[dict], dict]:
+    """The problems to judge: all of them (no cap), or a seeded uniform choice of `max_problems`
+    among those with a mixed pair, in the split's order; plus the counts for the metrics.
+
+    The choice depends only on (seed, split, the ids of the problems with a mixed pair): it is drawn
+    from those ids sorted, so the order of the split file does not matter.
+    """
+    mixed = [p for p in problems if has_mixed_pair(pools.get(p["id"], []))]
+    if max_problems is None or len(mixed) <= max_problems:
+        chosen = problems if max_problems is None else mixed
+    else:
+        ids = sorted(p["id"] for p in mixed)
+        rng = np.random.default_rng(stable_seed(seed, "pairs", "problems", split))
+        keep = {ids[i] for i in rng.choice(len(ids), size=max_problems, replace=False).tolist()}
+        chosen = [p for p in mixed if p["id"] in keep]
+    judged = sum(has_mixed_pair(pools.get(p["id"], [])) for p in chosen)
+    return chosen, {"problems_with_mixed_pair": len(mixed), "problems_judged": judged}
 
 
 def pair_prompts(split: str, problems: list[dict], pools: dict[str, list[PoolCandidate]],
