@@ -130,3 +130,34 @@ def test_adapter_config_is_written_in_a_stable_order(tmp_path):
         texts.append(path.read_text())
     assert texts[0] == texts[1]
     assert json.loads(texts[0])["target_modules"] == ["down_proj", "q_proj", "v_proj"]
+
+
+def test_reference_store_is_shared_across_runs_and_changes_nothing(assets, tmp_path):
+    import dataclasses
+
+    from daj.train.logprobs import TokenizedSeq
+    from daj.train.refcache import ReferenceStore, model_key
+
+    cfg = TrainConfig(objective="dpo", reweight="domain", steps=3, grad_accum=2, meta_lr=0.1)
+    plain = summary(cfg, run(cfg, _opts(assets), assets / "pairs", progress=False))
+    opts = dataclasses.replace(_opts(assets), ref_cache_dir=str(tmp_path / "ref"))
+    first = summary(cfg, run(cfg, opts, assets / "pairs", progress=False))
+    key = model_key(opts.model, opts.precision)
+    store = ReferenceStore(tmp_path / "ref", key)
+    stored = store._db.execute("SELECT COUNT(*) FROM ref").fetchone()[0]
+    assert stored > 0
+    second = summary(dataclasses.replace(cfg, reweight="none"), run(dataclasses.replace(cfg, reweight="none"), opts,
+                                                                     assets / "pairs", progress=False))
+    assert store._db.execute("SELECT COUNT(*) FROM ref").fetchone()[0] >= stored  # reused, added only new ones
+    again = summary(cfg, run(cfg, opts, assets / "pairs", progress=False))
+    for name in ("final_loss", "meta_loss", "meta_acc"):
+        assert again[name] == first[name]  # identical whatever the store held
+        assert first[name] == pytest.approx(plain[name], rel=1e-4, abs=1e-6)
+    assert second["reweight"] == "none"
+    # another base model (or precision) never reads these values; a torn value is recomputed
+    seq = TokenizedSeq((1, 2, 3, 4), 2)
+    store.put(seq, torch.tensor([-1.0, -2.0]))
+    assert store.get(seq).tolist() == [-1.0, -2.0]
+    assert ReferenceStore(tmp_path / "ref", key + "x").get(seq) is None
+    assert store.get(TokenizedSeq((1, 2, 3, 4), 1)) is None
+    assert model_key("no/such/model", "fp32") is None

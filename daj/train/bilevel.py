@@ -228,9 +228,10 @@ def _weights_snapshot(weight_model: WeightModel, recent: list[dict]) -> dict:
 
 def train(model, objective: Objective, weight_model: WeightModel, lower: PreferenceData, upper: PreferenceData,
           eval_pairs: PreferenceData, cfg: TrainConfig, ckpt_dir: str | Path | None = None,
-          fingerprint_extra: dict | None = None, live=None, progress: bool = True) -> RunResult:
+          fingerprint_extra: dict | None = None, live=None, progress: bool = True, ref_store=None) -> RunResult:
     """Train the judge (and the weight model) for cfg.steps lower optimizer steps; resume from
-    `ckpt_dir/state.pt` when it holds a run with the same fingerprint."""
+    `ckpt_dir/state.pt` when it holds a run with the same fingerprint. `ref_store` (a
+    daj.train.refcache.ReferenceStore) shares reference log-probs with other runs."""
     from tqdm import tqdm
 
     from daj.io import atomic_open
@@ -239,7 +240,7 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     for data in (lower, upper, eval_pairs):
-        data.compute_reference(model, device=device, lazy=True)
+        data.compute_reference(model, device=device, lazy=True, store=ref_store)
     fp = cfg.fingerprint(fingerprint_extra or {})
     state = None
     ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None

@@ -99,6 +99,7 @@ class PreferenceData:
         self.units: list[Unit] = []
         self._ref: dict[int, torch.Tensor] | None = None
         self._ref_model, self._ref_chunk, self._ref_device = None, 8, "cpu"
+        self._ref_store = None
         self._tok = lambda p, r: self._add_seq(tokenizer, p, r, max_length)
         if objective in ("dpo", "orpo"):
             for row in rows:
@@ -170,13 +171,17 @@ class PreferenceData:
                                    [self.domain_of(r) for r in members], {"advantages": adv.tolist()}))
 
     # reference log-probs -------------------------------------------------------------------------
-    def compute_reference(self, model, chunk: int = 8, device: str | torch.device = "cpu", lazy: bool = False) -> None:
+    def compute_reference(self, model, chunk: int = 8, device: str | torch.device = "cpu", lazy: bool = False,
+                          store=None) -> None:
         """Per-token response log-probs under the base model (PEFT adapter disabled). Eager: every
         sequence now. Lazy: each sequence the first time a batch needs it (a short run touches few
-        training units; the base model never changes, so the values are the same either way)."""
+        training units; the base model never changes, so the values are the same either way).
+        With a `store` (daj.train.refcache.ReferenceStore) values are looked up there first and
+        computed one sequence at a time, then saved."""
         if self._ref is None or self._ref_model is not model:  # keep what this model already gave
             self._ref = {}
-        self._ref_model, self._ref_chunk, self._ref_device = model, chunk, device
+        self._ref_model, self._ref_device, self._ref_store = model, device, store
+        self._ref_chunk = 1 if store is not None else chunk
         if not lazy:
             self._ensure_reference(range(len(self.seqs)))
 
@@ -187,6 +192,12 @@ class PreferenceData:
         if self._ref is None:
             raise RuntimeError("compute_reference() first")
         missing = sorted({i for i in idx if i not in self._ref})
+        if self._ref_store is not None:
+            for i in missing:
+                hit = self._ref_store.get(self.seqs[i])
+                if hit is not None:
+                    self._ref[i] = hit
+            missing = [i for i in missing if i not in self._ref]
         if not missing:
             return
         model = self._ref_model
@@ -199,6 +210,8 @@ class PreferenceData:
                 logps, mask = token_logps(model, batch)
                 for i, row, m in zip(part, logps.cpu(), mask.cpu(), strict=True):
                     self._ref[i] = row[m]
+                    if self._ref_store is not None:
+                        self._ref_store.put(self.seqs[i], self._ref[i])
 
     def _ref_sum(self, idx: Sequence[int]) -> torch.Tensor:
         self._ensure_reference(idx)

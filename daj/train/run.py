@@ -32,6 +32,7 @@ class RunOptions:
     lora_alpha: int = 64
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                               "up_proj", "down_proj"])
+    ref_cache_dir: str | None = None
 
 
 def from_params(params: Params):
@@ -58,10 +59,14 @@ def from_params(params: Params):
     targets = g("train.lora_targets")
     if not isinstance(targets, list) or not targets:
         raise DajError("expected a non-empty list of module names", path=params.path, field="train.lora_targets")
+    ref_cache = g("train.ref_cache_dir", None)
+    if ref_cache is not None and (not isinstance(ref_cache, str) or not ref_cache):
+        raise DajError(f"expected a directory or null, got {ref_cache!r}", path=params.path, field="train.ref_cache_dir")
     opts = RunOptions(model=str(g("judge.model")), precision=precision, max_length=ints["max_length"],
                       beta=float(g("train.beta")), grpo_group=ints["grpo_group"],
                       grpo_clip=float(g("train.grpo_clip", 0.2)), grpo_kl=float(g("train.grpo_kl", 0.0)),
-                      lora_r=ints["lora_r"], lora_alpha=ints["lora_alpha"], lora_targets=[str(t) for t in targets])
+                      lora_r=ints["lora_r"], lora_alpha=ints["lora_alpha"], lora_targets=[str(t) for t in targets],
+                      ref_cache_dir=ref_cache)
     return cfg, opts
 
 
@@ -119,12 +124,21 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
         if not resume:  # a fresh run: no plot data of an earlier run may linger
             shutil.rmtree(metrics_dir, ignore_errors=True)
         live = Live(dir=str(metrics_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+    store = None
+    if opts.ref_cache_dir:
+        from daj.train.refcache import ReferenceStore, model_key
+
+        key = model_key(opts.model, opts.precision)
+        store = ReferenceStore(opts.ref_cache_dir, key) if key else None
     try:
         result = train(model, objective, weight_model, lower, upper, eval_pairs, cfg, ckpt_dir=ckpt_dir,
-                       fingerprint_extra=extra, live=live, progress=progress)
+                       fingerprint_extra=extra, live=live, progress=progress, ref_store=store)
     finally:
         if live is not None:
             live.end()
+        if store is not None:
+            log.info("reference log-probs: %d from %s, %d computed", store.hits, opts.ref_cache_dir, store.misses)
+            store.close()
     if metrics_dir is not None:
         from daj.train.plots import write_plots
 

@@ -1,0 +1,63 @@
+"""A persistent store of reference log-probabilities, shared by training runs on the same base model.
+
+The DPO/KTO/GRPO reference is the frozen base model, so a sequence's per-token reference log-probs
+are the same in every run that trains that base model on the same tokens (e.g. the three runs of the
+smol experiment, which differ only in the reweighting). Keyed by a SHA-256 of (base-model content
+fingerprint, precision, token ids, response start, format version); values are float32 arrays in one
+SQLite file under train.ref_cache_dir. Values computed with a store are computed one sequence at a time,
+so they do not depend on which other sequences shared a padded batch (or on what the store held).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daj.train.logprobs import TokenizedSeq
+
+STORE_VERSION = 1
+
+
+class ReferenceStore:
+    """(model, sequence) -> per-token reference log-probs, in `directory`/reference.sqlite."""
+
+    def __init__(self, directory: str | Path, model_key: str):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(Path(directory) / "reference.sqlite"), timeout=60)
+        self._db.execute("CREATE TABLE IF NOT EXISTS ref (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        self._db.commit()
+        self.model_key = model_key
+        self.hits = self.misses = 0
+
+    def key(self, seq: TokenizedSeq) -> str:
+        blob = f"{STORE_VERSION}\0{self.model_key}\0{seq.start}\0" + ",".join(map(str, seq.ids))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, seq: TokenizedSeq) -> torch.Tensor | None:
+        row = self._db.execute("SELECT value FROM ref WHERE key = ?", (self.key(seq),)).fetchone()
+        if row is None or len(row[0]) != 4 * seq.n_response:  # a torn or foreign value is recomputed
+            self.misses += 1
+            return None
+        self.hits += 1
+        return torch.from_numpy(np.frombuffer(row[0], dtype=np.float32).copy())
+
+    def put(self, seq: TokenizedSeq, values: torch.Tensor) -> None:
+        blob = values.detach().to(torch.float32).cpu().numpy().tobytes()
+        self._db.execute("INSERT OR REPLACE INTO ref (key, value) VALUES (?, ?)", (self.key(seq), blob))
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def model_key(model_ref: str, precision: str) -> str | None:
+    """The store's model part: the base model's content fingerprint and precision (None = not a
+    local model whose content can be fingerprinted; then no store is used)."""
+    from daj.judge.cache import fingerprint
+
+    digest = fingerprint(model_ref)
+    return None if digest is None else f"{digest}\0{precision}"
