@@ -8,6 +8,7 @@ seed and the prompt). The global torch RNG is left untouched.
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 from daj.engines.base import Chat, Completion, SamplingParams
@@ -40,6 +41,9 @@ class HFEngine:
         if self.tokenizer.eos_token_id is not None:
             eos.append(self.tokenizer.eos_token_id)
         self.eos_ids = sorted(set(eos))
+        # transformers 5.2x renamed `past_key_values` to `cache` (the old name warns, then goes away)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
         if not self.eos_ids:
             raise DajError(f"model {model!r} defines no end-of-sequence token", field="model")
 
@@ -120,13 +124,13 @@ class HFEngine:
             width = max(len(o) for o in opts) - 1
             if width == 0:
                 return scores
-            cache = out.past_key_values
+            cache = getattr(out, self._cache_kw)
             cache.batch_repeat_interleave(len(opts))
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
             ids = torch.full((len(opts), width), pad, dtype=torch.long)
             for i, o in enumerate(opts):
                 ids[i, :len(o) - 1] = torch.tensor(o[:-1])
-            logits = self.model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True).logits
+            logits = self.model(input_ids=ids.to(self.device), use_cache=True, **{self._cache_kw: cache}).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
         for i, o in enumerate(opts):
             scores[i] += float(logp[i, torch.arange(len(o) - 1), torch.tensor(o[1:], dtype=torch.long)].sum())
