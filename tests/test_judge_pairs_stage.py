@@ -98,3 +98,17 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
     scores = engine.score_continuations(chat, "<selection>", [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.text == f"<selection>{1 + max(range(3), key=lambda i: scores[i])}</selection>"
     assert resp.prompt_tokens == engine.prompt_tokens(chat, "<selection>") and resp.completion_tokens == 0
+
+
+def test_selection_only_pairs_one_scoring_per_prompt_and_no_duplicate_records(tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model_dir(), judge__max_new_tokens=0, pairs__responses_per_pair=6)
+    monkeypatch.chdir(tmp_path)
+    pairs_stage.main(load_params())
+    m = json.loads((tmp_path / "metrics/pairs.json").read_text())["lower"]
+    scored = read_jsonl(tmp_path / "data/pairs/lower_scored.jsonl")
+    records = read_jsonl(tmp_path / "data/pairs/lower.jsonl")
+    assert m["responses"] == 6 * m["prompts"] and m["judge_cost"]["model_calls"] == m["prompts"]
+    assert {r["response"] for r in scored} == {"<selection>1</selection>", "<selection>2</selection>"}
+    mixed = {g for g in {r["group"] for r in scored} if len({r["label"] for r in scored if r["group"] == g}) == 2}
+    assert mixed and sorted(r["group"] for r in records) == sorted(mixed)  # one record per mixed group
+    assert m["preference_records"] == len(records) == sum(d["preference_records"] for d in m["domains"].values())

@@ -7,7 +7,9 @@ choice without replacement, per problem), and each is shown in both orders, so t
 program sits at position 1 once and at position 2 once. Each ordered pair is one judge prompt (a
 `group`), answered `responses` times by the current judge; each response is scored with the
 verifiable reward. Preference records pair every correct response of a group (chosen) with every
-wrong or format-error response of the same group (rejected).
+wrong or format-error response of the same group (rejected); a (chosen, rejected) text pair that
+a group already gave is not repeated (in the selection-only mode every correct response is the
+same tag, so a group gives at most one record).
 
 Ids (stable across runs with the same inputs):
   group            <split>/<problem_id>/<policy>:<index>|<policy>:<index>   (shown order)
@@ -128,14 +130,18 @@ def judge_pairs(split: str, prompts: list[PairPrompt], runner: JudgeRunner, toke
         scored.extend(scored_group)
         chosen = [r for r in scored_group if r["label"] == "correct"]
         rejected = [r for r in scored_group if r["label"] != "correct"]
+        seen: set[tuple[str, str]] = set()
         for c in chosen:
             for r in rejected:
+                if (c["response"], r["response"]) in seen:
+                    continue
+                seen.add((c["response"], r["response"]))
                 records.append({"id": f"{c['id']}>{r['id'].rsplit('#', 1)[1]}", "group": pp.group, **base,
                                 "prompt": text, "messages": chat, "chosen": c["response"],
                                 "rejected": r["response"], "rejected_label": r["label"],
                                 "candidates": c["candidates"], "candidate_policies": c["candidate_policies"]})
         per_domain[domain]["prompts"] += 1
-        per_domain[domain]["records"] += len(chosen) * len(rejected)
+        per_domain[domain]["records"] += len(seen)
     n = max(len(scored), 1)
     metrics = {
         "problems": len({p.problem["id"] for p in prompts}),
