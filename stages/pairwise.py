@@ -2,7 +2,8 @@
 
 Reads data/splits/<bon.split>.jsonl and the candidates and verdicts of bon.policies (pooled per
 problem), builds the mixed (pass, fail) pairs in both orders (at most
-pairwise.max_pairs_per_problem pairs per problem, seeded), and asks each judge once per ordered pair:
+pairwise.max_pairs_per_problem pairs per problem, seeded), and asks each judge pairwise.responses_per_pair
+times per ordered pair (metrics averaged over the responses, daj.eval.pairwise):
   base     judge.model without adapter
   trained  judge.model + models/judge (the train stage's adapter) when that directory exists, else
            + judge.adapter when set; absent when neither exists
@@ -37,6 +38,8 @@ def main(params: Params) -> None:
     split = params.choice("bon.split", ["test", "upper", "lower"])
     policies = policy_list(params, "bon.policies")
     max_pairs = positive_int(params, "pairwise.max_pairs_per_problem", allow_none=True)
+    responses = positive_int(params, "pairwise.responses_per_pair") if params.get_path(
+        "pairwise.responses_per_pair", None) is not None else 1
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
     pools = load_pools(policies, [p["id"] for p in problems])
     prompts = pair_prompts(split, problems, pools, max_pairs, seed)
@@ -50,14 +53,15 @@ def main(params: Params) -> None:
     for name, adapter in judges.items():
         runner, _ = build_runner(params, adapter)
         try:
-            metrics = evaluate_judge(prompts, runner_select(runner, seed))
+            metrics = evaluate_judge(prompts, runner_select(runner, seed, responses))
         finally:
             runner.engine.close()
         out[name] = {"model": params.get_path("judge.model"), "adapter": adapter, **metrics}
         log.info("%s judge: accuracy %s, position-1 rate %s, format errors %s (%.1f s)", name,
                  _fmt(metrics["accuracy"]), _fmt(metrics["position1_rate"]), _fmt(metrics["format_error_rate"]),
                  metrics["seconds"])
-    write_json(METRICS, {"split": split, "policies": policies, "max_pairs_per_problem": max_pairs, "judges": out})
+    write_json(METRICS, {"split": split, "policies": policies, "max_pairs_per_problem": max_pairs,
+                         "responses_per_pair": responses, "judges": out})
 
 
 def _fmt(x: float | None) -> str:

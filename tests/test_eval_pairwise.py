@@ -39,7 +39,7 @@ TABLE = {
 def test_metrics_on_a_known_answer_table():
     prompts = pair_prompts("test", PROBLEMS, POOLS, None, seed=0)
     assert sorted(p.group for p in prompts) == sorted(TABLE)
-    m = evaluate_judge(prompts, lambda ps: [Answer(*TABLE[p.group]) for p in ps])
+    m = evaluate_judge(prompts, lambda ps: [[Answer(*TABLE[p.group])] for p in ps])
     assert m["n_prompts"] == 8 and m["n_pairs"] == 4 and m["n_problems"] == 2
     assert m["accuracy"] == 4 / 8
     assert m["accuracy_by_difficulty"] == {"easy": 3 / 4, "medium": None, "hard": 1 / 4}
@@ -49,6 +49,20 @@ def test_metrics_on_a_known_answer_table():
     assert m["format_error_rate"] == 1 / 8 and m["raw_format_error_rate"] == 2 / 8 and m["forced_rate"] == 1 / 8
     assert m["position1_rate"] == 4 / 7
     assert m["seconds"] >= 0
+
+
+def test_several_responses_average_the_metrics_of_each_response_index():
+    prompts = pair_prompts("test", PROBLEMS, POOLS, None, seed=0)
+    right = {p.group: p.correct_position for p in prompts}
+    m = evaluate_judge(prompts, lambda ps: [[Answer(*TABLE[p.group]), Answer(right[p.group], right[p.group], False)]
+                                            for p in ps])
+    assert m["responses_per_prompt"] == 2 and m["n_prompts"] == 8 and m["n_pairs"] == 4
+    assert m["accuracy"] == (4 / 8 + 1) / 2
+    assert m["both_orders_accuracy"] == (1 / 4 + 1) / 2 and m["consistency"] == (2 / 4 + 1) / 2
+    assert m["accuracy_by_difficulty"] == {"easy": (3 / 4 + 1) / 2, "medium": None, "hard": (1 / 4 + 1) / 2}
+    assert m["format_error_rate"] == 1 / 16 and m["position1_rate"] == (4 / 7 + 4 / 8) / 2
+    with pytest.raises(ValueError, match="same number"):
+        evaluate_judge(prompts, lambda ps: [[Answer(1, 1, False)] * (1 + (i == 0)) for i, _ in enumerate(ps)])
 
 
 def test_metrics_of_an_empty_split_and_mismatched_answers():
@@ -83,6 +97,8 @@ def test_runner_select_asks_once_per_ordered_pair():
     assert engine.prompts == len(prompts) == 4  # one pair per problem, two orders
     assert m["accuracy"] == 0.5 and m["position1_rate"] == 1.0 and m["consistency"] == 0.0
     assert m["both_orders_accuracy"] == 0.0 and m["format_error_rate"] == 0.0
+    m3 = evaluate_judge(prompts, runner_select(runner, seed=0, responses=3))
+    assert engine.prompts == 8 and m3["responses_per_prompt"] == 3 and m3["accuracy"] == 0.5
 
 
 @pytest.fixture(scope="module")

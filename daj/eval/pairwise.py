@@ -2,7 +2,12 @@
 
 The pairs are those of training (daj.judge.pairs.pair_prompts): per problem, every (pass, fail)
 pair of the pooled candidates, at most `max_pairs` of them (seeded), each shown in both orders.
-Each ordered pair gets one judge response; it is correct when it selects the passing program.
+Each ordered pair gets `responses` judge responses (seeded; default one); a response is correct when
+it selects the passing program. With several responses, every metric is computed on each response
+index k (the k-th response to every prompt) and averaged over k, so accuracy is the mean over all
+responses and the pair metrics compare the k-th responses of the two orders. Several responses cost
+one scoring per prompt in the judge's selection-only mode and cut the sampling noise of a sampled
+(forced) selection.
 
 Metrics of one judge (all rates over ordered prompts unless said otherwise):
   accuracy             correct selections / prompts (a format error counts as not correct)
@@ -15,7 +20,7 @@ Metrics of one judge (all rates over ordered prompts unless said otherwise):
   raw_format_error_rate  the model's own format errors (before forced selection)
   forced_rate          responses completed by forced selection
   position1_rate       selections of position 1 / responses with a valid selection (null if none)
-  n_pairs, n_prompts, n_problems
+  n_pairs, n_prompts, n_problems, responses_per_prompt
 A random judge scores 0.5 accuracy; a judge that always picks position 1 scores 0.5 accuracy,
 position1_rate 1 and consistency 0.
 """
@@ -42,18 +47,19 @@ class Answer:
     forced: bool
 
 
-SelectFn = Callable[[list[PairPrompt]], list[Answer]]
+SelectFn = Callable[[list[PairPrompt]], list[list[Answer]]]
 
 
-def runner_select(runner: JudgeRunner, seed: int) -> SelectFn:
-    """A SelectFn asking `runner` once per ordered pair (the training prompt: build_messages)."""
+def runner_select(runner: JudgeRunner, seed: int, responses: int = 1) -> SelectFn:
+    """A SelectFn asking `runner` for `responses` answers per ordered pair (the training prompt:
+    build_messages); it returns answers[i] = the list of answers to prompts[i]."""
     max_chars = runner.settings.max_prompt_chars
 
-    def select(prompts: list[PairPrompt]) -> list[Answer]:
+    def select(prompts: list[PairPrompt]) -> list[list[Answer]]:
         requests = [JudgeRequest(build_messages(p.problem, [p.shown[0].code, p.shown[1].code], max_chars), 2,
-                                 n=1, seed=seed) for p in prompts]
-        responses, _ = runner.respond(requests)
-        return [Answer(r[0].selection, r[0].raw_selection, r[0].forced) for r in responses]
+                                 n=responses, seed=seed) for p in prompts]
+        out, _ = runner.respond(requests)
+        return [[Answer(r.selection, r.raw_selection, r.forced) for r in rs] for rs in out]
 
     return select
 
@@ -101,8 +107,31 @@ def pairwise_metrics(prompts: list[PairPrompt], answers: list[Answer]) -> dict:
     }
 
 
+def _mean(values: list):
+    """Element-wise mean of equally shaped metric values (dicts recursively; None stays None)."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _mean([v[k] for v in values]) for k in first}
+    if first is None or isinstance(first, int) and not isinstance(first, bool):
+        return first  # counts (the same for every response index) and undefined rates
+    return sum(values) / len(values)
+
+
+def replicate_metrics(prompts: list[PairPrompt], answers: list[list[Answer]]) -> dict:
+    """pairwise_metrics of each response index k, averaged over k (see the module docstring)."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(answers)} answer lists for {len(prompts)} prompts")
+    n = min((len(a) for a in answers), default=1)
+    if any(len(a) != n for a in answers) or n < 1:
+        raise ValueError("every prompt needs the same number (>= 1) of answers")
+    out = _mean([pairwise_metrics(prompts, [a[k] for a in answers]) for k in range(n)])
+    return {**out, "responses_per_prompt": n}
+
+
 def evaluate_judge(prompts: list[PairPrompt], select: SelectFn) -> dict:
     """Ask `select` about every ordered pair; the metrics plus the wall time in `seconds`."""
     start = time.perf_counter()
     answers = select(prompts) if prompts else []
-    return {**pairwise_metrics(prompts, answers), "seconds": round(time.perf_counter() - start, 3)}
+    metrics = replicate_metrics(prompts, answers) if prompts else {**pairwise_metrics([], []),
+                                                                  "responses_per_prompt": 0}
+    return {**metrics, "seconds": round(time.perf_counter() - start, 3)}
