@@ -2,11 +2,11 @@
 
 For each problem, the candidates of the split's policies are pooled; every pair of one passing and
 one failing program is a "mixed" pair. With a `max_problems` cap, only a seeded choice of that many
-of the split's problems with a mixed pair is judged (`choose_problems`). At most `max_pairs` of them are kept (a seeded uniform
-choice without replacement, per problem), and each is shown in both orders, so that the passing
-program sits at position 1 once and at position 2 once. Each ordered pair is one judge prompt (a
-`group`), answered `responses` times by the current judge; each response is scored with the
-verifiable reward. Preference records pair every correct response of a group (chosen) with every
+of the split's problems with a mixed pair is judged (`choose_problems`). Per problem, at most
+`max_pairs` mixed pairs are kept (a seeded uniform choice without replacement), and each is shown
+in both orders, so that the passing program sits at position 1 once and at position 2 once. Each
+ordered pair is one judge prompt (a `group`), answered `responses` times by the current judge; each
+response is scored with the verifiable reward. Preference records pair every correct response of a group (chosen) with every
 wrong or format-error response of the same group (rejected); a (chosen, rejected) text pair that
 a group already gave is not repeated (in the selection-only mode every correct response is the
 same tag, so a group gives at most one record).
