@@ -1,7 +1,7 @@
-"""How fast is SmolLM2-135M-Instruct as the judge on this CPU, and which caps fit a ~90-minute run?
+"""How fast is SmolLM2-135M-Instruct as the judge on this CPU? (The figures behind presets/smol.yaml.)
 
-    .venv/bin/python benchmarks/smol_judge_speed.py [--threads N] [--cores 2] [--budget-min 90] [--out f.json]
-    .venv/bin/python benchmarks/smol_judge_speed.py --figures f.json [--cores 2]   # table and costs again
+    .venv/bin/python benchmarks/smol_judge_speed.py [--threads N] [--cores 2] [--out f.json]
+    .venv/bin/python benchmarks/smol_judge_speed.py --figures f.json [--cores 2]   # the table again
 
 On a machine whose cores other jobs are using, measure with --threads 1: single-thread CPU time is
 the figure that contention changes least, and the estimates for a quiet `--cores` machine come from it.
@@ -11,10 +11,11 @@ local snapshot and the real O1-Mini / O1-Preview / Kimi-k1.6 candidates):
   - load time of the GGUF checkpoint through the hf engine (transformers dequantises it to fp32);
   - prompt tokens of the rendered judge chat at several judge.max_prompt_chars caps;
   - prefill time (one forward) at each cap, generation tokens/s after a realistic prompt;
-  - the cost of forced selection (scoring `1</selection>` and `2</selection>` after the prompt);
+  - the cost of forced selection (scoring `1</selection>` and `2</selection>` after the prompt, which
+    HFEngine.score_continuations does in one prefill of the context plus the options on its KV cache);
   - forward+backward with a LoRA r=32 adapter (peft) on a chosen+rejected batch, as one DPO
     micro-step does, with a 48-token reasoning response and with a tag-only response.
-Then prints a table and the caps of presets/smol.yaml derived from these figures.
+Then prints a table. The measured wall time of the whole experiment per stage is in docs/smol.md.
 
 The machine's cores may be shared with other work while this runs: the figures are then pessimistic.
 """
@@ -107,10 +108,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
     ap.add_argument("--cores", type=int, default=2, help="cores of the machine the estimates are for")
-    ap.add_argument("--budget-min", type=float, default=90.0, help="wall-clock budget of the whole experiment")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared LCB data folder")
     ap.add_argument("--out", type=Path, help="also write the figures as JSON")
-    ap.add_argument("--figures", type=Path, help="print the table and caps from a JSON written by --out (no measuring)")
+    ap.add_argument("--figures", type=Path, help="print the table from a JSON written by --out (no measuring)")
     args = ap.parse_args()
     if args.figures:
         fig = json.loads(args.figures.read_text())
@@ -119,8 +119,6 @@ def main() -> None:
             row["quiet_s"] = round(requote.quiet_of(row["wall_s"], row["cpu_s"]), 3)
         fig["cores"] = args.cores
         print_table(fig)
-        fig["caps"] = derive_caps(fig, args.budget_min)
-        print_caps(fig["caps"])
         return
 
     import torch
@@ -210,10 +208,6 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(fig, indent=2, default=str))
     print_table(fig)
-    fig["caps"] = derive_caps(fig, args.budget_min)
-    print_caps(fig["caps"])
-    if args.out:
-        args.out.write_text(json.dumps(fig, indent=2, default=str))
 
 
 LABELS = {
@@ -247,66 +241,6 @@ def print_table(fig: dict) -> None:
           f"{fig['cpus']} cpus: above {fig['cpus']} the cores were shared and the wall times are pessimistic; "
           f"'quiet s' = cpu / ({EFFICIENCY} x {fig.get('cores', 2)} cores) (capped by wall when measured with "
           f"{fig['threads']} >= cores threads).")
-
-
-# The smol run (presets/smol.yaml): test-window problems, and those with a mixed pair per window.
-TEST_PROBLEMS = 113
-PROBLEMS_WITH_MIXED = {"lower": 214, "upper": 55, "test": 48}
-PRESET = {"max_prompt_chars": 2000, "pairs_max_problems": {"lower": 40, "upper": 15}, "pairs_max_pairs": 1,
-          "responses_per_pair": 2, "pairwise_max_pairs": 1, "bon_rounds": 3, "grad_accum": 2, "meta_every": 2,
-          "loads": 12, "runs": 3}
-
-
-def estimate(q: dict[str, float], per_response: float, budget_s: float, skip_unanimous: bool) -> dict:
-    """Seconds per stage of the whole smol experiment (3 runs) and the train steps that fill the budget.
-
-    pairs: (lower + upper problems) x pairs x 2 orders x responses; pairwise: the base judge once and
-    the trained judge per run on the test ordered pairs; bon: R rounds per test problem per run (only
-    the problems with a mixed pool when unanimous pools skip the judge); train per run: reference
-    log-probs of every preference record (~ half the groups give one, 2 sequences each, no grad) plus
-    steps x (grad_accum + 3 / meta_every) micro-steps of chosen+rejected fwd+bwd.
-    """
-    p = PRESET
-    ratio = q["prefill_cap2000"] / max(q["prefill_cap3000"], 1e-9)  # measured steps use the cap-3000 prompt
-    micro = q["lora_fwd_bwd_tag_only"] * ratio
-    pair_problems = sum(p["pairs_max_problems"].values())
-    groups = pair_problems * p["pairs_max_pairs"] * 2
-    est = {"loads": p["loads"] * q["load"],
-           "pairs": groups * p["responses_per_pair"] * per_response,
-           "pairwise": (1 + p["runs"]) * PROBLEMS_WITH_MIXED["test"] * p["pairwise_max_pairs"] * 2 * per_response,
-           "bon": p["runs"] * (PROBLEMS_WITH_MIXED["test"] if skip_unanimous else TEST_PROBLEMS) * p["bon_rounds"]
-           * per_response,
-           "train_reference": p["runs"] * (groups / 2) * 2 * q["prefill_cap2000"]}
-    per_step = (p["grad_accum"] + 3 / p["meta_every"]) * micro
-    left = budget_s - sum(est.values())
-    steps = max(int(left / p["runs"] / per_step), 0)
-    est["train_steps"] = p["runs"] * steps * per_step
-    return {"per_response_s": round(per_response, 2), "per_micro_step_s": round(micro, 2),
-            "per_train_step_s": round(per_step, 2), "train_steps_that_fit": steps,
-            "stage_s": {k: round(v, 1) for k, v in est.items()}, "total_s": round(sum(est.values()), 1)}
-
-
-def derive_caps(fig: dict, budget_min: float) -> dict:
-    """The preset's caps costed with the quiet-machine estimates, for the current runner (a 1-token
-    generation + forced scoring of 2 options = 3 prefills per response, bon judging every problem) and
-    for a one-prefill selection (shared prefix KV cache, no generation) with unanimous pools skipped."""
-    q = {k: v["quiet_s"] for k, v in fig["timings"].items()}
-    current = q["generate_1"] + q["forced_tag_only"]
-    one_prefill = q["prefill_cap3000"]
-    ratio = q["prefill_cap2000"] / max(q["prefill_cap3000"], 1e-9)
-    budget = budget_min * 60
-    return {"preset": PRESET, "budget_s": budget,
-            "current_runner": estimate(q, current * ratio, budget, skip_unanimous=False),
-            "one_prefill_selection": estimate(q, one_prefill * ratio, budget, skip_unanimous=True)}
-
-
-def print_caps(caps: dict) -> None:
-    print(f"\npreset caps: {json.dumps(caps['preset'])}; budget {caps['budget_s']:.0f} s")
-    for key in ("current_runner", "one_prefill_selection"):
-        e = caps[key]
-        print(f"{key}: {e['per_response_s']} s per judge response, {e['per_train_step_s']} s per train step, "
-              f"{e['train_steps_that_fit']} train steps fit; seconds per stage (3 runs): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in e["stage_s"].items()) + f"; total {e['total_s']:.0f}")
 
 
 if __name__ == "__main__":
