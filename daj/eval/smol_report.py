@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import re
+import time
 from pathlib import Path
 
 from daj.errors import DajError
@@ -114,7 +117,9 @@ def time_rows(runs: dict[str, dict]) -> list[list[str]]:
 
 
 def render(runs: dict[str, dict]) -> str:
-    lines = ["# smol experiment: SmolLM2-135M judge on LiveCodeBench (O1-Mini, O1-Preview, Kimi-k1.6)", ""]
+    lines = ["# smol experiment: SmolLM2-135M judge on LiveCodeBench (O1-Mini, O1-Preview, Kimi-k1.6)", "",
+             f"Rendered {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node() or 'unknown host'} "
+             f"({os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}).", ""]
     first = next(iter(runs.values()))
     split = (first.get("pairwise") or {}).get("split", "test")
     lines += [f"## Pairwise accuracy on mixed pairs of the {split} split (%; both orders)", "",
@@ -128,7 +133,8 @@ def render(runs: dict[str, dict]) -> str:
         train = run.get("train") or {}
         if train:
             lines.append(f"- {name}: {train.get('objective')} {train.get('steps')} steps, final loss "
-                         f"{train.get('final_loss')}, meta loss {train.get('meta_loss')}"
+                         f"{train.get('final_loss')}, meta loss {train.get('meta_loss')}, meta accuracy "
+                         f"{train.get('meta_acc')}, {train.get('seconds_per_step')} s/step"
                          + (f", domain weights {train['domain_weights']}" if train.get("domain_weights") else ""))
     return "\n".join(lines).rstrip() + "\n"
 
