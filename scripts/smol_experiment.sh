@@ -26,6 +26,9 @@ cp params.yaml "$BACKUP"
 trap 'cp "$BACKUP" params.yaml; rm -f "$BACKUP"' EXIT
 
 for rw in $REWEIGHTS; do
+  # `dvc exp run` leaves the previous run's values in params.yaml; a `+key` override of the preset
+  # would then fail ("An item is already at ..."), so every run starts from the original file
+  cp "$BACKUP" params.yaml
   dir="$OUT/$rw"
   rm -rf "$dir" && mkdir -p "$dir"
   echo "== smol: reweight=$rw ($(date -u +%H:%M:%S) UTC)"
