@@ -38,8 +38,8 @@ def main(params: Params) -> None:
     split = params.choice("bon.split", ["test", "upper", "lower"])
     policies = policy_list(params, "bon.policies")
     max_pairs = positive_int(params, "pairwise.max_pairs_per_problem", allow_none=True)
-    responses = positive_int(params, "pairwise.responses_per_pair") if params.get_path(
-        "pairwise.responses_per_pair", None) is not None else 1
+    responses = 1 if params.get_path("pairwise.responses_per_pair", None) is None else positive_int(
+        params, "pairwise.responses_per_pair")  # absent or null: one answer per ordered pair
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
     pools = load_pools(policies, [p["id"] for p in problems])
     prompts = pair_prompts(split, problems, pools, max_pairs, seed)
