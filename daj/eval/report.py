@@ -64,7 +64,7 @@ def _fmt(value) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "-"
 
 
-def _fmt3(value) -> str:
+def _fmt4(value) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
@@ -85,7 +85,7 @@ def render(rows: list[dict]) -> str:
         for r in prow:
             j = r["judge"]
             out.append(f"| {r['objective']} | {r['reweight']} | " + " | ".join(_fmt(j.get(c)) for c in COLUMNS)
-                       + f" | {j.get('n', '-')} | {_fmt3(r['meta_loss'])}"
+                       + f" | {j.get('n', '-')} | {_fmt4(r['meta_loss'])}"
                        + f" | {r['experiment']} |")
         out.append("")
     return "\n".join(out)
