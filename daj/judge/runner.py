@@ -175,9 +175,9 @@ class JudgeRunner:
         """The engine's completions, or in selection-only mode n empty ones (nothing to generate)."""
         if self.settings.max_new_tokens > 0:
             return self.engine.generate([r.messages for r in requests], self.settings.sampling(n, seed))
+        count = getattr(self.engine, "prompt_tokens", None)
         out = []
         for req in requests:
-            count = getattr(self.engine, "prompt_tokens", None)
             tokens = count(req.messages, OPEN) if callable(count) else 0
             out.append([Completion(text="", finish_reason="length", prompt_tokens=tokens, completion_tokens=0)] * n)
         return out
