@@ -13,12 +13,13 @@ caller's seeded generator.
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from daj.hashing import stable_seed as stable_seed  # noqa: F401 - re-export for callers
 
 PairJudge = Callable[[list[tuple[int, int]]], list[int | None]]
 
@@ -35,12 +36,6 @@ def identity_groups(codes: Sequence[str]) -> list[int]:
     """group[i] = the smallest index whose code is identical (normalised) to candidate i's."""
     first: dict[str, int] = {}
     return [first.setdefault(normalise_code(c), i) for i, c in enumerate(codes)]
-
-
-def stable_seed(*parts) -> int:
-    """A 63-bit seed from strings/ints, stable across processes (unlike hash())."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def draw_pairs(n_candidates: int, rounds: int, rng: np.random.Generator) -> list[tuple[int, int]]:

@@ -57,7 +57,7 @@ class ReferenceStore:
 def model_key(model_ref: str, precision: str) -> str | None:
     """The store's model part: the base model's content fingerprint and precision (None = not a
     local model whose content can be fingerprinted; then no store is used)."""
-    from daj.judge.cache import fingerprint
+    from daj.hashing import fingerprint
 
     digest = fingerprint(model_ref)
     return None if digest is None else f"{digest}\0{precision}"
