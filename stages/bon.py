@@ -13,17 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from pathlib import Path
 
+from daj.data.pools import load_pools
 from daj.errors import DajError
-from daj.eval.bon import evaluate_policy, load_pools
+from daj.eval.bon import evaluate_policy
 from daj.eval.scaling import scaling_n, scaling_r, wide
 from daj.io import atomic_open, read_jsonl, write_json
 from daj.judge.runner import build_runner
 from daj.params import Params
-from stages.pairs import policy_list, positive_int
+from stages._main import judge_adapter, policy_list, positive_int
 
-TRAINED_ADAPTER = "models/judge"
 SPLITS_DIR = "data/splits"
 METRICS = "metrics/bon.json"
 COST = "metrics/bon_cost.json"
@@ -33,16 +32,6 @@ SCALING_R = "metrics/bon_scaling_r.csv"
 SCALING_JSON = "metrics/bon_scaling.json"
 DIFFICULTY_CSV = "metrics/bon_difficulty.csv"
 log = logging.getLogger(__name__)
-
-
-def judge_adapter(params: Params) -> str | None:
-    """models/judge when train has written it, else judge.adapter."""
-    trained = Path(TRAINED_ADAPTER)
-    if trained.is_dir():
-        if not (trained / "adapter_config.json").is_file():
-            raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
-        return str(trained)
-    return params.get_path("judge.adapter", None)
 
 
 def write_csv(path: str, rows: list[dict]) -> None:

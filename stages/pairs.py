@@ -10,34 +10,18 @@ from __future__ import annotations
 
 import logging
 
+from daj.data.pools import load_pools
 from daj.errors import DajError
-from daj.eval.bon import load_pools
 from daj.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from daj.judge.pairs import choose_problems, judge_pairs, pair_prompts
 from daj.judge.reward import RewardLevels
 from daj.judge.runner import build_runner
 from daj.params import Params
+from stages._main import policy_list, positive_int
 
 SPLITS_DIR = "data/splits"
 OUT_DIR = "data/pairs"
 METRICS = "metrics/pairs.json"
-
-
-def positive_int(params: Params, key: str, allow_none: bool = False) -> int | None:
-    value = params.get_path(key)
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DajError(f"expected a positive integer{' or null' if allow_none else ''}, got {value!r}",
-                       path=params.path, field=key)
-    return value
-
-
-def policy_list(params: Params, key: str) -> list[str]:
-    value = params.get_path(key)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise DajError(f"expected a non-empty list of policy names, got {value!r}", path=params.path, field=key)
-    return value
 
 
 def max_problems_per_split(params: Params) -> dict[str, int | None]:

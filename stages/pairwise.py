@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import logging
 
-from daj.eval.bon import load_pools
+from daj.data.pools import load_pools
 from daj.eval.pairwise import evaluate_judge, runner_select
 from daj.io import read_jsonl, write_json
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import build_runner
 from daj.params import Params
-from stages.bon import judge_adapter
-from stages.pairs import policy_list, positive_int
+from stages._main import judge_adapter, policy_list, positive_int
 
 SPLITS_DIR = "data/splits"
 METRICS = "metrics/pairwise.json"

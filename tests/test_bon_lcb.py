@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from daj.data.lcb import load_lcb_snapshot
+from daj.data.pools import load_pool
 from daj.data.splits import assign_lcb
 from daj.engines.file import pool_candidates, read_pool
-from daj.eval.bon import evaluate_policy, load_pool
+from daj.eval.bon import evaluate_policy
 from daj.io import write_jsonl
 from daj.params import Params
 

@@ -9,9 +9,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from daj.data.pools import PoolCandidate, load_pool
 from daj.engines.base import Completion
 from daj.errors import DajError
-from daj.eval.bon import PoolCandidate, evaluate_policy, load_pool, static_picks
+from daj.eval.bon import evaluate_policy, static_picks
 from daj.eval.passk import pass_at_k, public_tests_expectation, subset_public_tests
 from daj.eval.scaling import scaling_n, scaling_r, static_at_size, subset_first, wide
 from daj.io import write_jsonl

@@ -10,9 +10,9 @@ import torch
 from _judge_data import make_workspace
 from _tiny_model import tiny_model_dir
 
+from daj.data.pools import PoolCandidate
 from daj.engines.base import Completion
 from daj.errors import DajError
-from daj.eval.bon import PoolCandidate
 from daj.eval.pairwise import Answer, evaluate_judge, pairwise_metrics, runner_select
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import JudgeRunner, JudgeSettings

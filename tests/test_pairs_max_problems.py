@@ -10,8 +10,8 @@ import torch
 from _judge_data import make_workspace
 from _tiny_model import tiny_model_dir
 
+from daj.data.pools import PoolCandidate
 from daj.errors import DajError
-from daj.eval.bon import PoolCandidate
 from daj.io import read_jsonl, write_jsonl
 from daj.judge.pairs import choose_problems, pair_prompts
 from daj.params import Params, load_params

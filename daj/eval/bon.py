@@ -17,17 +17,14 @@ judge: any pick scores the common verdict, so the judge method scores it directl
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from daj.data.pools import PoolCandidate
 from daj.data.schema import DIFFICULTIES
-from daj.errors import DajError
 from daj.eval.passk import oracle, public_tests_expectation, random_expectation
-from daj.io import iter_jsonl
 from daj.judge.prompt import build_messages
 from daj.judge.runner import CallStats, JudgeRequest, JudgeRunner
 from daj.judge.voting import PairJudge, VoteResult, identity_groups, pairwise_vote, stable_seed
@@ -35,17 +32,6 @@ from daj.judge.voting import PairJudge, VoteResult, identity_groups, pairwise_vo
 log = logging.getLogger(__name__)
 METHODS = ("random", "oracle", "first", "public_tests", "judge")
 STATIC_METHODS = METHODS[:4]
-
-
-@dataclass(frozen=True)
-class PoolCandidate:
-    """One candidate program with its verdicts."""
-
-    policy: str
-    index: int
-    code: str
-    passed: bool
-    public_passed: bool
 
 
 @dataclass
@@ -58,46 +44,6 @@ class Pick:
     votes: list[int] | None = None
     cost: CallStats = field(default_factory=CallStats)
     skipped: bool = False      # judge not called: every candidate has the same verdict
-
-
-def load_pool(candidates_path: str | Path, verdicts_path: str | Path, policy: str,
-              problem_ids: Iterable[str] | None = None) -> dict[str, list[PoolCandidate]]:
-    """problem_id -> candidates (sorted by index) of one policy, joined with their verdicts.
-
-    Every candidate of a wanted problem needs a verdict row with `passed` and `public_passed` (bools).
-    """
-    wanted = set(problem_ids) if problem_ids is not None else None
-    verdicts: dict[tuple[str, int], tuple[bool, bool]] = {}
-    for line, row in iter_jsonl(verdicts_path, required=("problem_id", "index", "passed", "public_passed")):
-        if wanted is not None and row["problem_id"] not in wanted:
-            continue
-        for key in ("passed", "public_passed"):
-            if not isinstance(row[key], bool):
-                raise DajError(f"expected a boolean, got {row[key]!r}", path=str(verdicts_path), line=line, field=key)
-        if not isinstance(row["index"], int) or isinstance(row["index"], bool):
-            raise DajError(f"expected an integer, got {row['index']!r}", path=str(verdicts_path), line=line,
-                           field="index")
-        verdicts[(row["problem_id"], row["index"])] = (row["passed"], row["public_passed"])
-    pools: dict[str, list[PoolCandidate]] = defaultdict(list)
-    for line, row in iter_jsonl(candidates_path, required=("problem_id", "index", "code")):
-        pid = row["problem_id"]
-        if wanted is not None and pid not in wanted:
-            continue
-        if not isinstance(row["index"], int) or isinstance(row["index"], bool):
-            raise DajError(f"expected an integer, got {row['index']!r}", path=str(candidates_path), line=line,
-                           field="index")
-        key = (pid, row["index"])
-        if key not in verdicts:
-            raise DajError(f"no verdict for candidate {row['index']} of {pid} in {verdicts_path}",
-                           path=str(candidates_path), line=line, field="index")
-        passed, public = verdicts[key]
-        pools[pid].append(PoolCandidate(policy, row["index"], str(row["code"]), passed, public))
-    for pid, cands in pools.items():
-        cands.sort(key=lambda c: c.index)
-        dup = [i for i, n in Counter(c.index for c in cands).items() if n > 1]
-        if dup:
-            raise DajError(f"duplicate candidate index {dup[0]} for {pid}", path=str(candidates_path), field="index")
-    return dict(pools)
 
 
 def static_picks(cands: list[PoolCandidate]) -> list[Pick]:
@@ -235,15 +181,3 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
         cost_out["judge_skipped"] = {"problems": skipped.total(), "all_pass": skipped["passing"],
                                      "all_fail": skipped["failing"], "model_calls": 0, "responses": 0}
     return PolicyResult(summarise(problems, scores), rows, cost_out, votes)
-
-
-def load_pools(policies: list[str], problem_ids: list[str], candidates_dir: str | Path = "data/candidates",
-               verdicts_dir: str | Path = "data/verdicts") -> dict[str, list[PoolCandidate]]:
-    """The candidates of several policies pooled per problem (policy order, then index order)."""
-    pooled: dict[str, list[PoolCandidate]] = defaultdict(list)
-    for policy in policies:
-        pools = load_pool(Path(candidates_dir) / f"{policy}.jsonl", Path(verdicts_dir) / f"{policy}.jsonl",
-                          policy, problem_ids)
-        for pid, cands in pools.items():
-            pooled[pid].extend(cands)
-    return dict(pooled)

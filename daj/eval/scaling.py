@@ -20,7 +20,8 @@ from math import comb
 
 import numpy as np
 
-from daj.eval.bon import PoolCandidate, summarise, unanimous_verdict
+from daj.data.pools import PoolCandidate
+from daj.eval.bon import summarise, unanimous_verdict
 from daj.eval.passk import random_expectation, subset_oracle, subset_public_tests
 from daj.judge.voting import VoteResult, identity_groups, stable_seed
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daj.eval.bon import PoolCandidate
+from daj.data.pools import PoolCandidate
 from daj.judge.prompt import build_messages, render_prompt
 from daj.judge.reward import RewardLevels, reward_of
 from daj.judge.runner import JudgeRequest, JudgeRunner
