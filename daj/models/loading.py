@@ -28,6 +28,46 @@ class ModelRef:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
 
+def looks_local(ref: str) -> bool:
+    """True for a reference that names a local path rather than a hub id: it starts with /, ., ~,
+    or its first component is a folder here (models/tiny), or it exists."""
+    if ref.startswith(("/", ".", "~")) or Path(ref).exists():
+        return True
+    first = ref.split("/", 1)[0]
+    return "/" in ref and Path(first).is_dir()
+
+
+def hub_offline() -> bool:
+    """The hub is switched off by the environment (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    import os
+
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_model_ref(ref: str, field: str = "model", path: str | None = None) -> ModelRef:
+    """Resolve `ref` and fail at once (no hub retries) when it names a local checkpoint that is not
+    there, or a hub id while the hub is off and the model is not in the local cache."""
+    mref = resolve_model_ref(ref)
+    if mref.gguf_file:
+        return mref
+    if looks_local(ref):
+        if not (Path(ref) / "config.json").is_file():
+            hint = " (rebuild it with `dvc repro tiny`)" if Path(ref) == Path("models/tiny") else ""
+            raise DajError(f"no model checkpoint at {ref!r}{hint}", path=path, field=field)
+    elif hub_offline():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(ref, "config.json")
+        except Exception:  # noqa: BLE001 - a malformed id is not in the cache either
+            cached = None
+        if not isinstance(cached, str):
+            raise DajError(f"hub model {ref!r} is not in the local cache and the hub is offline",
+                           path=path, field=field)
+    return mref
+
+
 def resolve_model_ref(ref: str) -> ModelRef:
     """Turn a model reference string into a ModelRef (see the module docstring)."""
     if not ref.startswith("gguf:"):
@@ -70,7 +110,7 @@ def load_causal_lm(ref: str, adapter: str | None = None, dtype: str = "fp32", de
     from transformers import AutoModelForCausalLM
 
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    mref = resolve_model_ref(ref)
+    mref = check_model_ref(ref)
     try:
         model = AutoModelForCausalLM.from_pretrained(mref.path, dtype=torch_dtype, **mref.kwargs())
     except OSError as e:
