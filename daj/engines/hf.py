@@ -4,6 +4,11 @@ Prompts are rendered with the tokenizer's chat template (generation prompt added
 prefix. Prompts are processed in chunks of `batch_size`; each chunk's random stream is seeded from
 the base seed and the chunk's prompts (with batch_size 1, a prompt's completions depend only on the
 seed and the prompt). The global torch RNG is left untouched.
+
+The repetition penalty runs as daj.engines.penalty.FastRepetitionPenalty (`penalty: fast`, the
+default): the same processed scores as transformers' RepetitionPenaltyLogitsProcessor, bit for bit,
+so the same tokens for the same seed, at a cost that does not grow with the vocabulary.
+`penalty: hf` keeps transformers' own processor (the old path, for benchmarks).
 """
 
 from __future__ import annotations
@@ -12,17 +17,27 @@ import inspect
 import logging
 
 from daj.engines.base import Chat, Completion, SamplingParams
+from daj.engines.penalty import FastRepetitionPenalty, hf_ignores_left_padding
 from daj.engines.settings import prompt_seed, to_hf, validate
 from daj.errors import DajError
 
 log = logging.getLogger(__name__)
+PENALTY_IMPLS = ("fast", "hf")
+# GenerationConfig fields whose processors transformers would place around its repetition penalty:
+# with any of them set the fast penalty (which runs after them) could change the order, so `hf` is used
+_ORDERED_FIELDS = {"guidance_scale": (None, 1, 1.0), "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0),
+                   "no_repeat_ngram_size": (None, 0), "encoder_no_repeat_ngram_size": (None, 0),
+                   "bad_words_ids": (None,), "min_length": (None, 0), "min_new_tokens": (None, 0),
+                   "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+                   "remove_invalid_values": (None, False), "exponential_decay_length_penalty": (None,),
+                   "suppress_tokens": (None,), "begin_suppress_tokens": (None,)}
 
 
 class HFEngine:
     """Generation (and continuation scoring) with a transformers causal LM."""
 
     def __init__(self, model: str, adapter: str | None = None, dtype: str = "fp32", device: str | None = None,
-                 batch_size: int = 8, name: str | None = None):
+                 batch_size: int = 8, name: str | None = None, penalty: str = "fast"):
         import torch
 
         from daj.models.loading import load_causal_lm
@@ -31,6 +46,9 @@ class HFEngine:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if batch_size < 1:
             raise DajError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
+        if penalty not in PENALTY_IMPLS:
+            raise DajError(f"penalty must be one of {', '.join(PENALTY_IMPLS)}, got {penalty!r}", field="penalty")
+        self.penalty = penalty
         self.model, self.tokenizer = load_causal_lm(model, adapter=adapter, dtype=dtype, device=device)
         self.tokenizer.padding_side = "left"
         self.device = device
@@ -67,7 +85,7 @@ class HFEngine:
                  prefixes: list[str] | None = None) -> list[list[Completion]]:
         """`params.n` completions per prompt (see the module docstring for seeding)."""
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         validate(params)
         if prefixes is not None and len(prefixes) != len(prompts):
@@ -79,6 +97,9 @@ class HFEngine:
         config = GenerationConfig(**{**self.model.generation_config.to_dict(), **kw})
         config.pad_token_id = self.tokenizer.pad_token_id
         config.eos_token_id = self.eos_ids
+        fast = self._fast_penalty(config)
+        if fast:
+            config.repetition_penalty = 1.0  # ours replaces transformers' processor at the same place
         results: list[list[Completion]] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = list(range(start, min(start + self.batch_size, len(prompts))))
@@ -89,7 +110,9 @@ class HFEngine:
             devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 torch.manual_seed(seed)
-                out = self.model.generate(**enc, generation_config=config)
+                extra = {"logits_processor": LogitsProcessorList([self._penalty_processor(
+                    params, enc["attention_mask"], kw["num_return_sequences"])])} if fast else {}
+                out = self.model.generate(**enc, generation_config=config, **extra)
             gen = out[:, enc["input_ids"].shape[1]:]
             per = kw["num_return_sequences"]
             for k in range(len(chunk)):
@@ -97,6 +120,23 @@ class HFEngine:
                 comps = [self._completion(gen[k * per + j], prompt_tokens) for j in range(per)]
                 results.append(comps * params.n if greedy else comps)
         return results
+
+    def _fast_penalty(self, config) -> bool:
+        """Whether this call's repetition penalty runs as FastRepetitionPenalty (see _ORDERED_FIELDS)."""
+        if self.penalty != "fast" or config.repetition_penalty in (None, 1.0):
+            return False
+        clash = [f for f, neutral in _ORDERED_FIELDS.items() if getattr(config, f, None) not in neutral]
+        if clash:
+            log.debug("generation config sets %s: transformers' repetition penalty is used", ", ".join(clash))
+        return not clash
+
+    @staticmethod
+    def _penalty_processor(params: SamplingParams, attention_mask, per: int) -> FastRepetitionPenalty:
+        """The fast penalty for one chunk: left padding left out where transformers leaves it out."""
+        lengths = None
+        if hf_ignores_left_padding() and not bool((attention_mask == 1).all()):
+            lengths = (attention_mask != 0).int().argmax(dim=1).repeat_interleave(per)
+        return FastRepetitionPenalty(params.repetition_penalty, lengths)
 
     def prompt_tokens(self, prompt: Chat, prefix: str | None = None) -> int:
         """Number of tokens of the rendered prompt plus `prefix`."""
