@@ -27,9 +27,11 @@ from pathlib import Path
 import torch
 
 from daj.deps import require_betty
+from daj.hashing import stable_seed
 from daj.train.data import BatchStream, PreferenceData, to_device
 from daj.train.logprobs import sequence_logps
 from daj.train.losses import Objective, dpo_losses
+from daj.train.rollouts import PromptData, RolloutStream, Sampler
 from daj.train.weights import WeightModel
 
 log = logging.getLogger(__name__)
@@ -50,18 +52,28 @@ class TrainConfig:
 
     objective: str = "dpo"
     reweight: str = "none"
-    steps: int = 6                 # lower-level optimizer steps (each = grad_accum micro-batches)
+    steps: int = 12                # lower-level iterations = Betty iterations = micro-batches (paper: 20,000);
+                                   # optimizer steps = steps / grad_accum (paper: 1,250)
     lr: float = 1e-4
     meta_lr: float = 1e-2
     grad_accum: int = 2
     meta_grad_accum: int = 1
     meta_every: int = 1            # Betty unroll_steps: upper step every meta_every lower optimizer steps
-    batch_size: int = 1
+    batch_size: int = 1            # units per lower micro-batch (pairs, rollouts, or GRPO prompts x group)
     meta_batch_size: int = 1
     darts_alpha: float = 0.01      # Betty's finite-difference radius
-    eval_every: int = 0            # full meta evaluation every N steps (0: only at the end)
-    ckpt_every: int = 0            # checkpoint every N steps (0: only at the end)
+    eval_every: int = 0            # full meta evaluation every N iterations (0: only at the end)
+    ckpt_every: int = 0            # checkpoint every N iterations (0: only at the end)
     seed: int = 0
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Lower optimizer steps: `steps` iterations of `grad_accum` micro-batches each."""
+        return self.steps // self.grad_accum
+
+    def __post_init__(self):
+        if self.steps % self.grad_accum:
+            raise ValueError(f"steps ({self.steps}) must be a multiple of grad_accum ({self.grad_accum})")
 
     def fingerprint(self, extra: dict) -> str:
         """Identity of a run for resuming; `steps` is left out so a resumed run may train longer."""
@@ -95,6 +107,9 @@ class JudgeProblem(ImplicitProblem):
         # picked up by get_loss() below (re-runs overwrite them only after they were read).
         self._stats = {"unweighted": losses.detach().mean().item(), "weights": weights.detach().cpu(),
                        "index": batch["index"].cpu(), "domain": batch["domain"].cpu()}
+        if "rewards" in batch:  # online GRPO: the group drawn for this step
+            self._stats["rollout_reward"] = float(batch["rewards"].mean())
+            self._stats["rollout_responses"] = int(batch["rewards"].numel())
         return (weights * losses).mean()
 
     def get_loss(self, batch):
@@ -165,18 +180,22 @@ def peak_rss_mb() -> float:
 
 
 @torch.no_grad()
-def evaluate(model, objective: Objective, upper: PreferenceData, eval_pairs: PreferenceData,
-             device, chunk: int = 8) -> dict:
-    """Meta loss (unweighted objective loss over all upper units) and judge accuracy on the meta pairs:
+def evaluate(model, objective: Objective, upper, eval_pairs: PreferenceData,
+             device, chunk: int = 8, upper_batch: Callable[[list[int]], dict] | None = None) -> dict:
+    """Meta loss (unweighted meta loss over all upper units) and judge accuracy on the meta pairs:
     meta_acc = share of pairs with log p(chosen) > log p(rejected); meta_reward_acc = share with a
-    positive DPO implicit-reward margin (policy margin above the reference margin)."""
+    positive DPO implicit-reward margin (policy margin above the reference margin). Online GRPO
+    (`upper_batch` draws fresh groups with a fixed seed) adds `meta_reward`, the groups' mean reward."""
     was_training = model.training
     model.eval()
-    losses, n = 0.0, 0
+    losses, n, rewards = 0.0, 0, []
     for k in range(0, len(upper), chunk):
-        batch = to_device(upper.batch(range(k, min(k + chunk, len(upper)))), device)
-        per = objective.per_sample(model, batch)
+        units = list(range(k, min(k + chunk, len(upper))))
+        batch = upper_batch(units) if upper_batch else to_device(upper.batch(units), device)
+        per = objective.meta_per_sample(model, batch)
         losses, n = losses + float(per.sum()), n + per.numel()
+        if "rewards" in batch:
+            rewards += batch["rewards"].tolist()
     acc, racc, margin, dpo = 0.0, 0.0, 0.0, 0.0
     for k in range(0, len(eval_pairs), chunk):
         batch = to_device(eval_pairs.batch(range(k, min(k + chunk, len(eval_pairs)))), device)
@@ -190,16 +209,28 @@ def evaluate(model, objective: Objective, upper: PreferenceData, eval_pairs: Pre
     m = len(eval_pairs)
     if was_training:
         model.train()
-    return {"meta_loss": losses / max(n, 1), "meta_acc": acc / m, "meta_reward_acc": racc / m,
-            "meta_margin": margin / m}
+    out = {"meta_loss": losses / max(n, 1), "meta_acc": acc / m, "meta_reward_acc": racc / m,
+           "meta_margin": margin / m}
+    if rewards:
+        out["meta_reward"] = sum(rewards) / len(rewards)
+    return out
 
 
-def checkpoint_matches(ckpt_dir: str | Path | None, fingerprint: str) -> bool:
-    """Whether ckpt_dir holds a checkpoint of the run with this fingerprint (train() resumes it)."""
+def resumable_state(ckpt_dir: str | Path | None, fingerprint: str, optimizer_steps: int) -> dict | None:
+    """The checkpoint train() resumes: same run (fingerprint) and not finished (fewer optimizer steps
+    than asked). A finished run's checkpoint is not resumed: a forced or repeated run trains afresh and
+    gives the metrics and curves of a fresh run; resuming is for interrupted or extended runs."""
     ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
     if not ckpt or not ckpt.exists():
-        return False
-    return torch.load(ckpt, map_location="cpu", weights_only=False).get("fingerprint") == fingerprint
+        return None
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if saved.get("fingerprint") != fingerprint:
+        log.info("ignoring checkpoint %s (different run)", ckpt)
+        return None
+    if saved["step"] >= optimizer_steps:
+        log.info("checkpoint %s holds a finished run (%d optimizer steps): training afresh", ckpt, saved["step"])
+        return None
+    return saved
 
 
 @dataclass
@@ -226,12 +257,15 @@ def _weights_snapshot(weight_model: WeightModel, recent: list[dict]) -> dict:
     return out
 
 
-def train(model, objective: Objective, weight_model: WeightModel, lower: PreferenceData, upper: PreferenceData,
+def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
           eval_pairs: PreferenceData, cfg: TrainConfig, ckpt_dir: str | Path | None = None,
-          fingerprint_extra: dict | None = None, live=None, progress: bool = True, ref_store=None) -> RunResult:
-    """Train the judge (and the weight model) for cfg.steps lower optimizer steps; resume from
-    `ckpt_dir/state.pt` when it holds a run with the same fingerprint. `ref_store` (a
-    daj.train.refcache.ReferenceStore) shares reference log-probs with other runs."""
+          fingerprint_extra: dict | None = None, live=None, progress: bool = True, ref_store=None,
+          sampler: Sampler | None = None, grpo_group: int = 16) -> RunResult:
+    """Train the judge (and the weight model) for cfg.steps lower iterations (cfg.optimizer_steps
+    optimizer steps); resume from `ckpt_dir/state.pt` when it holds an unfinished run with the same
+    fingerprint. `ref_store` (a daj.train.refcache.ReferenceStore) shares reference log-probs with
+    other runs. Online GRPO (lower and upper are daj.train.rollouts.PromptData): `sampler` draws
+    `grpo_group` responses per prompt from the current model before every step."""
     from tqdm import tqdm
 
     from daj.io import atomic_open
@@ -242,21 +276,33 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
     for data in (lower, upper, eval_pairs):
         data.compute_reference(model, device=device, lazy=True, store=ref_store)
     fp = cfg.fingerprint(fingerprint_extra or {})
-    state = None
     ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
-    if ckpt and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if saved.get("fingerprint") == fp:
-            state = saved
-            log.info("resuming from %s at step %d", ckpt, saved["step"])
-        else:
-            log.info("ignoring checkpoint %s (different run)", ckpt)
+    n_steps = cfg.optimizer_steps
+    state = resumable_state(ckpt_dir, fp, n_steps)
+    if state:
+        log.info("resuming from %s at optimizer step %d", ckpt, state["step"])
     judge_draws = state["judge_count"] if state else 0
     meta_draws = state["meta_count"] if state else 0
-    lower_stream = BatchStream(lower, cfg.batch_size, cfg.seed, start=judge_draws, device=device)
-    upper_stream = BatchStream(upper, cfg.meta_batch_size, cfg.seed + 1, start=meta_draws, device=device)
+    online = isinstance(lower, PromptData)
+    upper_batch = None
+    if online:
+        if sampler is None:
+            raise ValueError("online GRPO needs a rollout sampler")
+        kl = bool(getattr(objective, "grpo_kl", 0.0))
+        lower_stream = RolloutStream(lower, sampler, model, cfg.batch_size, grpo_group, cfg.seed, start=judge_draws,
+                                     device=device, grad_accum=cfg.grad_accum, with_reference=kl)
+        upper_stream = RolloutStream(upper, sampler, model, cfg.meta_batch_size, grpo_group, cfg.seed + 1,
+                                     start=meta_draws, device=device, with_reference=kl)
+        eval_seed = stable_seed(cfg.seed, "meta-eval")
+        upper_batch = lambda units: upper_stream.make_batch(units, eval_seed)  # noqa: E731
+    else:
+        lower_stream = BatchStream(lower, cfg.batch_size, cfg.seed, start=judge_draws, device=device)
+        upper_stream = BatchStream(upper, cfg.meta_batch_size, cfg.seed + 1, start=meta_draws, device=device)
     loss_fn = objective.per_sample
-    engine, judge, reweighter = build_engine(model, weight_model, lower_stream, upper_stream, loss_fn, cfg)
+    engine, judge, reweighter = build_engine(model, weight_model, lower_stream, upper_stream, loss_fn, cfg,
+                                             meta_loss_fn=objective.meta_per_sample)
+    if online:  # an upper draw follows the lower optimizer steps taken so far
+        upper_stream.version_fn = lambda: judge._count // cfg.grad_accum
     result = RunResult()
     start_step = 0
     if state:
@@ -270,6 +316,9 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
         engine.global_step = state["global_step"]
         result.history = state["history"]
         start_step = state["step"]
+        if live is not None:  # the curves of a resumed run hold every step, as a straight run's do
+            for rec in result.history:
+                _log_live(live, rec)
 
     def save(step: int) -> None:
         if not ckpt:
@@ -283,8 +332,12 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
             torch.save(blob, fh)
 
     engine.train()
-    bar = tqdm(range(start_step, cfg.steps), desc=f"train {objective.name}/{cfg.reweight}", disable=not progress,
-               initial=start_step, total=cfg.steps)
+    bar = tqdm(range(start_step, n_steps), desc=f"train {objective.name}/{cfg.reweight}", disable=not progress,
+               initial=start_step, total=n_steps, unit="opt step")
+
+    def due(every: int, step: int) -> bool:  # `every` counts iterations; checked at optimizer-step ends
+        return bool(every) and (step + 1) * cfg.grad_accum // every > step * cfg.grad_accum // every
+
     for step in bar:
         t0 = time.perf_counter()
         n_judge = len(judge.records)
@@ -294,9 +347,12 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
             engine.train_step()
         seconds = time.perf_counter() - t0
         recs = judge.records[n_judge:]
-        rec: dict = {"step": step + 1, "seconds": seconds,
+        rec: dict = {"step": (step + 1) * cfg.grad_accum, "optimizer_step": step + 1, "seconds": seconds,
                      "loss": sum(float(r["loss"]) for r in recs) / len(recs),
                      "unweighted_loss": sum(r["unweighted"] for r in recs) / len(recs)}
+        if online:
+            rec["rollout_reward"] = sum(r["rollout_reward"] for r in recs) / len(recs)
+            rec["rollout_responses"] = sum(r["rollout_responses"] for r in recs)
         if reweighter is not None:
             metas = reweighter.records[n_meta:]
             if metas:
@@ -304,9 +360,9 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
             if reweighter.last_hypergrad is not None:
                 rec["hypergrad_norm"] = math.sqrt(sum(float((g.float() ** 2).sum()) for g in reweighter.last_hypergrad))
         rec.update(_weights_snapshot(weight_model, recs))
-        last = step + 1 == cfg.steps
-        if last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0):
-            rec.update(evaluate(model, objective, upper, eval_pairs, device))
+        last = step + 1 == n_steps
+        if last or due(cfg.eval_every, step):
+            rec.update(evaluate(model, objective, upper, eval_pairs, device, upper_batch=upper_batch))
         result.history.append(rec)
         judge.records.clear()
         if reweighter is not None:
@@ -314,13 +370,20 @@ def train(model, objective: Objective, weight_model: WeightModel, lower: Prefere
         if live is not None:
             _log_live(live, rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
-        if last or (cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0):
+        if last or due(cfg.ckpt_every, step):
             save(step + 1)
     if not result.history:
         raise RuntimeError("no training step was run (steps <= checkpointed step)")
     final = dict(result.history[-1])
     if "meta_loss" not in final:
-        final.update(evaluate(model, objective, upper, eval_pairs, device))
+        final.update(evaluate(model, objective, upper, eval_pairs, device, upper_batch=upper_batch))
+    if online:
+        final["rollouts"] = {"optimizer_steps_with_rollouts": sum(r.get("rollout_responses", 0) > 0
+                                                                  for r in result.history),
+                             "responses": sum(r.get("rollout_responses", 0) for r in result.history),
+                             "first_step_reward": result.history[0]["rollout_reward"],
+                             "last_step_reward": result.history[-1]["rollout_reward"],
+                             "mean_reward": sum(r["rollout_reward"] for r in result.history) / len(result.history)}
     timed = [r["seconds"] for r in result.history[1:]] or [result.history[0]["seconds"]]
     final["seconds_per_step"] = sum(timed) / len(timed)
     final["peak_rss_mb"] = peak_rss_mb()
@@ -337,7 +400,7 @@ def _log_live(live, rec: dict) -> None:
     """One dvclive step per lower optimizer step."""
     live.step = rec["step"]
     for key in ("loss", "unweighted_loss", "meta_batch_loss", "meta_loss", "meta_acc", "meta_reward_acc",
-                "hypergrad_norm", "seconds"):
+                "meta_reward", "rollout_reward", "hypergrad_norm", "seconds"):
         if key in rec:
             live.log_metric(f"train/{key}", rec[key], plot=True)
     for d, w in rec.get("domain_weights", {}).items():

@@ -4,7 +4,8 @@ Units and instances per objective (an instance is what gets one weight):
   dpo, orpo  unit = one preference pair (data/pairs/*.jsonl), instance = the pair.
   kto        unit = one scored rollout (data/pairs/*_scored.jsonl), desirable when label == "correct";
              its KL partner is the response of another prompt (a seeded derangement over the file).
-  grpo       unit = one group of scored rollouts to the same prompt (`group`), instance = a rollout.
+  grpo       offline (train.grpo_mode: offline): unit = one group of `train.grpo_group` scored rollouts to
+             the same prompt (`group`), instance = a rollout. Online GRPO: daj.train.rollouts.
 Reference log-probs are computed once, under the adapter-disabled model, and carried in each batch.
 """
 
@@ -162,9 +163,11 @@ class PreferenceData:
         for row in rows:
             if len(groups[row["group"]]) < group_size:
                 groups[row["group"]].append(row)
-        for members in groups.values():
-            if len(members) < 2:
-                continue
+        for name, members in groups.items():
+            if len(members) < group_size:
+                raise DajError(f"group {name!r} has {len(members)} scored rollouts; offline GRPO takes groups of "
+                               f"train.grpo_group = {group_size} from the file (raise pairs.responses_per_pair, "
+                               "lower train.grpo_group, or use train.grpo_mode: online)", field="train.grpo_group")
             adv = grpo_advantages(torch.tensor([float(r["reward"]) for r in members], dtype=torch.float64))
             self.units.append(Unit([self._tok(r["prompt"], r["response"]) for r in members],
                                    [self._add_instance(r) for r in members],

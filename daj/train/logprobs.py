@@ -66,22 +66,65 @@ def collate(seqs: Sequence[TokenizedSeq], pad_id: int) -> dict[str, torch.Tensor
     return {"input_ids": ids, "attention_mask": attn, "response_mask": resp}
 
 
-def token_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+LOGITS_TOKENS = 4096  # (sequence x position) logits rows computed at once: bounds the logits' memory
+
+
+def _body_and_head(model):
+    """(transformer body, output projection) of a causal LM (PEFT-wrapped or not), or (None, None)
+    when the architecture post-processes its logits (soft-capping, scaling) and must run whole."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None, None
+    try:
+        body, head = base.get_decoder(), base.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None, None
+    if body is None or head is None or body is base:
+        return None, None
+    return body, head
+
+
+def _chunk_logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(head(hidden))[targets] for one chunk of positions (float32)."""
+    logits = head(hidden).float()
+    return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def token_logps(model, batch: dict[str, torch.Tensor],
+                max_tokens: int = LOGITS_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of the response tokens: (logps [B, L], mask [B, L]), float32, zero off-mask.
 
-    Only the logits from the first response position on are materialised (`logits_to_keep`), which
-    matters at paper scale where prompts are long and the vocabulary has 150k entries.
+    Only positions from the first response token on are projected to the vocabulary, and in chunks
+    of about `max_tokens` (sequence x position) rows: the float32 logits of the whole micro-batch
+    never exist at once. Under autograd each chunk is checkpointed (its logits are recomputed in the
+    backward pass), so the backward pass holds one chunk's logits at a time too.
     """
     input_ids, attn, resp = batch["input_ids"], batch["attention_mask"], batch["response_mask"]
-    width = input_ids.shape[1]
+    n, width = input_ids.shape
     starts = resp.float().argmax(dim=1)
     s_min = max(int(starts.min()), 1)
-    keep = width - s_min + 1
-    out = model(input_ids=input_ids, attention_mask=attn, logits_to_keep=keep, use_cache=False)
-    logits = out.logits[:, :-1].float()  # positions s_min-1 .. width-2 predict tokens s_min .. width-1
     targets = input_ids[:, s_min:]
     mask = resp[:, s_min:]
-    logps = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    body, head = _body_and_head(model)
+    if body is None:  # whole-model path: the logits of the scored positions at once
+        out = model(input_ids=input_ids, attention_mask=attn, logits_to_keep=width - s_min + 1, use_cache=False)
+        logits = out.logits[:, :-1].float()
+        logps = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        return logps * mask, mask
+    hidden = body(input_ids=input_ids, attention_mask=attn, use_cache=False).last_hidden_state
+    hidden = hidden[:, s_min - 1: width - 1]  # positions s_min-1 .. width-2 predict tokens s_min .. width-1
+    step = max(1, max_tokens // n)
+    chunks = []
+    for c in range(0, hidden.shape[1], step):
+        h, t = hidden[:, c: c + step], targets[:, c: c + step]
+        if hidden.shape[1] > step and torch.is_grad_enabled() and h.requires_grad:
+            from torch.utils.checkpoint import checkpoint
+
+            chunks.append(checkpoint(_chunk_logps, head, h, t, use_reentrant=False))
+        else:
+            chunks.append(_chunk_logps(head, h, t))
+    logps = torch.cat(chunks, dim=1)
     return logps * mask, mask
 
 

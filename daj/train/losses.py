@@ -104,6 +104,10 @@ class Objective:
     def per_sample(self, model, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def meta_per_sample(self, model, batch: dict) -> torch.Tensor:
+        """The upper (meta) level's per-sample loss: the same loss, unless an objective says otherwise."""
+        return self.per_sample(model, batch)
+
 
 class DPO(Objective):
     name = "dpo"
@@ -138,13 +142,24 @@ class KTO(Objective):
 
 
 class GRPO(Objective):
+    """Online (the batch carries `old_token_logps`, recorded when the group was sampled from the
+    current judge) or offline (rollouts from a file, sampled by the base judge: old = reference)."""
+
     name = "grpo"
 
     def per_sample(self, model, batch: dict) -> torch.Tensor:
         logps, mask = token_logps(model, batch["seq"])
-        ref = batch["ref_token_logps"]
-        # The rollouts were sampled by the base judge, which is also the reference: old = ref.
-        return grpo_losses(logps, ref, ref, mask, batch["advantages"], self.grpo_clip, self.grpo_kl)
+        old = batch["old_token_logps"] if "old_token_logps" in batch else batch["ref_token_logps"]
+        ref = batch.get("ref_token_logps", old)  # only read when grpo_kl > 0
+        return grpo_losses(logps, old, ref, mask, batch["advantages"], self.grpo_clip, self.grpo_kl)
+
+    def meta_per_sample(self, model, batch: dict) -> torch.Tensor:
+        """Online meta loss: minus the group's mean reward (a constant) plus the GRPO loss. Its value
+        is the negative mean verifiable reward of the fresh groups (the surrogate is 0 at ratio 1
+        because advantages sum to 0 per group); its gradient is GRPO's group-baselined policy
+        gradient of that reward. Offline (no rewards in the batch): the GRPO loss itself."""
+        losses = self.per_sample(model, batch)
+        return losses - batch["group_reward"] if "group_reward" in batch else losses
 
 
 def make_objective(name: str, beta: float = 0.1, grpo_clip: float = 0.2, grpo_kl: float = 0.0) -> Objective:

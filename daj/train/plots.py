@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from daj.io import atomic_open, write_json
+from daj.io import atomic_open
 
 SPREAD_KEYS = ("p05", "p25", "p50", "p75", "p95", "min", "max", "std")
 
@@ -23,9 +23,11 @@ def _save_png(fig, path: Path) -> None:
         fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
 
 
-def write_plots(history: list[dict], out_dir: str | Path, reweight: str,
-                instance_weights: dict[str, float] | None = None) -> list[Path]:
-    """Write losses.csv/png, and domain_weights.csv/png or instance_weights.csv/png when they apply."""
+def write_plots(history: list[dict], out_dir: str | Path, reweight: str) -> list[Path]:
+    """Write losses.csv/png, and domain_weights.csv/png or instance_weights.csv/png when they apply.
+
+    Every file in `out_dir` is step-indexed plot data (or its PNG): DVC plots the whole folder with
+    x = step (a lower iteration), and a file of another shape there breaks `dvc plots show`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +35,8 @@ def write_plots(history: list[dict], out_dir: str | Path, reweight: str,
 
     out = Path(out_dir)
     written = []
-    loss_keys = [k for k in ("loss", "unweighted_loss", "meta_batch_loss", "meta_loss", "meta_acc")
+    loss_keys = [k for k in ("optimizer_step", "loss", "unweighted_loss", "meta_batch_loss", "meta_loss", "meta_acc",
+                             "meta_reward", "rollout_reward")
                  if any(k in r for r in history)]
     rows = [[r["step"]] + [r.get(k, "") for k in loss_keys] for r in history]
     _write_csv(out / "losses.csv", ["step", *loss_keys], rows)
@@ -42,7 +45,7 @@ def write_plots(history: list[dict], out_dir: str | Path, reweight: str,
         pts = [(r["step"], r[k]) for r in history if k in r]
         if pts:
             ax.plot(*zip(*pts, strict=True), label=k, marker="." if len(pts) < 30 else None)
-    ax.set_xlabel("lower step")
+    ax.set_xlabel("lower iteration")
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)
     _save_png(fig, out / "losses.png")
@@ -58,7 +61,7 @@ def write_plots(history: list[dict], out_dir: str | Path, reweight: str,
         for i, d in enumerate(domains):
             ax.plot(steps, [row[i + 1] for row in rows], label=d)
         ax.axhline(1.0, color="grey", lw=0.5, ls="--")
-        ax.set_xlabel("lower step")
+        ax.set_xlabel("lower iteration")
         ax.set_ylabel("domain weight (mean 1)")
         ax.set_title("Domain weights over training")
         ax.legend(fontsize=7)
@@ -76,14 +79,11 @@ def write_plots(history: list[dict], out_dir: str | Path, reweight: str,
         ax.fill_between(steps, col["p05"], col["p95"], alpha=0.2, label="5-95%")
         ax.fill_between(steps, col["p25"], col["p75"], alpha=0.4, label="25-75%")
         ax.plot(steps, col["p50"], label="median")
-        ax.set_xlabel("lower step")
+        ax.set_xlabel("lower iteration")
         ax.set_ylabel("instance weight")
         ax.set_title(f"Instance weight spread ({reweight})")
         ax.legend(fontsize=7)
         _save_png(fig, out / "instance_weights.png")
         plt.close(fig)
         written += [out / "instance_weights.csv", out / "instance_weights.png"]
-        if instance_weights is not None:
-            write_json(out / "instance_weights.json", instance_weights)
-            written.append(out / "instance_weights.json")
     return written

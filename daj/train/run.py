@@ -14,6 +14,8 @@ from daj.params import Params
 from daj.train.losses import OBJECTIVES
 from daj.train.weights import REWEIGHTS
 
+GRPO_MODES = ("online", "offline")
+
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +28,7 @@ class RunOptions:
     max_length: int = 1024
     beta: float = 0.1
     grpo_group: int = 16
+    grpo_mode: str = "online"     # online: groups drawn from the current judge every step; offline: *_scored.jsonl
     grpo_clip: float = 0.2
     grpo_kl: float = 0.0
     lora_r: int = 32
@@ -43,6 +46,7 @@ def from_params(params: Params):
     objective = params.choice("train.objective", OBJECTIVES)
     reweight = params.choice("reweight", REWEIGHTS)
     precision = params.choice("train.precision", ("fp32", "bf16"))
+    grpo_mode = params.choice("train.grpo_mode", GRPO_MODES, "online")
     ints = {}
     for key in ("steps", "grad_accum", "meta_grad_accum", "meta_every", "batch_size", "max_length", "lora_r",
                 "lora_alpha", "grpo_group"):
@@ -50,6 +54,9 @@ def from_params(params: Params):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DajError("expected a positive integer", path=params.path, field=f"train.{key}")
         ints[key] = value
+    if ints["steps"] % ints["grad_accum"]:
+        raise DajError(f"expected a multiple of train.grad_accum ({ints['grad_accum']}): train.steps counts lower "
+                       f"iterations (micro-batches), got {ints['steps']}", path=params.path, field="train.steps")
     cfg = TrainConfig(objective=objective, reweight=reweight, steps=ints["steps"], lr=float(g("train.lr")),
                       meta_lr=float(g("train.meta_lr")), grad_accum=ints["grad_accum"],
                       meta_grad_accum=ints["meta_grad_accum"], meta_every=ints["meta_every"],
@@ -63,7 +70,7 @@ def from_params(params: Params):
     if ref_cache is not None and (not isinstance(ref_cache, str) or not ref_cache):
         raise DajError(f"expected a directory or null, got {ref_cache!r}", path=params.path, field="train.ref_cache_dir")
     opts = RunOptions(model=str(g("judge.model")), precision=precision, max_length=ints["max_length"],
-                      beta=float(g("train.beta")), grpo_group=ints["grpo_group"],
+                      beta=float(g("train.beta")), grpo_group=ints["grpo_group"], grpo_mode=grpo_mode,
                       grpo_clip=float(g("train.grpo_clip", 0.2)), grpo_kl=float(g("train.grpo_kl", 0.0)),
                       lora_r=ints["lora_r"], lora_alpha=ints["lora_alpha"], lora_targets=[str(t) for t in targets],
                       ref_cache_dir=ref_cache)
@@ -78,11 +85,14 @@ def _file_digest(path: Path) -> str:
 
 def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | None = None,
         metrics_json: str | Path | None = None, metrics_dir: str | Path | None = None,
-        ckpt_dir: str | Path | None = None, progress: bool = True):
+        ckpt_dir: str | Path | None = None, progress: bool = True, sampler_factory=None):
     """Train a judge on pairs_dir/{lower,upper}.jsonl (and *_scored.jsonl for kto/grpo).
 
-    Writes judge_out (PEFT adapter + tokenizer, atomically), metrics_json (summary), metrics_dir
-    (dvclive logs, plot CSVs and PNGs) when given. Returns the RunResult."""
+    Online GRPO (opts.grpo_mode) needs `sampler_factory` (daj.train.rollouts.SamplerFactory): the
+    composition root builds it from the judge's prompt and reward code; it receives the in-memory
+    model being trained and its tokenizer. Writes judge_out (PEFT adapter + tokenizer, atomically),
+    metrics_json (summary), metrics_dir (dvclive logs, plot CSVs and PNGs) when given. Returns the
+    RunResult."""
     from daj.models.loading import load_causal_lm
     from daj.train.bilevel import train
     from daj.train.data import PreferenceData, domains_of, read_pairs, read_scored
@@ -106,7 +116,19 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
     domains = domains_of(lower_rows)
     mk = lambda obj, rows: PreferenceData(obj, tokenizer, opts.max_length, rows, domains,  # noqa: E731
                                           grpo_group=opts.grpo_group, seed=cfg.seed)
-    lower, upper, eval_pairs = mk(cfg.objective, lower_rows), mk(cfg.objective, upper_rows), mk("dpo", upper_pairs)
+    online = cfg.objective == "grpo" and opts.grpo_mode == "online"
+    sampler = None
+    if online:
+        from daj.train.rollouts import PromptData
+
+        if sampler_factory is None:
+            raise DajError("online GRPO needs a rollout sampler (stages/train.py builds it from the judge)",
+                           field="train.grpo_mode")
+        lower, upper = (PromptData(tokenizer, opts.max_length, rows, domains) for rows in (lower_rows, upper_rows))
+        sampler = sampler_factory(model, tokenizer)
+    else:
+        lower, upper = mk(cfg.objective, lower_rows), mk(cfg.objective, upper_rows)
+    eval_pairs = mk("dpo", upper_pairs)
     weight_model = make_weight_model(cfg.reweight, domains, len(lower.instance_ids), seed=cfg.seed)
     objective = make_objective(cfg.objective, opts.beta, opts.grpo_clip, opts.grpo_kl)
     log.info("%s/%s: %d lower units (%d instances, domains %s), %d upper units, %d meta pairs", cfg.objective,
@@ -118,12 +140,10 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
 
         from dvclive import Live
 
-        from daj.train.bilevel import checkpoint_matches
-
-        resume = checkpoint_matches(ckpt_dir, cfg.fingerprint(extra))
-        if not resume:  # a fresh run: no plot data of an earlier run may linger
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-        live = Live(dir=str(metrics_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+        # Always a fresh log: a resumed run replays its checkpointed history into it first (train()),
+        # so its curves equal a straight run's and no plot data of an earlier run lingers.
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        live = Live(dir=str(metrics_dir), resume=False, save_dvc_exp=False, dvcyaml=None, report=None)
     store = None
     if opts.ref_cache_dir:
         from daj.train.refcache import ReferenceStore, model_key
@@ -132,7 +152,8 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
         store = ReferenceStore(opts.ref_cache_dir, key) if key else None
     try:
         result = train(model, objective, weight_model, lower, upper, eval_pairs, cfg, ckpt_dir=ckpt_dir,
-                       fingerprint_extra=extra, live=live, progress=progress, ref_store=store)
+                       fingerprint_extra=extra, live=live, progress=progress, ref_store=store, sampler=sampler,
+                       grpo_group=opts.grpo_group)
     finally:
         if live is not None:
             live.end()
@@ -142,8 +163,11 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
     if metrics_dir is not None:
         from daj.train.plots import write_plots
 
-        # a subfolder of its own, so DVC can plot the whole folder (dvclive keeps metrics.json beside it)
-        write_plots(result.history, Path(metrics_dir) / "curves", cfg.reweight, result.final.get("instance_weights"))
+        # a subfolder of its own holding only step-indexed plot data, so DVC can plot the whole folder;
+        # the final per-instance weights (a mapping, not plot rows) go beside it
+        write_plots(result.history, Path(metrics_dir) / "curves", cfg.reweight)
+        if result.final.get("instance_weights") is not None:
+            write_json(Path(metrics_dir) / "instance_weights.json", result.final["instance_weights"])
     if judge_out is not None:
         with atomic_dir(judge_out) as tmp:
             save_adapter(model, tokenizer, tmp)
@@ -156,9 +180,13 @@ def summary(cfg, result) -> dict:
     """metrics/train.json: the contract fields plus timing, memory and meta accuracy."""
     f = result.final
     out = {"objective": cfg.objective, "reweight": cfg.reweight, "steps": cfg.steps,
+           "optimizer_steps": cfg.optimizer_steps,
            "final_loss": f["unweighted_loss"], "final_weighted_loss": f["loss"], "meta_loss": f["meta_loss"],
            "meta_acc": f["meta_acc"], "meta_reward_acc": f["meta_reward_acc"],
            "seconds_per_step": f["seconds_per_step"], "peak_rss_mb": f["peak_rss_mb"]}
+    for key in ("meta_reward", "rollouts"):  # online GRPO
+        if key in f:
+            out[key] = f[key]
     if "peak_gpu_mb" in f:
         out["peak_gpu_mb"] = f["peak_gpu_mb"]
     if cfg.reweight == "domain":
