@@ -2,13 +2,16 @@
 
 Reads `policies`, the `sampling:` defaults, `seed`, `split.exclude_platforms` and `sample.work_dir`
 from params.yaml and data/problems.jsonl; the work is in daj.engines.sampler (resumable: an
-interrupted run continues where it stopped). Updates metrics/sample.json per policy.
+interrupted run continues where it stopped). Writes metrics/sample/<policy>.json per policy.
+
+dvc.yaml runs one `sample@<i>` stage per policy and puts that policy's settings in the command line
+(`${item}`), so DVC reruns exactly the policies whose settings changed; this script reads them from
+params.yaml and ignores those extra arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -20,12 +23,11 @@ from daj.params import Params
 
 PROBLEMS = "data/problems.jsonl"
 OUT_DIR = "data/candidates"
-METRICS = "metrics/sample.json"
+METRICS_DIR = "metrics/sample"
 
 
 def main(params: Params, only: str | None = None) -> None:
     policies = check_policies(params.get_path("policies"), where=params.path)
-    names = {p["name"] for p in policies}
     if only is not None:
         policies = [p for p in policies if p["name"] == only]
         if not policies:
@@ -37,18 +39,10 @@ def main(params: Params, only: str | None = None) -> None:
     problems = [p for p in read_jsonl(PROBLEMS, required=PROBLEM_FIELDS) if p["platform"] not in excluded]
     if not problems:
         raise DajError("no problems left after split.exclude_platforms", path=PROBLEMS)
-    metrics = {}
-    if Path(METRICS).exists():
-        try:
-            metrics = json.loads(Path(METRICS).read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            metrics = {}
-    metrics = {k: v for k, v in metrics.items() if k in names}  # drop policies no longer configured
     for policy in policies:
         stats = sample_policy(policy, problems, defaults, seed, Path(OUT_DIR) / f"{policy['name']}.jsonl",
                               work_dir, where=params.path)
-        metrics[policy["name"]] = stats
-        write_json(METRICS, metrics)
+        write_json(Path(METRICS_DIR) / f"{policy['name']}.json", stats)
         logging.getLogger().info("%s: %s", policy["name"], {k: v for k, v in stats.items() if k != "missing_ids"})
 
 
@@ -57,5 +51,5 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description="sample candidates for the policies in params.yaml")
     ap.add_argument("--policy", default=None, help="sample only this policy")
-    args = ap.parse_args()
+    args, _settings = ap.parse_known_args()  # the policy's settings, for DVC's change detection only
     run_stage("sample", lambda params: main(params, only=args.policy))

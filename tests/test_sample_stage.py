@@ -52,11 +52,11 @@ def test_mutants_policy(tmp_path, monkeypatch):
     for cands in by.values():
         assert [c["index"] for c in cands] == list(range(len(cands))) and len(cands) <= 8
         assert sum(c["mutation"] is None for c in cands) == 1
-    metrics = json.loads(Path("metrics/sample.json").read_text())["mutants"]
+    metrics = json.loads(Path("metrics/sample/mutants.json").read_text())
     assert metrics["candidates"] == len(rows) and metrics["problems"] == 12
     first = Path("data/candidates/mutants.jsonl").read_bytes()
     sample.main(params)  # complete: reused, same bytes
-    assert json.loads(Path("metrics/sample.json").read_text())["mutants"]["reused"] is True
+    assert json.loads(Path("metrics/sample/mutants.json").read_text())["reused"] is True
     assert Path("data/candidates/mutants.jsonl").read_bytes() == first
 
 
@@ -82,7 +82,7 @@ def test_file_policy_combines_pools_and_reports_missing(tmp_path, monkeypatch):
     assert [(r["problem_id"], r["index"], r["code"]) for r in rows] == [
         ("lcb/1", 0, "a1"), ("lcb/1", 1, "b1"), ("lcb/1", 2, "b1bis"), ("lcb/2", 0, "a2")]
     assert all(r["imported_passed"] is True and r["policy"] == "mix" for r in rows)
-    m = json.loads(Path("metrics/sample.json").read_text())["mix"]
+    m = json.loads(Path("metrics/sample/mix.json").read_text())
     assert m["missing"] == 1 and m["missing_ids"] == ["lcb/3"] and m["problems"] == 3  # codeforces excluded
 
 
@@ -98,7 +98,7 @@ def test_real_lcb_pools_through_the_stage(tmp_path, monkeypatch):
                                {"name": "three", "backend": "file", "path": [str(SUBMISSIONS / n) for n in names]}],
                     load_lcb_snapshot(LCB_SNAPSHOT), split={"exclude_platforms": []})
     sample.main(params)
-    m = json.loads(Path("metrics/sample.json").read_text())
+    m = {name: json.loads(Path(f"metrics/sample/{name}.json").read_text()) for name in ("o1mini", "three")}
     assert (m["o1mini"]["candidates"], m["o1mini"]["imported_passed"], m["o1mini"]["missing"]) == (880, 602, 0)
     assert m["three"]["candidates"] == 2640 and m["three"]["imported_passed"] == 602 + 489 + 757
     assert m["three"]["candidates_per_problem"] == {"3": 880}
@@ -117,7 +117,7 @@ def test_hf_policy_writes_prompts_responses_and_tokens(tmp_path, monkeypatch):
         assert r["prompt"][-1]["role"] == "user" and "```python" in r["prompt"][-1]["content"]
         assert isinstance(r["response"], str) and 1 <= r["completion_tokens"] <= 4
         assert isinstance(r["code"], str)
-    m = json.loads(Path("metrics/sample.json").read_text())["tiny"]
+    m = json.loads(Path("metrics/sample/tiny.json").read_text())
     assert m["completion_tokens"] == sum(r["completion_tokens"] for r in rows) and m["tokens_per_s"] > 0
     assert m["sampling"]["n"] == 2 and m["sampling"]["top_k"] == 20
 
@@ -189,7 +189,7 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, monkeypatch):
         done_prompts = prompts[:done]
         assert not any(any(dp.rstrip() in s for dp in done_prompts) for s in second_run)  # nothing redone
         assert len(second_run) == len(problems) - done
-        metrics = json.loads((run_dir / "metrics" / "sample.json").read_text())["api"]
+        metrics = json.loads((run_dir / "metrics" / "sample" / "api.json").read_text())
         assert metrics["resumed_problems"] == done and not partial.exists()
 
         monkeypatch.chdir(ref_dir)
