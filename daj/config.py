@@ -39,6 +39,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
 
+class _OpenSection(Section):
+    # INTEGRATION-TODO: sections being extended in parallel; forbid again once their keys are listed
+    model_config = ConfigDict(extra="allow", strict=True, validate_default=True)
+
+
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Probability = Annotated[float, Field(gt=0, le=1)]
 PolicyName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
@@ -138,7 +143,7 @@ class SampleConfig(Section):
     work_dir: str = ".cache/sample"
 
 
-class ExecuteConfig(Section):
+class ExecuteConfig(_OpenSection):
     backend: Literal["auto", "local", "docker"] = "auto"
     allow_unsandboxed: bool = False
     verdict_source: Literal["sandbox", "imported"] = "sandbox"
@@ -167,7 +172,7 @@ class RewardConfig(Section):
         return self
 
 
-class JudgeConfig(Section):
+class JudgeConfig(_OpenSection):
     backend: Literal["hf", "vllm", "openai"] = "hf"
     model: str = "models/tiny"
     adapter: str | None = None
@@ -190,7 +195,7 @@ class SplitCaps(Section):
     upper: PositiveInt | None = None
 
 
-class PairsConfig(Section):
+class PairsConfig(_OpenSection):
     lower_policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
     upper_policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
     max_pairs_per_problem: PositiveInt | None = 2
@@ -198,7 +203,7 @@ class PairsConfig(Section):
     max_problems: PositiveInt | SplitCaps | None = None
 
 
-class TrainConfig(Section):
+class TrainConfig(_OpenSection):
     objective: Literal["dpo", "kto", "orpo", "grpo"] = "dpo"
     beta: PositiveFloat = 0.1
     grpo_group: Annotated[int, Field(ge=2)] = 4
@@ -226,7 +231,7 @@ class TrainConfig(Section):
     ref_cache_dir: str | None = ".cache/train_ref"
 
 
-class BonConfig(Section):
+class BonConfig(_OpenSection):
     policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
     rounds: PositiveInt = 8
     split: Literal["test", "upper", "lower"] = "test"
@@ -234,7 +239,7 @@ class BonConfig(Section):
     scaling_judge: bool = True
 
 
-class PairwiseConfig(Section):
+class PairwiseConfig(_OpenSection):
     max_pairs_per_problem: PositiveInt | None = 4
     responses_per_pair: PositiveInt | None = 1
 

@@ -39,11 +39,15 @@ class Params(dict):
         return value
 
 
-def load_params(path: str | os.PathLike | None = None) -> Params:
-    """Read params.yaml (or $DAJ_PARAMS) from the current directory."""
+def load_params(path: str | os.PathLike | None = None, validate: bool = False) -> Params:
+    """Read params.yaml (or $DAJ_PARAMS) from the current directory.
+
+    With `validate`, the whole file is checked against the typed models of daj.config (unknown keys,
+    types, ranges) and the result holds every default filled in."""
     path = Path(path or PARAMS_FILE)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise DajError("params file not found", path=str(path)) from None
     except yaml.YAMLError as e:
@@ -51,6 +55,10 @@ def load_params(path: str | os.PathLike | None = None) -> Params:
         raise DajError(f"invalid YAML: {e}", path=str(path), line=mark.line + 1 if mark else None) from None
     if not isinstance(raw, dict):
         raise DajError("expected a mapping at the top level", path=str(path))
+    if validate:
+        from daj.config import to_dict, validate_params
+
+        raw = to_dict(validate_params(raw, str(path), text))
     params = Params(raw)
     params.path = str(path)
     return params

@@ -37,7 +37,7 @@ def run_stage(name: str, body: Callable[[Params], None]) -> None:
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")
     start = time.perf_counter()
     try:
-        params = load_params()
+        params = load_params(validate=True)
         set_cpu_threads(int(params.get("cpu_threads", 1)))
         if name in JUDGE_MODEL_STAGES:
             from daj.models.loading import check_model_ref
