@@ -90,3 +90,41 @@ def test_registry_builds_hf_engine():
     assert len(eng.generate(CHATS[:1], SamplingParams(n=2, max_new_tokens=2))[0]) == 2
     with pytest.raises(DajError, match="adapter"):
         make_engine({"backend": "hf", "model": tiny_model_dir(), "adapter": "/nonexistent/adapter"})
+
+
+def test_score_continuations_batch_equals_one_prompt_path():
+    """Several prompts of different lengths in one padded forward: the one-prompt scores to 1e-5."""
+    eng = tiny_engine()
+    requests = [(CHATS[0], "<selection>", ["1</selection>", "2</selection>"]),
+                (CHATS[1], "<think>short</think>\n<selection>", ["1", "12", "def f(x): return x"]),
+                (CHATS[2], "", ["a"]),
+                (CHATS[1], "<selection>", []),
+                (CHATS[2], "<selection>", ["3</selection>", "1</selection>", "2</selection>"])]
+    one = [eng.score_continuations(*r) for r in requests]
+    for size in (5, 2):
+        got = eng.score_continuations_batch(requests, batch_size=size)
+        assert [len(g) for g in got] == [len(o) for o in one]
+        for g, o in zip(got, one, strict=True):
+            assert all(abs(x - y) <= 1e-5 for x, y in zip(g, o, strict=True)), (g, o)
+    # one-token options only: no second forward
+    tags = [(c, "<selection>", ["1", "2"]) for c in CHATS]
+    assert all(abs(x - y) <= 1e-5 for g, o in zip(eng.score_continuations_batch(tags, batch_size=3),
+                                                  [eng.score_continuations(*t) for t in tags], strict=True)
+               for x, y in zip(g, o, strict=True))
+    with pytest.raises(DajError, match="empty"):
+        eng.score_continuations_batch([(CHATS[0], "", ["1"]), (CHATS[1], "", [""])])
+
+
+def test_many_prompts_in_one_call_follow_the_chunk_seeding_rule():
+    """One call with many prompts = one call per batch_size chunk; with batch_size 1, per prompt."""
+    from daj.engines.hf import HFEngine
+
+    eng = tiny_engine()  # batch_size 2
+    prompts = CHATS + [[{"role": "user", "content": f"task {i}"}] for i in range(3)]
+    p = SamplingParams(n=2, max_new_tokens=4, seed=11)
+    texts = lambda r: [[c.text for c in cs] for cs in r]  # noqa: E731
+    whole = texts(eng.generate(prompts, p))
+    assert whole == [t for k in range(0, 6, 2) for t in texts(eng.generate(prompts[k:k + 2], p))]
+    single = HFEngine(eng.name, device="cpu", batch_size=1)
+    per_prompt = [texts(single.generate([q], p))[0] for q in prompts]
+    assert texts(single.generate(prompts, p)) == per_prompt

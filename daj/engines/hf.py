@@ -176,6 +176,68 @@ class HFEngine:
             scores[i] += float(logp[i, torch.arange(len(o) - 1), torch.tensor(o[1:], dtype=torch.long)].sum())
         return scores
 
+    def score_continuations_batch(self, requests: list[tuple[Chat, str, list[str]]],
+                                  batch_size: int | None = None) -> list[list[float]]:
+        """`score_continuations` for many (prompt, prefix, options) requests, `batch_size` prompts per forward.
+
+        The contexts of a chunk run as one left-padded batch (attention mask and position ids set, so
+        every row sees what it would see alone); the options of all its prompts then run as one
+        right-padded batch on the context cache, each row on its own prompt's cache row. Equal to the
+        one-prompt path up to float rounding (a chunk of one prompt takes that path).
+        """
+        size = batch_size or self.batch_size
+        if size < 1:
+            raise DajError(f"batch_size must be >= 1, got {size}", field="batch_size")
+        out: list[list[float]] = []
+        for start in range(0, len(requests), size):
+            chunk = requests[start:start + size]
+            out.extend([self.score_continuations(*chunk[0])] if len(chunk) == 1 else self._score_chunk(chunk))
+        return out
+
+    def _score_chunk(self, chunk: list[tuple[Chat, str, list[str]]]) -> list[list[float]]:
+        import torch
+
+        ctxs = [self.tokenizer(self.render(prompt, prefix), add_special_tokens=False)["input_ids"]
+                for prompt, prefix, _ in chunk]
+        opts = [[self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options] for _, _, options in chunk]
+        if any(not o for row in opts for o in row):
+            raise DajError("an option to score is empty", field="options")
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        length = max(len(c) for c in ctxs)
+        ids = torch.full((len(ctxs), length), pad, dtype=torch.long)
+        mask = torch.zeros((len(ctxs), length), dtype=torch.long)
+        for r, c in enumerate(ctxs):
+            ids[r, length - len(c):] = torch.tensor(c)
+            mask[r, length - len(c):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        dev = self.device
+        with torch.no_grad():
+            out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                             use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            scores = [[float(first[r, o[0]]) for o in row] for r, row in enumerate(opts)]
+            flat = [(r, o) for r, row in enumerate(opts) for o in row]
+            width = max((len(o) for _, o in flat), default=1) - 1
+            if width == 0:
+                return scores
+            rows = torch.tensor([r for r, _ in flat], dtype=torch.long)
+            cache = getattr(out, self._cache_kw)
+            cache.reorder_cache(rows.to(dev))  # one cache row per option, copied from its prompt's row
+            opt_ids = torch.full((len(flat), width), pad, dtype=torch.long)
+            for i, (_, o) in enumerate(flat):
+                opt_ids[i, :len(o) - 1] = torch.tensor(o[:-1])
+            opt_mask = torch.cat([mask[rows], torch.ones((len(flat), width), dtype=torch.long)], dim=1)
+            opt_pos = mask.sum(-1)[rows][:, None] + torch.arange(width)[None, :]
+            logits = self.model(input_ids=opt_ids.to(dev), attention_mask=opt_mask.to(dev),
+                                position_ids=opt_pos.to(dev), use_cache=True, **{self._cache_kw: cache}).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+        k = 0
+        for r, row in enumerate(opts):
+            for i, o in enumerate(row):
+                scores[r][i] += float(logp[k, torch.arange(len(o) - 1), torch.tensor(o[1:], dtype=torch.long)].sum())
+                k += 1
+        return scores
+
     def close(self) -> None:
         """Drop the model (frees GPU memory when it is the last reference)."""
         self.model = None
