@@ -8,7 +8,7 @@ from pathlib import Path
 
 HARNESS_DIR = Path(__file__).resolve().parent
 # Bump when the harness' semantics change: it is part of the verdict cache key.
-SEMANTICS_VERSION = "daj-sandbox-2"
+SEMANTICS_VERSION = "daj-sandbox-3"  # 3: trusted-side comparison (verdicts that cannot be forged)
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class SandboxConfig:
     output_mb: int = 64                # RLIMIT_FSIZE: stdout and files a candidate writes
     pids_limit: int = 128              # cgroup pids.max per sandbox (local) / pids_limit (docker)
     sandbox_memory_mb: int = 4096      # cgroup memory limit per sandbox (local) / mem_limit (docker)
+    sandbox_cpus: float = 1.0          # cgroup CPU quota per sandbox in cores (local; 0 = none)
+    retries: int = 1                   # fresh-server reruns of a job whose server died or hung
     seccomp: bool = True               # seccomp filter in the sandbox where pyseccomp is installed
     workers: int = 0                   # parallel sandboxes; 0 = number of cores
     cache_dir: str | None = ".cache/verdicts"

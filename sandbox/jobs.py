@@ -35,6 +35,8 @@ def build_job(problem: dict, code: str, config: SandboxConfig, job_id: str | int
         job["tests"] = public + [{"check": True}]
         job["timeout_s"] = float(tests.get("timeout_s") or config.timeout_s)
         job["test_code"], job["entry_point"] = tests.get("code") or "", tests.get("entry_point")
+        # the trusted side defines the prompt's own helpers (encode_cyclic, poly) for the check
+        job["prompt"] = problem.get("starter_code") or ""
     else:
         job["tests"] = []
         job["timeout_s"] = float(tests.get("timeout_s") or UNITTEST_TIMEOUT_S)

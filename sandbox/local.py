@@ -25,6 +25,7 @@ from sandbox.server import HarnessServer, SandboxStartError
 
 log = logging.getLogger(__name__)
 SANDBOX_HARNESS = "/opt/daj-sandbox"
+SHM_BYTES = 64 << 20
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC",
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
@@ -53,15 +54,20 @@ def python_roots(python: str = sys.executable) -> list[str]:
 
 def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path = HARNESS_DIR) -> list[str]:
     """The bwrap command line that starts the harness server."""
+    # --as-pid-1: the harness server is the sandbox's init (no bwrap reaper holding the protocol pipes
+    # inside the sandbox), and init cannot be killed from inside its own pid namespace
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv",
-           "--uid", "65534", "--gid", "65534", "--ro-bind", "/usr", "/usr"]
+           "--as-pid-1", "--uid", "65534", "--gid", "65534", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64"):
         path = Path("/") / name
         if path.is_symlink():
             cmd += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             cmd += ["--ro-bind", str(path), str(path)]
-    cmd += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # /dev read-only, with a small private /dev/shm that the server wipes after every candidate
+    cmd += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+            "--tmpfs", "/tmp"]
     # An interpreter root under /tmp (a venv in a clone under /tmp) is mounted elsewhere, so that the
     # candidate's private /tmp stays empty and the venv stays visible.
     inner_python = python
@@ -82,10 +88,14 @@ class Cgroup:
 
     ROOT = Path("/sys/fs/cgroup")
 
-    def __init__(self, name: str, pids_max: int, memory_mb: int):
+    def __init__(self, name: str, pids_max: int, memory_mb: int, cpus: float = 1.0):
         self.dirs: list[Path] = []
+        self.cpu_quota = False
+        period = 100_000
+        quota = max(1000, int(cpus * period)) if cpus and cpus > 0 else -1
         limits = {"pids": {"pids.max": str(pids_max)},
-                  "memory": {"memory.limit_in_bytes": str(memory_mb << 20)}}
+                  "memory": {"memory.limit_in_bytes": str(memory_mb << 20)},
+                  "cpu": {"cpu.cfs_period_us": str(period), "cpu.cfs_quota_us": str(quota)}}
         unified = self.ROOT / "cgroup.controllers"
         try:
             if unified.exists():  # cgroup v2
@@ -94,6 +104,12 @@ class Cgroup:
                 (d / "pids.max").write_text(str(pids_max))
                 (d / "memory.max").write_text(str(memory_mb << 20))
                 self.dirs.append(d)
+                if quota > 0:
+                    try:
+                        (d / "cpu.max").write_text(f"{quota} {period}")
+                        self.cpu_quota = True
+                    except OSError as e:
+                        log.warning("cgroup cpu quota unavailable (%s)", e)
             else:
                 for controller, files in limits.items():
                     base = self.ROOT / controller
@@ -102,9 +118,12 @@ class Cgroup:
                     d = base / "daj" / name
                     d.mkdir(parents=True, exist_ok=True)
                     self.remove_stale(d.parent)
+                    if controller == "cpu" and quota <= 0:
+                        continue
                     for key, value in files.items():
                         (d / key).write_text(value)
                     self.dirs.append(d)
+                    self.cpu_quota |= controller == "cpu"
         except OSError as e:
             log.warning("cgroup limits unavailable (%s); relying on rlimits", e)
             self.remove()
@@ -175,6 +194,14 @@ class ProcessChannel:
         line, self.buf = self.buf.split(b"\n", 1)
         return line
 
+    def kill(self) -> None:
+        """Kill the server's whole process group now (safe from another thread)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def describe_failure(self) -> str:
         try:
             self.proc.wait(timeout=2)
@@ -214,11 +241,11 @@ def local_server(config: SandboxConfig, python: str = sys.executable) -> Harness
 
     def open_isolated() -> ProcessChannel:
         name = f"sbx-{os.getpid()}-{next(_counter)}"
-        cgroup = Cgroup(name, config.pids_limit, config.sandbox_memory_mb)
+        cgroup = Cgroup(name, config.pids_limit, config.sandbox_memory_mb, config.sandbox_cpus)
         return ProcessChannel(bwrap_command(bwrap, python), cgroup)
 
     if bwrap:
-        server = HarnessServer(open_isolated, name="bwrap")
+        server = HarnessServer(open_isolated, name="bwrap", retries=config.retries)
         try:
             server.start()
             return server
@@ -233,10 +260,10 @@ def local_server(config: SandboxConfig, python: str = sys.executable) -> Harness
                   "isolation (no namespaces, only rlimits)", stacklevel=2)
     print("WARNING: running untrusted candidates without a sandbox (execute.allow_unsandboxed)",
           file=sys.stderr)
-    return unsandboxed_server(python)
+    return unsandboxed_server(python, config.retries)
 
 
-def unsandboxed_server(python: str = sys.executable) -> HarnessServer:
+def unsandboxed_server(python: str = sys.executable, retries: int = 1) -> HarnessServer:
     """The harness server as a plain subprocess with its own tmp directory (no isolation)."""
 
     def open_plain() -> ProcessChannel:
@@ -245,6 +272,6 @@ def unsandboxed_server(python: str = sys.executable) -> HarnessServer:
         return ProcessChannel([python, "-s", str(HARNESS_DIR / "harness.py"), "--tmp-root", tmp],
                               env=env, cwd=tmp, cleanup_dir=tmp)
 
-    server = HarnessServer(open_plain, name="unsandboxed")
+    server = HarnessServer(open_plain, name="unsandboxed", retries=retries)
     server.start()
     return server

@@ -22,7 +22,7 @@ from daj.errors import DajError
 from daj.io import atomic_open
 from sandbox.config import SandboxConfig
 from sandbox.jobs import build_job, cache_key, summarize
-from sandbox.server import HarnessServer, SandboxStartError
+from sandbox.server import HarnessFault, HarnessServer, Interrupted, SandboxStartError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class Runner:
         try:
             while len(self.servers) < n:
                 self.servers.append(make_server(self.config, self.backend))
+                if len(self.servers) == 1:
+                    self._report(self.servers[0].hello)
         except SandboxStartError as e:
             self.close()
             raise DajError(str(e), field="execute.backend") from None
@@ -99,6 +101,16 @@ class Runner:
         for server in self.servers[:n]:
             pool.put(server)
         return pool
+
+    def _report(self, hello: dict) -> None:
+        """What the sandbox actually enforces, from the harness' own hello line."""
+        log.info("sandbox %s: pid namespace %s, seccomp %s, trusted processes dumpable %s, /dev %s",
+                 self.backend, "own" if hello.get("own_pid_ns") else "shared",
+                 "on" if hello.get("seccomp") else "OFF", "yes" if hello.get("dumpable") else "no",
+                 "writable" if hello.get("dev_writable") else "read-only")
+        if self.config.seccomp and not hello.get("seccomp"):
+            log.warning("execute.seccomp is true but the seccomp filter did not load (pyseccomp/libseccomp "
+                        "missing?): candidates can signal the sandbox's own processes")
 
     def judge(self, pairs: Sequence[tuple[dict, str]], desc: str = "execute") -> list[dict]:
         """Verdict fields (see sandbox.jobs.summarize) for each (problem, code), in order."""
@@ -114,12 +126,18 @@ class Runner:
             bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, unit="cand",
                        disable=not self.progress, dynamic_ncols=True)
 
+            stop = threading.Event()
+
             def work(i: int) -> None:
+                if stop.is_set():
+                    return
                 server = pool.get()
                 try:
                     result = server.run(jobs[i])
                 finally:
                     pool.put(server)
+                if stop.is_set():  # a verdict finished while stopping may come from a killed server
+                    return
                 verdict = summarize(jobs[i], result)
                 self.cache.put(keys[i], verdict)
                 verdicts[i] = verdict
@@ -130,10 +148,36 @@ class Runner:
             todo.sort(key=lambda i: -len(jobs[i].get("tests") or ()) * jobs[i]["timeout_s"])
             if self.executor is None:
                 self.executor = ThreadPoolExecutor(max_workers=self.config.n_workers())
-            for f in [self.executor.submit(work, i) for i in todo]:
-                f.result()
+            futures = [self.executor.submit(work, i) for i in todo]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException as e:
+                # Ctrl-C or a harness fault: stop every server now; nothing judged from here on is kept
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                for server in self.servers:
+                    server.stop()
+                self.executor.shutdown(wait=True, cancel_futures=True)
+                self.executor = None
+                bar.close()
+                self._discard_servers()
+                if isinstance(e, Interrupted):
+                    raise KeyboardInterrupt from None
+                if isinstance(e, HarnessFault):
+                    raise DajError(f"{e} (see the log above)", field="execute.backend") from None
+                raise
             bar.close()
         return [v for v in verdicts if v is not None]
+
+    def _discard_servers(self) -> None:
+        for server in self.servers:
+            try:
+                server.close()
+            except Exception as e:  # noqa: BLE001
+                log.warning("closing a sandbox server: %s", e)
+        self.servers = []
 
     def close(self) -> None:
         for server in self.servers:
