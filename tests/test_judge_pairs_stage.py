@@ -93,7 +93,7 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
     scores = engine.score_continuations(chat, force_prefix(resp.raw_text), [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.selection == 1 + max(range(3), key=lambda i: scores[i])
     # selection only on the same engine: no generation, the tag alone, from the prompt's own scores
-    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=0, force_selection=True))
+    runner = JudgeRunner(engine, JudgeSettings(mode="select"))
     [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
     scores = engine.score_continuations(chat, "<selection>", [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.text == f"<selection>{1 + max(range(3), key=lambda i: scores[i])}</selection>"
@@ -101,7 +101,7 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
 
 
 def test_selection_only_pairs_one_scoring_per_prompt_and_no_duplicate_records(tmp_path, monkeypatch):
-    make_workspace(tmp_path, tiny_model_dir(), judge__max_new_tokens=0, pairs__responses_per_pair=6)
+    make_workspace(tmp_path, tiny_model_dir(), judge__mode="select", pairs__responses_per_pair=6)
     monkeypatch.chdir(tmp_path)
     pairs_stage.main(load_params())
     m = json.loads((tmp_path / "metrics/pairs.json").read_text())["lower"]

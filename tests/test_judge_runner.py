@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from daj.engines.base import Completion, SamplingParams
@@ -163,7 +165,7 @@ def test_forced_sampling_follows_the_option_probabilities():
 
 def test_selection_only_scores_each_prompt_once_and_generates_nothing(tmp_path):
     engine = FakeJudgeEngine(lambda p, k: pytest.fail("selection only must not generate"), scores=[-0.7, -0.7])
-    settings = JudgeSettings(max_new_tokens=0, force_selection=True, force_sampling=True, temperature=1.0)
+    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0)
     runner = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
     reqs = [JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2, n=8, seed=s) for s in range(3)]
     out, stats = runner.respond(reqs)
@@ -173,16 +175,89 @@ def test_selection_only_scores_each_prompt_once_and_generates_nothing(tmp_path):
                for responses in out for r in responses)
     assert set(picks) == {1, 2}  # equal scores: the 24 draws are not all the same position
     assert stats.model_calls == 3 and stats.completion_tokens == 0
-    with pytest.raises(DajError, match="force_selection"):
-        JudgeRunner(engine, JudgeSettings(max_new_tokens=0), JudgeCache(None))
+    assert all(r.option_logprobs == pytest.approx([math.log(0.5)] * 2) for responses in out for r in responses)
 
 
-def test_selection_only_params_are_checked():
+def test_modes_need_a_scoring_engine_only_when_they_score_options():
+    class NoScore:
+        name = "plain"
+
+        def generate(self, prompts, params, prefixes=None):
+            return []
+
+        def close(self):
+            pass
+
+    with pytest.raises(DajError, match="judge.mode: select needs an engine that scores") as err:
+        JudgeRunner(NoScore(), JudgeSettings(mode="select"))
+    assert err.value.field == "judge.mode"
+    with pytest.raises(DajError, match="judge.force_selection needs an engine that scores"):
+        JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=True))
+    JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=False))  # writes its own tags
+
+
+BASE = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0, "max_prompt_chars": 2000,
+        "max_new_tokens": 16, "force_selection": True}
+
+
+def _settings(**judge):
     from daj.params import Params
 
-    base = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0, "max_prompt_chars": 2000}
-    ok = JudgeSettings.from_params(Params({"judge": {**base, "max_new_tokens": 0, "force_selection": True}}))
-    assert ok.max_new_tokens == 0
-    for tokens, force in ((0, False), (-1, True)):
-        with pytest.raises(DajError, match="judge.max_new_tokens"):
-            JudgeSettings.from_params(Params({"judge": {**base, "max_new_tokens": tokens, "force_selection": force}}))
+    params = Params({"judge": {**BASE, **judge}})
+    params.path = "params.yaml"
+    return JudgeSettings.from_params(params)
+
+
+def test_mode_params_are_checked():
+    assert _settings().mode == "reason" and not _settings().selection_only  # absent: reason
+    assert _settings(mode="select").selection_only and _settings(mode="select", max_new_tokens=0).selection_only
+    for judge, field, message in (
+            ({"mode": "selct"}, "judge.mode", "expected one of reason, select"),
+            ({"mode": None}, "judge.mode", "expected one of reason, select"),
+            ({"max_new_tokens": 0}, "judge.max_new_tokens", "use judge.mode: select"),
+            ({"max_new_tokens": -1, "mode": "select"}, "judge.max_new_tokens", "expected >= 1"),
+            ({"swap": "yes"}, "judge.swap", "expected bool"),
+            ({"force_sampling": 1}, "judge.force_sampling", "expected bool"),
+            ({"max_new_token": 5}, "judge.max_new_token", "unknown key")):
+        with pytest.raises(DajError, match=message) as err:
+            _settings(**judge)
+        assert err.value.field == field and str(err.value).startswith(f"params.yaml, field '{field}'"), judge
+
+
+def test_select_mode_keeps_the_cache_key_of_max_new_tokens_zero():
+    """Responses are seeded by the cache key: select mode must key as today's selection-only setting
+    (max_new_tokens 0, forced selection) so that smol-preset answers do not change."""
+    from daj.judge.cache import cache_key
+
+    engine = FakeJudgeEngine(lambda p, k: "", scores=[-1.0, -2.0])
+    req = JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2, n=3, seed=5)
+    settings = JudgeSettings(mode="select", force_sampling=True, max_new_tokens=16)
+    legacy = cache_key(messages=req.messages, model="fake-judge",
+                       sampling={**settings.sampling(3, 5).to_dict(), "max_new_tokens": 0}, force=True,
+                       force_sampling=True, k=2)
+    assert JudgeRunner(engine, settings)._key(req) == legacy
+    reason = JudgeSettings(mode="reason", force_selection=True, force_sampling=True, max_new_tokens=16)
+    assert JudgeRunner(engine, reason)._key(req) == cache_key(
+        messages=req.messages, model="fake-judge", sampling=reason.sampling(3, 5).to_dict(), force=True,
+        force_sampling=True, k=2)
+
+
+def test_judge_base_url_and_api_key_env_reach_the_engine_spec():
+    from daj.judge.runner import judge_engine_spec
+    from daj.params import Params
+
+    def spec(**judge):
+        params = Params({"judge": {"backend": "openai", "model": "m", "engine_options": {}, **judge}})
+        params.path = "params.yaml"
+        return judge_engine_spec(params, None)
+
+    assert spec(base_url="http://h:1/v1", api_key_env="K") == {
+        "backend": "openai", "model": "m", "adapter": None, "base_url": "http://h:1/v1", "api_key_env": "K"}
+    assert "base_url" not in spec(base_url=None)
+    with pytest.raises(DajError, match="only the openai backend") as err:
+        spec(backend="hf", base_url="http://h:1/v1")
+    assert err.value.field == "judge.base_url"
+    with pytest.raises(DajError, match="given twice") as err:
+        spec(base_url="http://h:1/v1", engine_options={"base_url": "http://other/v1"})
+    with pytest.raises(DajError, match="non-empty string"):
+        spec(api_key_env=3)

@@ -27,7 +27,7 @@ import numpy as np
 from daj.data.pools import PoolCandidate
 from daj.judge.prompt import build_messages, render_prompt
 from daj.judge.reward import RewardLevels, reward_of
-from daj.judge.runner import JudgeRequest, JudgeRunner
+from daj.judge.runner import CallStats, JudgeRequest, JudgeRunner
 from daj.judge.voting import stable_seed
 
 
@@ -99,66 +99,102 @@ class PairsResult:
     metrics: dict
 
 
-def judge_pairs(split: str, prompts: list[PairPrompt], runner: JudgeRunner, tokenizer, responses: int,
-                levels: RewardLevels, seed: int) -> PairsResult:
-    """Sample `responses` judge answers per ordered pair, score them, build the records."""
-    max_chars = runner.settings.max_prompt_chars
+@dataclass
+class Writer:
+    """A trajectory model answering the pair prompts: its name in the records, its runner, its seed."""
+
+    name: str
+    runner: JudgeRunner
+    seed: int
+    desc: str | None = None  # progress-bar label
+
+
+def _summary(rows: list[dict], n_records: int) -> dict:
+    """Rates over scored rows (the metrics shared by a split and each of its trajectory models)."""
+    n = max(len(rows), 1)
+    labels = Counter(r["label"] for r in rows)
+    parsed = [r["selection"] for r in rows if r["selection"] is not None]
+    return {
+        "responses": len(rows),
+        "preference_records": n_records,
+        "judge_accuracy": labels["correct"] / n,
+        "wrong_rate": labels["wrong"] / n,
+        "format_error_rate": labels["format_error"] / n,
+        "raw_format_error_rate": sum(r["raw_selection"] is None for r in rows) / n,
+        "forced_rate": sum(r["forced"] for r in rows) / n,
+        "position1_rate": sum(s == 1 for s in parsed) / len(parsed) if parsed else None,
+        "mean_reward": sum(r["reward"] for r in rows) / n,
+    }
+
+
+def judge_pairs(split: str, prompts: list[PairPrompt], writers: list[Writer] | JudgeRunner, tokenizer,
+                responses: int, levels: RewardLevels, seed: int, max_chars: int | None = None) -> PairsResult:
+    """Sample `responses` answers per ordered pair from every writer, score them, build the records.
+
+    A bare JudgeRunner is the judge as the only writer. Responses are numbered across writers (the
+    first writer's are r0..r<responses-1>, the next one's follow); preference records pair responses
+    of one group written by the same trajectory model. Prompts are built with `max_chars` (default:
+    the first writer's judge.max_prompt_chars) and rendered with the judge's `tokenizer`.
+    """
+    if isinstance(writers, JudgeRunner):
+        writers = [Writer("judge", writers, seed)]
+    max_chars = writers[0].runner.settings.max_prompt_chars if max_chars is None else max_chars
     chats = [build_messages(p.problem, [p.shown[0].code, p.shown[1].code], max_chars) for p in prompts]
-    answers, stats = runner.respond([JudgeRequest(chat, 2, n=responses, seed=seed) for chat in chats])
+    answers, costs = [], {}
+    for w in writers:
+        got, stats = w.runner.respond([JudgeRequest(chat, 2, n=responses, seed=w.seed) for chat in chats],
+                                      desc=w.desc)
+        answers.append(got)
+        costs[w.name] = stats
     records, scored = [], []
-    labels: Counter = Counter()
-    raw_format_errors = positions = parsed = forced = 0
+    records_by_writer: Counter = Counter()
     per_domain: dict[str, Counter] = defaultdict(Counter)
-    for pp, chat, group_answers in zip(prompts, chats, answers, strict=True):
+    for i, (pp, chat) in enumerate(zip(prompts, chats, strict=True)):
         domain = pp.problem.get("domain") or "unknown"
         text = render_prompt(tokenizer, chat)
         base = {"problem_id": pp.problem["id"], "domain": domain, "correct_position": pp.correct_position}
-        scored_group = []
-        for k, ans in enumerate(group_answers):
-            reward, label = reward_of(ans.selection, pp.correct_position, levels)
-            labels[label] += 1
-            raw_format_errors += ans.raw_selection is None
-            forced += ans.forced
-            if ans.selection is not None:
-                parsed += 1
-                positions += ans.selection == 1
-            row = {"id": f"{pp.group}#r{k}", "group": pp.group, **base, "prompt": text,
-                   "response": ans.text, "reward": reward, "label": label, "selection": ans.selection,
-                   "forced": ans.forced, "candidates": [pp.shown[0].index, pp.shown[1].index],
-                   "candidate_policies": [pp.shown[0].policy, pp.shown[1].policy]}
-            scored_group.append(row)
-        scored.extend(scored_group)
-        chosen = [r for r in scored_group if r["label"] == "correct"]
-        rejected = [r for r in scored_group if r["label"] != "correct"]
-        seen: set[tuple[str, str]] = set()
-        for c in chosen:
-            for r in rejected:
-                if (c["response"], r["response"]) in seen:
-                    continue
-                seen.add((c["response"], r["response"]))
-                records.append({"id": f"{c['id']}>{r['id'].rsplit('#', 1)[1]}", "group": pp.group, **base,
-                                "prompt": text, "messages": chat, "chosen": c["response"],
-                                "rejected": r["response"], "rejected_label": r["label"],
-                                "candidates": c["candidates"], "candidate_policies": c["candidate_policies"]})
+        group_records = 0
+        for w_index, w in enumerate(writers):
+            scored_group = []
+            for k, ans in enumerate(answers[w_index][i]):
+                reward, label = reward_of(ans.selection, pp.correct_position, levels)
+                row = {"id": f"{pp.group}#r{w_index * responses + k}", "group": pp.group, **base, "prompt": text,
+                       "response": ans.text, "reward": reward, "label": label, "selection": ans.selection,
+                       "raw_selection": ans.raw_selection, "forced": ans.forced,
+                       "candidates": [pp.shown[0].index, pp.shown[1].index],
+                       "candidate_policies": [pp.shown[0].policy, pp.shown[1].policy], "trajectory_model": w.name}
+                scored_group.append(row)
+            scored.extend(scored_group)
+            chosen = [r for r in scored_group if r["label"] == "correct"]
+            rejected = [r for r in scored_group if r["label"] != "correct"]
+            seen: set[tuple[str, str]] = set()
+            for c in chosen:
+                for r in rejected:
+                    if (c["response"], r["response"]) in seen:
+                        continue
+                    seen.add((c["response"], r["response"]))
+                    records.append({"id": f"{c['id']}>{r['id'].rsplit('#', 1)[1]}", "group": pp.group, **base,
+                                    "prompt": text, "messages": chat, "chosen": c["response"],
+                                    "rejected": r["response"], "rejected_label": r["label"],
+                                    "candidates": c["candidates"], "candidate_policies": c["candidate_policies"],
+                                    "trajectory_model": w.name})
+            records_by_writer[w.name] += len(seen)
+            group_records += len(seen)
         per_domain[domain]["prompts"] += 1
-        per_domain[domain]["records"] += len(seen)
-    n = max(len(scored), 1)
+        per_domain[domain]["records"] += group_records
+    total = CallStats()
+    for stats in costs.values():
+        total.add(stats)
     metrics = {
         "problems": len({p.problem["id"] for p in prompts}),
         "pairs": len(prompts) // 2,
         "prompts": len(prompts),
-        "responses": len(scored),
-        "preference_records": len(records),
-        "judge_accuracy": labels["correct"] / n,
-        "wrong_rate": labels["wrong"] / n,
-        "format_error_rate": labels["format_error"] / n,
-        "raw_format_error_rate": raw_format_errors / n,
-        "forced_rate": forced / n,
-        "position1_rate": positions / parsed if parsed else None,
-        "mean_reward": sum(r["reward"] for r in scored) / n,
+        **_summary(scored, len(records)),
         "domains": {d: {"pairs": c["prompts"] // 2, "preference_records": c["records"]}
                     for d, c in sorted(per_domain.items())},
-        "judge_cost": stats.to_dict(),
+        "judge_cost": total.to_dict(),
+        "by_trajectory_model": {
+            w.name: {**_summary([r for r in scored if r["trajectory_model"] == w.name], records_by_writer[w.name]),
+                     "judge_cost": costs[w.name].to_dict()} for w in writers},
     }
     return PairsResult(records, scored, metrics)
-

@@ -1,32 +1,61 @@
 """Ask the judge: batch prompts through an Engine, parse, force a selection if asked, cache, count.
 
-Forced selection (judge.force_selection): a small judge rarely writes the closing tag. When a
-response has no valid selection, the runner appends `<selection>` after the sampled reasoning and
-asks the engine (`score_continuations`, hf) for the log-probability of each `K</selection>`,
-K = 1..number of candidates; the likeliest K is appended, so the final text parses. With
-judge.force_sampling, K is instead drawn from those probabilities at the judge's temperature (as
-sampling would continue; seeded per response): a near-random judge then still gives the varied
-answers that preference pairs need, where the likeliest index is nearly always the same position. The response keeps
-`raw_text` and `raw_selection` (None = the model itself made a format error) and `forced=True`.
+Two modes (judge.mode):
 
-Selection only (judge.max_new_tokens: 0, needs force_selection): nothing is generated; every
-response is `<selection>K</selection>` with K forced as above from one scoring of the prompt, so a
-request costs one prefill whatever its `n` (the n rollouts draw K separately).
+- `reason` (default): the engine writes a review (at most judge.max_new_tokens tokens) that should
+  end with `<selection>K</selection>`. With judge.force_selection, a response without a valid
+  selection is completed: the runner appends `<selection>` after the sampled reasoning and asks the
+  engine (`score_continuations`, hf) for the log-probability of each `K</selection>`, K = 1..number
+  of candidates; the chosen K is appended, so the final text parses. The response keeps `raw_text`
+  and `raw_selection` (None = the model itself made a format error) and `forced=True`.
+- `select`: nothing is generated; every response is `<selection>K</selection>` with K chosen from
+  one scoring of the prompt (the options after `<selection>`), so a request costs one prefill
+  whatever its `n` (the n rollouts choose K separately). judge.max_new_tokens and
+  judge.force_selection are not used.
+
+How K is chosen from the options' log-probabilities (both modes): the likeliest, or with
+judge.force_sampling a draw at the judge's temperature (as sampling would continue; seeded per
+response): a near-random judge then still gives the varied answers that preference pairs need,
+where the likeliest index is nearly always the same position. The normalised option
+log-probabilities are kept on the response (`option_logprobs`) for swap-combined selection
+(daj.judge.swap).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from tqdm import tqdm
 
 from daj.engines.base import Chat, Completion, Engine, SamplingParams
 from daj.errors import DajError
+from daj.hashing import json_digest
 from daj.judge.cache import JudgeCache, cache_key, fingerprint
 from daj.judge.parse import CLOSE, OPEN, parse_selection
 from daj.judge.voting import stable_seed
+
+MODES = ("reason", "select")
+# every key the judge section of params.yaml may hold (anything else is a typo and an error)
+JUDGE_KEYS = ("backend", "model", "adapter", "base_url", "api_key_env", "mode", "max_new_tokens", "temperature",
+              "top_p", "top_k", "repetition_penalty", "force_selection", "force_sampling", "swap",
+              "max_prompt_chars", "cache_dir", "engine_options", "tokenizer", "reward")
+# the settings a trajectory model (pairs.<level>_trajectories) may set for itself
+SETTING_KEYS = ("mode", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens",
+                "force_selection", "force_sampling")
+_KINDS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float, "max_new_tokens": int,
+          "force_selection": bool, "force_sampling": bool, "max_prompt_chars": int, "swap": bool, "mode": str}
+_DEFAULTS = {"mode": "reason", "force_sampling": False, "swap": False}  # optional keys (absent: these)
+
+
+def _check(value, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is str:
+        return value in MODES
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and (kind is float or float(value).is_integer()))
 
 
 @dataclass(frozen=True)
@@ -41,32 +70,67 @@ class JudgeSettings:
     force_selection: bool = False
     max_prompt_chars: int = 6000
     force_sampling: bool = False
+    mode: str = "reason"
+    swap: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise DajError(f"expected one of {', '.join(MODES)}, got {self.mode!r}", field="judge.mode")
+        if self.max_new_tokens < (0 if self.selection_only else 1):  # unused in select mode
+            raise DajError(f"expected >= 1, got {self.max_new_tokens}"
+                           + ("; for selection only (no generation) use judge.mode: select"
+                              if self.max_new_tokens == 0 else ""), field="judge.max_new_tokens")
+
+    @property
+    def selection_only(self) -> bool:
+        return self.mode == "select"
+
+    @property
+    def scores_options(self) -> bool:
+        """True when responses may be completed from the engine's option scores (needs score_continuations)."""
+        return self.selection_only or self.force_selection
 
     @classmethod
     def from_params(cls, params) -> JudgeSettings:
+        section = params.get_path("judge", None)
+        if not isinstance(section, dict):
+            raise DajError(f"expected a mapping, got {section!r}", path=params.path, field="judge")
+        unknown = sorted(set(section) - set(JUDGE_KEYS))
+        if unknown:
+            raise DajError(f"unknown key {unknown[0]!r}; expected one of {', '.join(JUDGE_KEYS)}",
+                           path=params.path, field=f"judge.{unknown[0]}")
         kw = {}
-        for name, kind in (("temperature", float), ("top_p", float), ("top_k", int),
-                           ("repetition_penalty", float), ("max_new_tokens", int),
-                           ("force_selection", bool), ("max_prompt_chars", int)):
-            value = params.get_path(f"judge.{name}")
-            ok = isinstance(value, bool) if kind is bool else (
-                isinstance(value, int | float) and not isinstance(value, bool)
-                and (kind is float or float(value).is_integer()))
-            if not ok:
-                raise DajError(f"expected {kind.__name__}, got {value!r}", path=params.path, field=f"judge.{name}")
-            kw[name] = kind(value)
-        if kw["max_new_tokens"] < 0 or (kw["max_new_tokens"] == 0 and not kw["force_selection"]):
-            raise DajError(f"expected >= 1, or 0 (selection only) with judge.force_selection: true; got "
-                           f"{kw['max_new_tokens']}", path=params.path, field="judge.max_new_tokens")
-        sampling = params.get_path("judge.force_sampling", False)
-        if not isinstance(sampling, bool):
-            raise DajError(f"expected bool, got {sampling!r}", path=params.path, field="judge.force_sampling")
-        return cls(**kw, force_sampling=sampling)
+        for name, kind in _KINDS.items():
+            value = section.get(name, _DEFAULTS[name]) if name in _DEFAULTS else params.get_path(f"judge.{name}")
+            kw[name] = _coerce(value, kind, params.path, f"judge.{name}")
+        return _build(cls, kw, params.path, "judge")
+
+    def override(self, values: dict, path: str | None, prefix: str) -> JudgeSettings:
+        """These settings with a trajectory model's own (`values` holds only SETTING_KEYS)."""
+        kw = {name: getattr(self, name) for name in (f.name for f in fields(self))}
+        for name, value in values.items():
+            kw[name] = _coerce(value, _KINDS[name], path, f"{prefix}.{name}")
+        return _build(type(self), kw, path, prefix)
 
     def sampling(self, n: int, seed: int) -> SamplingParams:
         return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                               repetition_penalty=self.repetition_penalty,
                               max_new_tokens=self.max_new_tokens, seed=seed)
+
+
+def _coerce(value, kind: type, path: str | None, field: str):
+    if not _check(value, kind):
+        expected = f"one of {', '.join(MODES)}" if kind is str else kind.__name__
+        raise DajError(f"expected {expected}, got {value!r}", path=path, field=field)
+    return value if kind is str else kind(value)
+
+
+def _build(cls, kw: dict, path: str | None, prefix: str) -> JudgeSettings:
+    try:
+        return cls(**kw)
+    except DajError as e:
+        raise DajError(str(e).split(": ", 1)[-1], path=path,
+                       field=f"{prefix}.{e.field.split('.', 1)[1]}") from None
 
 
 @dataclass(frozen=True)
@@ -89,6 +153,8 @@ class JudgeResponse:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    # when forced: log-probabilities of the options 1..K after `<selection>`, normalised over them
+    option_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -120,43 +186,52 @@ def force_prefix(raw: str) -> str:
     return (text + "\n" if text else "") + OPEN
 
 
+def normalised(scores: list[float]) -> list[float]:
+    """Log-probabilities renormalised over the options (log-softmax)."""
+    z = np.asarray(scores, dtype=np.float64)
+    top = z.max()
+    return (z - top - np.log(np.exp(z - top).sum())).tolist()
+
+
 class JudgeRunner:
-    """Sends judge requests to an engine, with caching, parsing and forced selection."""
+    """Sends judge requests to an engine, with caching, parsing and forced selection.
+
+    `label` names the judge in progress bars (default: the engine name).
+    """
 
     def __init__(self, engine: Engine, settings: JudgeSettings, cache: JudgeCache | None = None,
-                 batch_size: int = 16, progress: bool = False):
-        if settings.force_selection and not callable(getattr(engine, "score_continuations", None)):
-            raise DajError(f"judge.force_selection needs an engine that scores continuations (the hf "
-                           f"backend); engine {engine.name!r} cannot", field="judge.force_selection")
-        if settings.max_new_tokens == 0 and not settings.force_selection:
-            raise DajError("judge.max_new_tokens 0 (selection only) needs judge.force_selection: true",
-                           field="judge.max_new_tokens")
+                 batch_size: int = 16, progress: bool = False, label: str | None = None):
+        if settings.scores_options and not callable(getattr(engine, "score_continuations", None)):
+            field = "judge.mode" if settings.selection_only else "judge.force_selection"
+            what = "judge.mode: select" if settings.selection_only else "judge.force_selection"
+            raise DajError(f"{what} needs an engine that scores continuations (the hf backend); engine "
+                           f"{engine.name!r} cannot", field=field)
         self.engine, self.settings = engine, settings
         self.cache = cache if cache is not None else JudgeCache(None)
         self.batch_size, self.progress = batch_size, progress
+        self.label = label or engine.name
 
     def _key(self, req: JudgeRequest) -> str:
-        return cache_key(messages=req.messages, model=self.engine.name,
-                         sampling=self.settings.sampling(req.n, req.seed).to_dict(),
-                         force=self.settings.force_selection, force_sampling=self.settings.force_sampling,
-                         k=req.n_candidates)
+        # select mode keeps the key it had as `max_new_tokens: 0` with forced selection
+        s = self.settings
+        sampling = s.sampling(req.n, req.seed).to_dict()
+        if s.selection_only:
+            sampling["max_new_tokens"] = 0
+        return cache_key(messages=req.messages, model=self.engine.name, sampling=sampling,
+                         force=s.scores_options, force_sampling=s.force_sampling, k=req.n_candidates)
 
     def _pick(self, scores: list[float], salt: str) -> int:
         """The forced index: the likeliest, or a draw from the options' probabilities at the judge's
         temperature when judge.force_sampling is on (seeded by `salt`)."""
-        if not self.settings.force_sampling or self.settings.temperature <= 0:
-            return max(range(len(scores)), key=lambda i: (scores[i], -i))
-        z = np.asarray(scores, dtype=np.float64) / self.settings.temperature
-        p = np.exp(z - z.max())
-        return int(np.random.default_rng(stable_seed(salt)).choice(len(scores), p=p / p.sum()))
+        return pick_option(scores, salt, self.settings)
 
     def _finish(self, req: JudgeRequest, completion, salt: str = "",
                 scored: dict[str, list[float]] | None = None) -> JudgeResponse:
         """Parse a completion; force the selection if asked (`scored` memoises scores per prefix)."""
         raw = completion.text
         raw_sel = parse_selection(raw, req.n_candidates)
-        text, sel, forced = raw, raw_sel, False
-        if raw_sel is None and self.settings.force_selection:
+        text, sel, forced, logprobs = raw, raw_sel, False, None
+        if raw_sel is None and self.settings.scores_options:
             prefix = force_prefix(raw)
             options = [f"{k}{CLOSE}" for k in range(1, req.n_candidates + 1)]
             scored = {} if scored is None else scored
@@ -164,16 +239,16 @@ class JudgeRunner:
                 scored[prefix] = self.engine.score_continuations(req.messages, prefix, options)
             scores = scored[prefix]
             best = self._pick(scores, salt)
-            text, forced = prefix + options[best], True
+            text, forced, logprobs = prefix + options[best], True, normalised(scores)
             sel = parse_selection(text, req.n_candidates)
             assert sel == best + 1, "a forced selection must parse"
         return JudgeResponse(text=text, selection=sel, raw_text=raw, raw_selection=raw_sel, forced=forced,
                              finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
-                             completion_tokens=completion.completion_tokens)
+                             completion_tokens=completion.completion_tokens, option_logprobs=logprobs)
 
     def _complete(self, requests: list[JudgeRequest], n: int, seed: int) -> list[list[Completion]]:
         """The engine's completions, or in selection-only mode n empty ones (nothing to generate)."""
-        if self.settings.max_new_tokens > 0:
+        if not self.settings.selection_only:
             return self.engine.generate([r.messages for r in requests], self.settings.sampling(n, seed))
         count = getattr(self.engine, "prompt_tokens", None)
         out = []
@@ -182,8 +257,13 @@ class JudgeRunner:
             out.append([Completion(text="", finish_reason="length", prompt_tokens=tokens, completion_tokens=0)] * n)
         return out
 
-    def respond(self, requests: list[JudgeRequest]) -> tuple[list[list[JudgeResponse]], CallStats]:
-        """`n` responses per request. Identical requests are generated once; cached ones not at all."""
+    def respond(self, requests: list[JudgeRequest], desc: str | None = None,
+                need_logprobs: bool = False) -> tuple[list[list[JudgeResponse]], CallStats]:
+        """`n` responses per request. Identical requests are generated once; cached ones not at all.
+
+        `desc` labels the progress bar (default: `judge <label>`). With `need_logprobs`, a cached
+        forced response stored without its option log-probabilities (an older cache) is recomputed.
+        """
         stats = CallStats()
         keys = [self._key(r) for r in requests]
         found: dict[str, list[JudgeResponse]] = {}
@@ -192,13 +272,17 @@ class JudgeRunner:
             if key in found or any(key in group for group in todo.values()):
                 continue
             hit = self.cache.get(key)
+            if hit is not None and need_logprobs and any(r["forced"] and r.get("option_logprobs") is None
+                                                         for r in hit):
+                hit = None
             if hit is not None:
                 found[key] = [JudgeResponse(**r) for r in hit]
                 stats.cache_hits += 1
             else:
                 todo[(req.n, req.seed)][key] = req
         total = sum(len(group) for group in todo.values())
-        bar = tqdm(total=total, desc="judge", unit="prompt", disable=not self.progress or total == 0, leave=False)
+        bar = tqdm(total=total, desc=desc or f"judge {self.label}", unit="prompt",
+                   disable=not self.progress or total == 0, leave=False)
         for (n, seed), group in todo.items():
             items = list(group.items())
             for start in range(0, len(items), self.batch_size):
@@ -224,17 +308,58 @@ class JudgeRunner:
         return out, stats
 
 
+def pick_option(scores: list[float], salt: str, settings: JudgeSettings) -> int:
+    """The chosen option index: the likeliest (ties: the first), or with force_sampling a draw from
+    the options' probabilities at the judge's temperature, seeded by `salt`."""
+    if not settings.force_sampling or settings.temperature <= 0:
+        return max(range(len(scores)), key=lambda i: (scores[i], -i))
+    z = np.asarray(scores, dtype=np.float64) / settings.temperature
+    p = np.exp(z - z.max())
+    return int(np.random.default_rng(stable_seed(salt)).choice(len(scores), p=p / p.sum()))
+
+
+# engine options that change speed or robustness, never the answers (left out of cache names)
+_NEUTRAL_OPTIONS = {"concurrency", "max_retries", "backoff_s", "timeout_s", "api_key_env", "batch_size", "device",
+                    "name"}
+
+
+def engine_cache_name(spec: dict) -> str:
+    """The engine name used in cache keys: model and adapter references plus content digests of local
+    checkpoints; other backends than hf also carry the backend and the options that can change the
+    answers (the server URL, extra request fields, ...), so that answers of different engines on the
+    same model are never mixed. (hf keeps the bare name it always had, so existing caches stay valid.)"""
+    name = judge_name(spec["model"], spec.get("adapter"))
+    if spec.get("backend", "hf") == "hf":
+        return name
+    options = {k: v for k, v in spec.items() if k not in {"backend", "model", "adapter"} | _NEUTRAL_OPTIONS}
+    return f"{spec['backend']}:{name}" + (f"{{{json_digest(options, 12)}}}" if options else "")
+
 
 def judge_engine_spec(params, adapter: str | None) -> dict:
-    """The make_engine spec of the judge: judge.backend/model, the adapter, judge.engine_options."""
+    """The make_engine spec of the judge: judge.backend/model, the adapter, judge.base_url and
+    judge.api_key_env (openai backend), judge.engine_options."""
     options = params.get_path("judge.engine_options", {}) or {}
     if not isinstance(options, dict):
         raise DajError(f"expected a mapping, got {options!r}", path=params.path, field="judge.engine_options")
-    return {"backend": params.get_path("judge.backend"), "model": params.get_path("judge.model"),
-            "adapter": adapter, **options}
+    backend = params.get_path("judge.backend")
+    spec = {"backend": backend, "model": params.get_path("judge.model"), "adapter": adapter, **options}
+    for key in ("base_url", "api_key_env"):
+        value = params.get_path(f"judge.{key}", None)
+        if value is None:
+            continue
+        if backend != "openai":
+            raise DajError(f"only the openai backend reads it (judge.backend is {backend!r}); set it to null",
+                           path=params.path, field=f"judge.{key}")
+        if not isinstance(value, str) or not value:
+            raise DajError(f"expected a non-empty string, got {value!r}", path=params.path, field=f"judge.{key}")
+        if key in options:
+            raise DajError(f"given twice: as judge.{key} and as judge.engine_options.{key}", path=params.path,
+                           field=f"judge.engine_options.{key}")
+        spec[key] = value
+    return spec
 
 
-def judge_tokenizer(engine: Engine, params):
+def judge_tokenizer(engine: Engine | None, params):
     """The tokenizer whose chat template renders judge prompts: the engine's own when it has one."""
     tokenizer = getattr(engine, "tokenizer", None)
     if tokenizer is not None and hasattr(tokenizer, "apply_chat_template"):
@@ -250,21 +375,39 @@ def judge_tokenizer(engine: Engine, params):
 
 
 def judge_name(model: str, adapter: str | None) -> str:
-    """The engine name used in cache keys: references plus content digests of local checkpoints."""
+    """Model and adapter references plus content digests of local checkpoints."""
     name = model + (f"@{fp}" if (fp := fingerprint(model)) else "")
     if adapter:
         name += f"+{adapter}" + (f"@{fp}" if (fp := fingerprint(adapter)) else "")
     return name
 
 
-def build_runner(params, adapter: str | None, progress: bool = True) -> tuple[JudgeRunner, object]:
-    """(runner, tokenizer) for the judge described by params.yaml, with the persistent cache."""
+def make_named_engine(spec: dict, path: str | None, field_of) -> Engine:
+    """make_engine(spec) named for the cache (engine_cache_name); a bad option is a DajError naming
+    `field_of(option)`, its dotted key in the params file."""
     from daj.engines.registry import make_engine
 
-    settings = JudgeSettings.from_params(params)
+    try:
+        engine = make_engine(spec)
+    except DajError as e:
+        raise DajError(str(e).split(": ", 1)[-1] if e.field else str(e), path=path,
+                       field=field_of(e.field or "backend")) from None
+    engine.name = engine_cache_name(spec)
+    return engine
+
+
+def build_runner(params, adapter: str | None, progress: bool = True,
+                 settings: JudgeSettings | None = None) -> tuple[JudgeRunner, object]:
+    """(runner, tokenizer) for the judge described by params.yaml, with the persistent cache."""
+    settings = settings or JudgeSettings.from_params(params)
     spec = judge_engine_spec(params, adapter)
-    engine = make_engine(spec)
-    engine.name = judge_name(spec["model"], adapter)
-    cache_dir = params.get_path("judge.cache_dir", None)
-    return (JudgeRunner(engine, settings, JudgeCache(cache_dir), progress=progress),
-            judge_tokenizer(engine, params))
+    options = params.get_path("judge.engine_options", {}) or {}
+    engine = make_named_engine(spec, params.path,
+                               lambda key: f"judge.engine_options.{key}" if key in options else f"judge.{key}")
+    try:
+        runner = JudgeRunner(engine, settings, JudgeCache(params.get_path("judge.cache_dir", None)),
+                             progress=progress, label=spec["model"] + (f"+{adapter}" if adapter else ""))
+    except DajError as e:
+        engine.close()
+        raise DajError(str(e).split(": ", 1)[-1], path=params.path, field=e.field) from None
+    return runner, judge_tokenizer(engine, params)
