@@ -31,7 +31,6 @@ def rollout_sampler_factory(params: Params):
     drawn from the option probabilities, judge.force_sampling). Nothing is cached: every draw asks the
     current weights."""
     from daj.engines.live import LiveEngine, rendered
-    from daj.judge.cache import JudgeCache
     from daj.judge.reward import RewardLevels, reward_of
     from daj.judge.runner import JudgeRequest, JudgeRunner, JudgeSettings
     from daj.train.rollouts import Rollout
@@ -40,7 +39,7 @@ def rollout_sampler_factory(params: Params):
     levels = RewardLevels.from_params(params)
 
     def factory(model, tokenizer):
-        runner = JudgeRunner(LiveEngine(model, tokenizer, name="train-live"), settings, JudgeCache(None))
+        runner = JudgeRunner(LiveEngine(model, tokenizer, name="train-live"), settings, _NoCache())
 
         def sample(rows: list[dict], n: int, seed: int, version: int) -> list[list[Rollout]]:
             requests = []
@@ -57,6 +56,16 @@ def rollout_sampler_factory(params: Params):
         return sample
 
     return factory
+
+
+class _NoCache:
+    """A judge cache that keeps nothing: the same request after an update must reach the new weights."""
+
+    def get(self, key: str):
+        return None
+
+    def put(self, key: str, value) -> None:
+        pass
 
 
 def main(params: Params) -> None:
