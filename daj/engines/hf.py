@@ -13,6 +13,7 @@ so the same tokens for the same seed, at a cost that does not grow with the voca
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 
@@ -237,6 +238,50 @@ class HFEngine:
                 scores[r][i] += float(logp[k, torch.arange(len(o) - 1), torch.tensor(o[1:], dtype=torch.long)].sum())
                 k += 1
         return scores
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Add a LoRA adapter under `name` next to the loaded ones (for serving several on one base)."""
+        from pathlib import Path
+
+        from peft import PeftModel
+
+        if not (Path(path) / "adapter_config.json").exists():
+            raise DajError(f"{path!r} is not a PEFT adapter directory (no adapter_config.json)", field="lora_path")
+        if isinstance(self.model, PeftModel):
+            if name in self.model.peft_config:
+                raise DajError(f"an adapter named {name!r} is already loaded", field="lora_name")
+            self.model.load_adapter(path, adapter_name=name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+        self.model.eval()
+
+    def unload_adapter(self, name: str) -> None:
+        """Remove an adapter added by load_adapter."""
+        peft_config = getattr(self.model, "peft_config", {})
+        if name not in peft_config:
+            raise DajError(f"no adapter named {name!r} is loaded", field="lora_name")
+        if len(peft_config) == 1:  # PEFT cannot delete its last adapter: drop the wrapper instead
+            self.model = self.model.unload()
+        else:
+            if self.model.active_adapter == name:
+                self.model.set_adapter(next(n for n in peft_config if n != name))
+            self.model.delete_adapter(name)
+
+    @contextlib.contextmanager
+    def using_adapter(self, name: str | None):
+        """Run the block with only adapter `name` active, or with no adapter (the base) when None."""
+        peft_config = getattr(self.model, "peft_config", None)
+        if name is None:
+            if peft_config is None:
+                yield
+            else:
+                with self.model.disable_adapter():
+                    yield
+            return
+        if not peft_config or name not in peft_config:
+            raise DajError(f"no adapter named {name!r} is loaded", field="model")
+        self.model.set_adapter(name)
+        yield
 
     def close(self) -> None:
         """Drop the model (frees GPU memory when it is the last reference)."""

@@ -5,6 +5,12 @@ Plain HTTP with urllib (no extra dependency). One request per prompt asks for al
 are retried with exponential backoff; when the server stays unreachable a DajError says so.
 Prefixes are sent the vLLM way: a final assistant message holding the prefix, with
 `continue_final_message: true` and `add_generation_prompt: false`.
+
+LoRA adapters are addressed the vLLM way, by their served name: `adapter` (the adapter directory)
+is requested as model `adapter_name` (default: `adapter` itself, i.e. `vllm serve ... --enable-lora
+--lora-modules models/judge=models/judge`). With `load_adapter: true` the engine first asks the
+server to load it (POST /v1/load_lora_adapter with the directory's absolute path, after unloading a
+stale adapter of that name), so a freshly trained adapter needs no server restart.
 """
 
 from __future__ import annotations
@@ -38,27 +44,44 @@ class OpenAIEngine:
 
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 4, max_retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 600.0,
-                 adapter: str | None = None, name: str | None = None, extra_body: dict | None = None):
+                 adapter: str | None = None, name: str | None = None, extra_body: dict | None = None,
+                 adapter_name: str | None = None, load_adapter: bool = False):
         if concurrency < 1:
             raise DajError(f"concurrency must be >= 1, got {concurrency}", field="concurrency")
         if max_retries < 0:
             raise DajError(f"max_retries must be >= 0, got {max_retries}", field="max_retries")
+        if load_adapter and not adapter:
+            raise DajError("load_adapter needs 'adapter' (the adapter directory)", field="load_adapter")
         # With `vllm serve --lora-modules name=path`, the adapter is addressed by its served name.
-        self.model = adapter or model
+        self.model = (adapter_name or adapter) if adapter else model
         self.base_url = base_url.rstrip("/")
         self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff_s, self.timeout_s = backoff_s, timeout_s
         self.extra_body = dict(extra_body or {})
         self.name = name or self.model
+        if load_adapter:
+            self.load_lora(self.model, adapter)
 
+    def load_lora(self, lora_name: str, lora_path: str) -> None:
+        """Have the server serve `lora_path` as `lora_name` (replacing an adapter of that name)."""
+        from pathlib import Path
+
+        try:  # vLLM refuses to load a name twice: drop a stale one first (absent is fine)
+            self._post("/unload_lora_adapter", {"lora_name": lora_name})
+        except (ServerError, urllib.error.URLError, OSError, json.JSONDecodeError):
+            pass
+        body = {"lora_name": lora_name, "lora_path": str(Path(lora_path).resolve())}
+        self.request("/load_lora_adapter", body)
     def _post(self, path: str, body: dict) -> dict:
         req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode("utf-8"), method="POST",
                                      headers={"Content-Type": "application/json",
                                               **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - user-configured URL
-                return json.loads(resp.read().decode("utf-8"))
+                text = resp.read().decode("utf-8")
+                # vLLM's adapter routes answer plain text ("Success: ...")
+                return {"message": text} if path.endswith("_lora_adapter") else json.loads(text)
         except urllib.error.HTTPError as e:
             raise ServerError(e.code, e.read().decode("utf-8", "replace")) from None
 
