@@ -27,6 +27,7 @@ from daj.engines.openai_engine import OpenAIEngine
 from daj.engines.registry import make_engine
 from daj.engines.serve import make_server, parse_lora_modules
 from daj.engines.settings import prompt_seed
+from daj.engines.vllm_engine import vllm_serve_plan
 from daj.errors import DajError
 
 CHATS = [[{"role": "user", "content": "def add(a, b):"}], [{"role": "user", "content": "Sort a list."}]]
@@ -131,29 +132,62 @@ def test_parse_lora_modules_vllm_syntax():
             parse_lora_modules(bad)
 
 
-def test_serve_cli_with_lora_modules():
-    """`python -m daj.engines.serve --enable-lora --lora-modules judge=DIR` serves both names."""
+def test_vllm_serve_plan(tmp_path):
+    argv, env, spec = vllm_serve_plan("Qwen/Qwen3-1.7B", adapter=adapter_dir(1), adapter_name="judge", port=8001,
+                                      max_model_len=16384, enforce_eager=True, gpu_memory_utilization=None)
+    assert argv[:3] == ["vllm", "serve", "Qwen/Qwen3-1.7B"]
+    joined = " ".join(argv)
+    assert f"--enable-lora --max-lora-rank 8 --lora-modules judge={adapter_dir(1)}" in joined  # r=4 -> 8
+    assert "--dtype bfloat16" in joined and "--max-model-len 16384" in joined and "--enforce-eager" in joined
+    assert "gpu-memory" not in joined and env == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    assert spec == {"backend": "openai", "model": "Qwen/Qwen3-1.7B", "base_url": "http://127.0.0.1:8001/v1",
+                    "adapter": adapter_dir(1), "adapter_name": "judge"}
+    (tmp_path / "m.gguf").write_bytes(b"")
+    plain, env, spec = vllm_serve_plan(f"gguf:{tmp_path}:m.gguf", dtype="fp32")
+    assert plain[2] == f"{tmp_path}/m.gguf" and plain[plain.index("--tokenizer") + 1] == str(tmp_path)
+    assert "--enable-lora" not in plain and env == {} and "adapter" not in spec
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "adapter_config.json").write_text('{"r": 1024}')
+    with pytest.raises(DajError, match="above vLLM"):
+        vllm_serve_plan("m", adapter=str(big))
+
+
+def test_vllm_backend_without_vllm_is_a_clear_error():
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vLLM is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(DajError, match="needs vLLM") as err:
+        make_engine({"backend": "vllm", "model": "Qwen/Qwen3-1.7B"})
+    assert err.value.field == "backend"
+
+
+def test_vllm_serve_line_runs_our_server():
+    """The `vllm serve` argv of vllm_serve_plan, run by our server, answers the openai spec it gives."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "daj.engines.serve", "--model", tiny_model_dir(),
-                             "--served-model-name", "tiny", "--port", str(port), "--device", "cpu",
-                             "--enable-lora", "--lora-modules", f"judge={adapter_dir(1)}"],
+    argv, _, spec = vllm_serve_plan(tiny_model_dir(), adapter=adapter_dir(1), adapter_name="judge", dtype="fp32",
+                                    port=port, max_model_len=512)
+    proc = subprocess.Popen([sys.executable, "-m", "daj.engines.serve", *argv[2:], "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         line = proc.stdout.readline()
         assert f"127.0.0.1:{port}/v1" in line, line
-        url = f"http://127.0.0.1:{port}/v1"
-        assert sorted(OpenAIEngine("tiny", base_url=url, api_key_env=None).models()) == ["judge", "tiny"]
-        got = OpenAIEngine("tiny", base_url=url, api_key_env=None, adapter="x", adapter_name="judge").generate(
-            CHATS[:1], SP)
-        assert texts(got) == local(adapter_dir(1), CHATS[:1])
+        client = make_engine({**spec, "api_key_env": None})
+        assert sorted(client.models()) == sorted(["judge", tiny_model_dir()])
+        assert texts(client.generate(CHATS[:1], SP)) == local(adapter_dir(1), CHATS[:1])
+        base = make_engine({**spec, "adapter": None, "api_key_env": None})
+        assert texts(base.generate(CHATS[:1], SP)) == local(None, CHATS[:1])
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    bad = subprocess.run([sys.executable, "-m", "daj.engines.serve", "--model", tiny_model_dir(), "--port", "0",
-                          "--lora-modules", "judge"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "--lora-modules" in bad.stderr
+    for bad in (["--lora-modules", "judge"], ["--max-lora-rank", "2", "--lora-modules", f"j={adapter_dir(1)}"]):
+        run = subprocess.run([sys.executable, "-m", "daj.engines.serve", tiny_model_dir(), "--port", "0", *bad],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0 and ("--lora-modules" in run.stderr or "--max-lora-rank" in run.stderr), run.stderr

@@ -31,6 +31,7 @@ from daj.engines.settings import from_openai
 from daj.errors import DajError
 
 log = logging.getLogger(__name__)
+DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # vLLM's spellings
 
 
 def _parse_messages(body: dict) -> tuple[list[dict], str | None]:
@@ -245,25 +246,41 @@ def parse_lora_modules(values: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="model reference (path, hub id, gguf:<pkg>:<file>)")
+    ap.add_argument("model_ref", nargs="?", default=None, metavar="MODEL", help="the model, as `vllm serve MODEL`")
+    ap.add_argument("--model", default=None, help="model reference (path, hub id, gguf:<pkg>:<file>)")
     ap.add_argument("--adapter", default=None, help="LoRA adapter directory")
     ap.add_argument("--served-model-name", default=None, help="model id clients send (default: --model)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--dtype", default="fp32", choices=[*DTYPES, "fp32", "bf16", "fp16"])
     ap.add_argument("--device", default=None)
     ap.add_argument("--api-key", default=None, help="require this bearer token")
     ap.add_argument("--enable-lora", action="store_true", help="allow /v1/load_lora_adapter and unload at run time")
     ap.add_argument("--lora-modules", nargs="+", default=[], metavar="NAME=PATH",
                     help="adapters served under NAME on the base weights (vLLM's syntax)")
+    # accepted so that the `vllm serve` line of daj.engines.vllm_engine runs here too
+    ap.add_argument("--max-lora-rank", type=int, default=None, help="refuse adapters of a higher rank (vLLM)")
+    ap.add_argument("--tokenizer", default=None, help="ignored: the tokenizer comes with the model reference")
+    ap.add_argument("--max-model-len", type=int, default=None, help="ignored (vLLM's context limit)")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=None, help="ignored (vLLM)")
     args = ap.parse_args(argv)
+    model = args.model or args.model_ref
+    if not model or (args.model and args.model_ref and args.model != args.model_ref):
+        ap.error("give the model once: `serve MODEL` or `--model MODEL`")
     logging.basicConfig(level=logging.INFO, format="[serve] %(message)s")
     from daj.engines.hf import HFEngine
+    from daj.engines.vllm_engine import adapter_rank
 
     try:
         loras = parse_lora_modules(args.lora_modules)
-        engine = HFEngine(args.model, adapter=args.adapter, dtype=args.dtype, device=args.device, batch_size=1)
-        server = make_server(engine, args.served_model_name or args.model, args.host, args.port, args.api_key,
+        for name, path in loras.items():
+            rank = adapter_rank(path)
+            if args.max_lora_rank is not None and rank is not None and rank > args.max_lora_rank:
+                raise DajError(f"adapter {name!r} has rank {rank} > --max-lora-rank {args.max_lora_rank}",
+                               field="--max-lora-rank")
+        engine = HFEngine(model, adapter=args.adapter, dtype=DTYPES.get(args.dtype, args.dtype), device=args.device,
+                          batch_size=1)
+        server = make_server(engine, args.served_model_name or model, args.host, args.port, args.api_key,
                              loras, args.enable_lora)
     except DajError as e:
         raise SystemExit(f"error: {e}") from None

@@ -5,9 +5,21 @@ a prefix are rendered with the same template by the tokenizer, the prefix append
 `LLM.generate`. Each prompt gets its own vllm.SamplingParams with the prompt seed of
 daj.engines.settings, so completions do not depend on the batch. This module cannot run on the CPU
 machines of the project; the settings translation it uses (settings.to_vllm) is unit-tested.
+It imports without vLLM; selecting the backend without vLLM is a DajError naming `backend`.
+
+The served alternative (`vllm serve`, then the `openai` backend) needs no vLLM in this process:
+`vllm_serve_plan(spec)` turns an engine spec into the `vllm serve` command line (with
+`--enable-lora --lora-modules NAME=DIR` for an adapter) and the `openai` spec that talks to it.
+
+    python -m daj.engines.vllm_engine --model Qwen/Qwen3-1.7B --adapter models/judge --port 8000
 """
 
 from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
 
 from daj.engines.base import Chat, Completion, SamplingParams
 from daj.engines.settings import prompt_seed, to_vllm, validate
@@ -36,6 +48,59 @@ def vllm_model_args(model: str, adapter: str | None = None, dtype: str = "bf16",
         args["max_lora_rank"] = options.pop("max_lora_rank", 64)
     args.update(options)  # gpu_memory_utilization, max_model_len, tensor_parallel_size, seed, ...
     return args
+
+
+# vLLM accepts only these as --max-lora-rank
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def adapter_rank(adapter: str) -> int | None:
+    """The LoRA rank `r` in an adapter's adapter_config.json (None when the file is not there)."""
+    path = Path(adapter) / "adapter_config.json"
+    if not path.exists():
+        return None
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["r"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise DajError("expected an integer 'r'", path=str(path), field="r") from None
+
+
+def vllm_serve_plan(model: str, adapter: str | None = None, adapter_name: str | None = None, dtype: str = "bf16",
+                    host: str = "127.0.0.1", port: int = 8000, served_model_name: str | None = None,
+                    **options) -> tuple[list[str], dict, dict]:
+    """(argv of `vllm serve`, environment it needs, `openai` engine spec for it) for a model and adapter.
+
+    The base is served as `served_model_name` (default: the model reference); the adapter as
+    `adapter_name` (default: the adapter path, so the spec's `adapter` and the served name agree),
+    with --max-lora-rank the smallest vLLM value at or above the adapter's r. Other options
+    (max_model_len=16384, gpu_memory_utilization=0.85, ...) become --max-model-len 16384, ... .
+    Runtime loading (openai option load_adapter) needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.
+    """
+    args = vllm_model_args(model, adapter, dtype)
+    served = served_model_name or model
+    argv = ["vllm", "serve", args["model"], "--served-model-name", served, "--dtype", args["dtype"],
+            "--host", host, "--port", str(port)]
+    if "tokenizer" in args:
+        argv += ["--tokenizer", args["tokenizer"]]
+    env: dict = {}
+    spec: dict = {"backend": "openai", "model": served, "base_url": f"http://{host}:{port}/v1"}
+    if adapter is not None:
+        rank = adapter_rank(adapter) or options.pop("max_lora_rank", 64)
+        options.pop("max_lora_rank", None)
+        fit = next((r for r in LORA_RANKS if r >= rank), None)
+        if fit is None:
+            raise DajError(f"LoRA rank {rank} is above vLLM's largest ({LORA_RANKS[-1]})", field="adapter")
+        name = adapter_name or adapter
+        argv += ["--enable-lora", "--max-lora-rank", str(fit), "--lora-modules", f"{name}={adapter}"]
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        spec.update(adapter=adapter, adapter_name=name)
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None):
+            argv += [flag, str(value)]
+    return argv, env, spec
 
 
 class VLLMEngine:
@@ -83,3 +148,29 @@ class VLLMEngine:
     def close(self) -> None:
         """Drop the engine (vLLM frees GPU memory when it is garbage-collected)."""
         self.llm = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the `vllm serve` command and the matching openai engine spec (nothing is started)."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--adapter", default=None)
+    ap.add_argument("--adapter-name", default=None)
+    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--max-model-len", type=int, default=None)
+    ap.add_argument("--gpu-memory-utilization", type=float, default=None)
+    a = ap.parse_args(argv)
+    try:
+        cmd, env, spec = vllm_serve_plan(a.model, a.adapter, a.adapter_name, a.dtype, a.host, a.port,
+                                         max_model_len=a.max_model_len,
+                                         gpu_memory_utilization=a.gpu_memory_utilization)
+    except DajError as e:
+        raise SystemExit(f"error: {e}") from None
+    print(" ".join([*(f"{k}={v}" for k, v in env.items()), shlex.join(cmd)]))
+    print(json.dumps(spec))
+
+
+if __name__ == "__main__":
+    main()
