@@ -1,7 +1,9 @@
 """execute: judge every candidate in the sandbox; write data/verdicts/<policy>.jsonl, metrics/execute.json.
 
-Reads data/problems.jsonl and data/candidates/*.jsonl (problem_id, policy, index, code, optional
-imported_passed). `execute.verdict_source` picks what goes in `passed`: the sandbox verdict, or the
+Reads data/problems.jsonl and data/candidates/<policy>.jsonl for each policy named in params
+`policies` (problem_id, policy, index, code, optional imported_passed); a file of a policy no
+longer in params is ignored and gets no verdict file. Ctrl-C stops the stage within seconds and
+writes nothing (only complete verdicts enter the verdict cache). `execute.verdict_source` picks what goes in `passed`: the sandbox verdict, or the
 verdict imported with the pool (where a row has none, the sandbox verdict is used and counted).
 """
 
@@ -25,11 +27,35 @@ METRICS = "metrics/execute.json"
 log = logging.getLogger(__name__)
 
 
-def read_candidates(directory: str | Path, problems: dict[str, dict]) -> dict[str, list[dict]]:
-    """Candidates grouped by policy, each checked against the problem list."""
-    files = sorted(Path(directory).glob("*.jsonl"))
-    if not files:
-        raise DajError("no candidate files (*.jsonl)", path=str(directory))
+def policy_names(params: Params) -> list[str]:
+    """The names of the policies in params `policies` (the candidate files execute judges)."""
+    policies = params.get_path("policies")
+    if not isinstance(policies, list) or not policies:
+        raise DajError("expected a non-empty list of policies", path=params.path, field="policies")
+    names = []
+    for i, policy in enumerate(policies):
+        name = policy.get("name") if isinstance(policy, dict) else None
+        if not isinstance(name, str) or not name:
+            raise DajError("each policy needs a name", path=params.path, field=f"policies[{i}].name")
+        names.append(name)
+    return names
+
+
+def read_candidates(directory: str | Path, problems: dict[str, dict],
+                    policies: list[str] | None = None) -> dict[str, list[dict]]:
+    """Candidates grouped by policy, each checked against the problem list.
+
+    With `policies`, only data/candidates/<name>.jsonl of those policies is read (each must exist);
+    without, every *.jsonl file."""
+    if policies is None:
+        files = sorted(Path(directory).glob("*.jsonl"))
+        if not files:
+            raise DajError("no candidate files (*.jsonl)", path=str(directory))
+    else:
+        files = [Path(directory) / f"{name}.jsonl" for name in policies]
+        for path in files:
+            if not path.is_file():
+                raise DajError("no candidate file for this policy (run the sample stage)", path=str(path))
     by_policy: dict[str, list[dict]] = defaultdict(list)
     for path in files:
         for lineno, row in iter_jsonl(path, required=CANDIDATE_FIELDS):
@@ -86,7 +112,7 @@ def main(params: Params) -> None:
     params.choice("execute.backend", ("auto", "local", "docker"))
     config = SandboxConfig.from_params(section)
     problems = {row["id"]: row for _, row in iter_jsonl(PROBLEMS, required=("id", "tests"))}
-    by_policy = read_candidates(CANDIDATES, problems)
+    by_policy = read_candidates(CANDIDATES, problems, policy_names(params))
     metrics: dict = {}
     outputs: dict[str, list[dict]] = {}
     with Runner(config) as runner:

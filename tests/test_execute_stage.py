@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,10 +14,11 @@ from daj.params import Params
 from stages import execute
 
 
-def params(**execute_overrides) -> Params:
+def params(policies=("good", "bad"), **execute_overrides) -> Params:
     section = {"backend": "local", "allow_unsandboxed": False, "verdict_source": "sandbox", "timeout_s": 3,
                "memory_mb": 1024, "workers": 1, "cache_dir": ".cache/verdicts", **execute_overrides}
-    return Params({"execute": section})
+    return Params({"execute": section, "policies": [{"name": n, "backend": "file", "path": f"{n}.jsonl"}
+                                                     for n in policies]})
 
 
 @pytest.fixture()
@@ -69,3 +71,27 @@ def test_bad_input_names_file_line_and_field(workdir):
         execute.main(params())
     with pytest.raises(DajError, match="verdict_source"):
         execute.main(params(verdict_source="both"))
+
+
+def test_only_the_policies_in_params_are_judged(workdir):
+    # a stale file of a policy no longer in params is ignored, and gets no verdict file
+    write_jsonl("data/candidates/stale.jsonl", [{"problem_id": "nope/1", "policy": "stale", "index": 0,
+                                                 "code": "print(1)"}])
+    execute.main(params(policies=("good",)))
+    assert sorted(p.name for p in Path("data/verdicts").iterdir()) == ["good.jsonl"]
+    assert set(json.load(open("metrics/execute.json"))) == {"good"}
+    with pytest.raises(DajError, match="missing.jsonl"):
+        execute.main(params(policies=("good", "missing")))
+
+
+def test_any_string_a_candidate_prints_or_raises_survives(workdir):
+    problem = load_humaneval_package()[0]
+    hostile = [problem["prompt"] + "    raise ValueError('\\ud800 lone surrogate \\udfff')\n",
+               problem["prompt"] + "    return 'x\\ud800'\n"]
+    rows = [{"problem_id": problem["id"], "policy": "bad", "index": i, "code": c} for i, c in enumerate(hostile)]
+    write_jsonl("data/candidates/bad.jsonl", rows)
+    for _ in range(2):  # the second run reads the verdicts back from the cache
+        execute.main(params())
+        bad = read_jsonl("data/verdicts/bad.jsonl")
+        assert [r["status"] for r in bad] == ["runtime_error", "wrong_answer"]
+        assert "\ud800" in bad[0]["error"] and "\\ud800" in bad[1]["error"]
