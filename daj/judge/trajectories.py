@@ -108,16 +108,22 @@ def _parse_spec(params, item: dict, where: str, judge_settings: JudgeSettings) -
             raise DajError(f"expected a non-empty string, got {item.get(required)!r}", path=params.path,
                            field=f"{where}.{required}")
     settings = {k: item[k] for k in SETTING_KEYS if k in item}
-    judge_settings.override(settings, params.path, where)  # type and range checks, naming the key
+    own = judge_settings.override(settings, params.path, where)  # type and range checks, naming the key
     seed = item.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise DajError(f"expected a non-negative integer, got {seed!r}", path=params.path, field=f"{where}.seed")
     spec = {k: v for k, v in item.items() if k not in set(SETTING_KEYS) | {"name", "seed"}}
     spec.setdefault("adapter", None)
     try:
-        engine_options(spec)  # unknown options fail now, before any model is loaded
+        cls, _ = engine_options(spec)  # unknown options fail now, before any model is loaded
     except DajError as e:
         raise DajError(str(e).split(": ", 1)[-1], path=params.path, field=f"{where}.{e.field}") from None
+    if own.scores_options and not callable(getattr(cls, "score_continuations", None)):
+        key = "mode" if own.selection_only else "force_selection"
+        what = "mode select" if own.selection_only else "force_selection (inherited from judge.force_selection " \
+            "unless set here)"
+        raise DajError(f"{what} needs an engine that scores continuations (the hf backend); backend "
+                       f"{spec['backend']!r} cannot: set {key} here", path=params.path, field=f"{where}.{key}")
     return TrajectoryModel(name, spec, settings, seed, where)
 
 
