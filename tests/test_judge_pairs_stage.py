@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -14,12 +15,14 @@ from daj.io import read_jsonl
 from daj.params import load_params
 from stages import pairs as pairs_stage
 
+LEVELS = {"correct": 0.75, "wrong": -0.25, "format_error": -2.0}  # not the defaults: a copy of them fails
+
 
 @pytest.fixture(scope="module")
 def pairs_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pairs")
-    make_workspace(root, tiny_model_dir())
+    make_workspace(root, tiny_model_dir(), judge__reward=LEVELS)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         pairs_stage.main(load_params())
@@ -40,22 +43,44 @@ def test_pairs_outputs_follow_the_contract(pairs_run):
         assert len(records) == m["preference_records"] > 0  # forced sampling varies the tiny judge's answers
         assert len({r["id"] for r in scored}) == len(scored) and len({r["id"] for r in records}) == len(records)
         by_group: dict = {}
-        for r in scored:
+        for r, position in zip(scored, passing_positions(root, scored), strict=True):
             by_group.setdefault(r["group"], []).append(r)
-            assert r["label"] in ("correct", "wrong", "format_error")
-            assert r["reward"] == {"correct": 1.0, "wrong": 0.0, "format_error": -1.0}[r["label"]]
+            selection = last_tag(r["response"])  # read here, not with the stage's parser
+            assert selection in (1, 2)  # forced selection: every response ends with a valid tag
+            assert r["selection"] == selection and r["correct_position"] == position
+            expected = "correct" if selection == position else "wrong"
+            assert r["label"] == expected and r["reward"] == LEVELS[expected]
             assert r["prompt"].startswith("<|im_start|>system\n") and r["prompt"].endswith("<|im_start|>assistant\n")
-            assert r["selection"] in (1, 2)  # forced selection: every response ends with a valid tag
-            assert (r["selection"] == r["correct_position"]) == (r["label"] == "correct")
         assert all(len(g) == 2 for g in by_group.values())
         positions = sorted(rs[0]["correct_position"] for rs in by_group.values())
         assert positions == [1] * 6 + [2] * 6  # both orders of every pair
         for rec in records:
             chosen = next(r for r in scored if r["response"] == rec["chosen"] and r["group"] == rec["group"])
             assert chosen["label"] == "correct"
-        assert m["judge_accuracy"] == pytest.approx(sum(r["label"] == "correct" for r in scored) / 24)
+        right = sum(last_tag(r["response"]) == pos for r, pos in zip(scored, passing_positions(root, scored),
+                                                                     strict=True))
+        assert m["judge_accuracy"] == pytest.approx(right / 24)
+        assert m["mean_reward"] == pytest.approx((right * LEVELS["correct"] + (24 - right) * LEVELS["wrong"]) / 24)
         assert 0 <= m["position1_rate"] <= 1 and m["raw_format_error_rate"] >= m["format_error_rate"]
         assert sum(d["pairs"] for d in m["domains"].values()) == 6
+
+
+def last_tag(text: str) -> int | None:
+    """The number in the response's final `<selection>N</selection>` (the forced tail), else None."""
+    match = re.search(r"<selection>(\d+)</selection>\s*$", text)
+    return int(match.group(1)) if match else None
+
+
+def passing_positions(root, rows: list[dict]) -> list[int]:
+    """Where the passing program sits in each row's prompt, from the verdict and candidate files."""
+    passed = {(v["problem_id"], v["index"]): v["passed"] for v in read_jsonl(root / "data/verdicts/mutants.jsonl")}
+    codes = {(c["problem_id"], c["index"]): c["code"] for c in read_jsonl(root / "data/candidates/mutants.jsonl")}
+    out = []
+    for r in rows:
+        (good,) = [(r["problem_id"], i) for i in r["candidates"] if passed[(r["problem_id"], i)]]
+        (bad,) = [(r["problem_id"], i) for i in r["candidates"] if not passed[(r["problem_id"], i)]]
+        out.append(1 if r["prompt"].index(codes[good].strip()) < r["prompt"].index(codes[bad].strip()) else 2)
+    return out
 
 
 def test_rerun_is_stable_and_served_from_cache(pairs_run, monkeypatch):

@@ -261,3 +261,16 @@ def test_judge_base_url_and_api_key_env_reach_the_engine_spec():
         spec(base_url="http://h:1/v1", engine_options={"base_url": "http://other/v1"})
     with pytest.raises(DajError, match="non-empty string"):
         spec(api_key_env=3)
+
+
+def test_cache_names_keep_engines_apart():
+    from daj.judge.runner import engine_cache_name, judge_name
+
+    hf = {"backend": "hf", "model": "org/m", "adapter": None, "batch_size": 4, "device": "cpu"}
+    assert engine_cache_name(hf) == judge_name("org/m", None) == "org/m"  # hf keeps its old name (cache valid)
+    http = {"backend": "openai", "model": "org/m", "adapter": None, "base_url": "http://a:1/v1", "concurrency": 8}
+    names = {engine_cache_name(s) for s in (
+        hf, http, {**http, "base_url": "http://b:1/v1"}, {**http, "extra_body": {"reasoning_effort": "high"}},
+        {**http, "backend": "vllm", "base_url": None}, {**http, "adapter": "a"})}
+    assert len(names) == 6
+    assert engine_cache_name({**http, "concurrency": 1, "max_retries": 9}) == engine_cache_name(http)
