@@ -128,3 +128,27 @@ def test_many_prompts_in_one_call_follow_the_chunk_seeding_rule():
     single = HFEngine(eng.name, device="cpu", batch_size=1)
     per_prompt = [texts(single.generate([q], p))[0] for q in prompts]
     assert texts(single.generate(prompts, p)) == per_prompt
+
+
+def test_static_cache_option_gives_the_same_completions():
+    """cache: static (behind an option) decodes the same tokens as the default dynamic cache here."""
+    from _tiny_model import tiny_model_dir
+
+    from daj.engines.hf import HFEngine
+
+    p = SamplingParams(n=2, max_new_tokens=8, seed=5)
+    texts = lambda r: [[c.text for c in cs] for cs in r]  # noqa: E731
+    want = texts(tiny_engine().generate(CHATS, p))
+    static = HFEngine(tiny_model_dir(), device="cpu", batch_size=2, cache="static", compile="off")
+    seen, generate = [], static.model.generate
+
+    def spy(**kw):
+        seen.append((kw["generation_config"].cache_implementation, kw["generation_config"].disable_compile))
+        return generate(**kw)
+
+    static.model.generate = spy
+    assert texts(static.generate(CHATS, p)) == want
+    assert seen and set(seen) == {("static", True)}
+    for option, value in (("cache", "paged"), ("compile", "always"), ("penalty", "slow")):
+        with pytest.raises(DajError, match=option):
+            HFEngine(tiny_model_dir(), device="cpu", **{option: value})

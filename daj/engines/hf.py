@@ -24,6 +24,10 @@ from daj.errors import DajError
 
 log = logging.getLogger(__name__)
 PENALTY_IMPLS = ("fast", "hf")
+CACHE_IMPLS = ("dynamic", "static")  # transformers' cache_implementation during generate
+# torch.compile of the forward during generate: auto = transformers' choice (it compiles with a static
+# cache on GPU, mode reduce-overhead), off = never, else a torch.compile mode
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 # GenerationConfig fields whose processors transformers would place around its repetition penalty:
 # with any of them set the fast penalty (which runs after them) could change the order, so `hf` is used
 _ORDERED_FIELDS = {"guidance_scale": (None, 1, 1.0), "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0),
@@ -38,33 +42,59 @@ class HFEngine:
     """Generation (and continuation scoring) with a transformers causal LM."""
 
     def __init__(self, model: str, adapter: str | None = None, dtype: str = "fp32", device: str | None = None,
-                 batch_size: int = 8, name: str | None = None, penalty: str = "fast"):
+                 batch_size: int = 8, name: str | None = None, penalty: str = "fast", cache: str = "dynamic",
+                 compile: str = "auto"):  # noqa: A002 - the option's name in params
         import torch
 
         from daj.models.loading import load_causal_lm
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._check_options(batch_size, penalty, cache, compile)
+        loaded, tokenizer = load_causal_lm(model, adapter=adapter, dtype=dtype, device=device)
+        self._setup(loaded, tokenizer, device, batch_size, name or (f"{model}+{adapter}" if adapter else model),
+                    penalty, cache, compile)
+
+    @classmethod
+    def from_model(cls, model, tokenizer=None, name: str = "in-memory", device: str = "cpu", batch_size: int = 8,
+                   penalty: str = "fast", cache: str = "dynamic", compile: str = "auto",  # noqa: A002
+                   eos_ids: list[int] | None = None, pad_token_id: int | None = None) -> HFEngine:
+        """An engine around a model already in memory (benchmarks, live training). Without a tokenizer
+        only `generate_ids` works; `eos_ids` / `pad_token_id` then replace the tokenizer's."""
+        cls._check_options(batch_size, penalty, cache, compile)
+        engine = cls.__new__(cls)
+        engine._setup(model, tokenizer, device, batch_size, name, penalty, cache, compile, eos_ids, pad_token_id)
+        return engine
+
+    @staticmethod
+    def _check_options(batch_size: int, penalty: str, cache: str, compile: str) -> None:  # noqa: A002
         if batch_size < 1:
             raise DajError(f"batch_size must be >= 1, got {batch_size}", field="batch_size")
         if penalty not in PENALTY_IMPLS:
             raise DajError(f"penalty must be one of {', '.join(PENALTY_IMPLS)}, got {penalty!r}", field="penalty")
-        self.penalty = penalty
-        self.model, self.tokenizer = load_causal_lm(model, adapter=adapter, dtype=dtype, device=device)
-        self.tokenizer.padding_side = "left"
-        self.device = device
-        self.batch_size = batch_size
-        self.name = name or (f"{model}+{adapter}" if adapter else model)
+        if cache not in CACHE_IMPLS:
+            raise DajError(f"cache must be one of {', '.join(CACHE_IMPLS)}, got {cache!r}", field="cache")
+        if compile not in COMPILE_MODES:
+            raise DajError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}", field="compile")
+
+    def _setup(self, model, tokenizer, device: str, batch_size: int, name: str, penalty: str, cache: str,
+               compile: str, eos_ids: list[int] | None = None, pad_token_id: int | None = None) -> None:  # noqa: A002
+        self.model, self.tokenizer = model, tokenizer
+        if tokenizer is not None:
+            self.tokenizer.padding_side = "left"
+        self.device, self.batch_size, self.name, self.penalty, self.cache = device, batch_size, name, penalty, cache
+        self.compile = compile
         eos = self.model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
-        if self.tokenizer.eos_token_id is not None:
-            eos.append(self.tokenizer.eos_token_id)
-        self.eos_ids = sorted(set(eos))
+        if tokenizer is not None and tokenizer.eos_token_id is not None:
+            eos.append(tokenizer.eos_token_id)
+        self.eos_ids = sorted(set(eos_ids if eos_ids is not None else eos))
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer is not None else pad_token_id
         # transformers 5.2x renamed `past_key_values` to `cache` (the old name warns, then goes away)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
         if not self.eos_ids:
-            raise DajError(f"model {model!r} defines no end-of-sequence token", field="model")
+            raise DajError(f"model {name!r} defines no end-of-sequence token", field="model")
 
     def render(self, prompt: Chat, prefix: str | None = None) -> str:
         """The prompt text the model sees: chat template with generation prompt, then the prefix."""
@@ -85,22 +115,10 @@ class HFEngine:
     def generate(self, prompts: list[Chat], params: SamplingParams,
                  prefixes: list[str] | None = None) -> list[list[Completion]]:
         """`params.n` completions per prompt (see the module docstring for seeding)."""
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList
-
         validate(params)
         if prefixes is not None and len(prefixes) != len(prompts):
             raise DajError(f"{len(prefixes)} prefixes for {len(prompts)} prompts", field="prefixes")
-        kw = to_hf(params)
-        greedy = not kw["do_sample"]
-        if greedy:  # transformers refuses several return sequences without sampling; they are equal
-            kw["num_return_sequences"] = 1
-        config = GenerationConfig(**{**self.model.generation_config.to_dict(), **kw})
-        config.pad_token_id = self.tokenizer.pad_token_id
-        config.eos_token_id = self.eos_ids
-        fast = self._fast_penalty(config)
-        if fast:
-            config.repetition_penalty = 1.0  # ours replaces transformers' processor at the same place
+        greedy = params.temperature == 0
         results: list[list[Completion]] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = list(range(start, min(start + self.batch_size, len(prompts))))
@@ -108,19 +126,44 @@ class HFEngine:
             seeds = [prompt_seed(params.seed, prompts[i], prefixes[i] if prefixes else None) for i in chunk]
             seed = seeds[0] if len(seeds) == 1 else prompt_seed(params.seed, [{"seeds": str(seeds)}])
             enc = self._encode(texts)
-            devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
-                torch.manual_seed(seed)
-                extra = {"logits_processor": LogitsProcessorList([self._penalty_processor(
-                    params, enc["attention_mask"], kw["num_return_sequences"])])} if fast else {}
-                out = self.model.generate(**enc, generation_config=config, **extra)
-            gen = out[:, enc["input_ids"].shape[1]:]
-            per = kw["num_return_sequences"]
+            gen = self.generate_ids(enc["input_ids"], enc["attention_mask"], params, seed)
+            per = gen.shape[0] // len(chunk)
             for k in range(len(chunk)):
                 prompt_tokens = int(enc["attention_mask"][k].sum())
                 comps = [self._completion(gen[k * per + j], prompt_tokens) for j in range(per)]
                 results.append(comps * params.n if greedy else comps)
         return results
+
+    def generate_ids(self, input_ids, attention_mask, params: SamplingParams, seed: int):
+        """The new token ids for one left-padded batch, `n` rows per prompt (1 under greedy decoding),
+        with the torch RNG seeded by `seed` (the global RNG is left untouched)."""
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers.generation.configuration_utils import CompileConfig
+
+        kw = to_hf(params)
+        if not kw["do_sample"]:  # transformers refuses several return sequences without sampling; they are equal
+            kw["num_return_sequences"] = 1
+        config = GenerationConfig(**{**self.model.generation_config.to_dict(), **kw})
+        config.pad_token_id = self.pad_token_id
+        config.eos_token_id = self.eos_ids
+        if self.cache != "dynamic":
+            config.cache_implementation = self.cache
+        if self.compile == "off":
+            config.disable_compile = True
+        elif self.compile != "auto":
+            config.compile_config = CompileConfig(mode=self.compile)
+        fast = self._fast_penalty(config)
+        if fast:
+            config.repetition_penalty = 1.0  # ours replaces transformers' processor at the same place
+        devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            extra = {"logits_processor": LogitsProcessorList([self._penalty_processor(
+                params, attention_mask, kw["num_return_sequences"])])} if fast else {}
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                      **extra)
+        return out[:, input_ids.shape[1]:]
 
     def _fast_penalty(self, config) -> bool:
         """Whether this call's repetition penalty runs as FastRepetitionPenalty (see _ORDERED_FIELDS)."""
@@ -167,7 +210,7 @@ class HFEngine:
                 return scores
             cache = getattr(out, self._cache_kw)
             cache.batch_repeat_interleave(len(opts))
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+            pad = self.pad_token_id if self.pad_token_id is not None else self.eos_ids[0]
             ids = torch.full((len(opts), width), pad, dtype=torch.long)
             for i, o in enumerate(opts):
                 ids[i, :len(o) - 1] = torch.tensor(o[:-1])
@@ -203,7 +246,7 @@ class HFEngine:
         opts = [[self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options] for _, _, options in chunk]
         if any(not o for row in opts for o in row):
             raise DajError("an option to score is empty", field="options")
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        pad = self.pad_token_id if self.pad_token_id is not None else self.eos_ids[0]
         length = max(len(c) for c in ctxs)
         ids = torch.full((len(ctxs), length), pad, dtype=torch.long)
         mask = torch.zeros((len(ctxs), length), dtype=torch.long)
