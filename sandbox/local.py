@@ -52,8 +52,9 @@ def python_roots(python: str = sys.executable) -> list[str]:
     return sorted(r for r in roots if not r.startswith("/usr/") and r != "/usr")
 
 
-def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path = HARNESS_DIR) -> list[str]:
-    """The bwrap command line that starts the harness server."""
+def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path | None = None) -> list[str]:
+    """The bwrap command line that starts the harness server (of `harness_dir`, default HARNESS_DIR)."""
+    harness_dir = harness_dir or HARNESS_DIR
     # --as-pid-1: the harness server is the sandbox's init (no bwrap reaper holding the protocol pipes
     # inside the sandbox), and init cannot be killed from inside its own pid namespace
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv",
