@@ -42,5 +42,15 @@ smol: setup
 bench: setup
 	$(PY) -m benchmarks.sandbox_throughput
 
+# Docker sandbox images, built offline: a debootstrap root filesystem + `docker import` + PyPI
+# (docs/docker.md). `image`: the BigCodeBench evaluation image (daj-sandbox:latest, execute.docker_image);
+# `image-test`: the small image of the docker-backend tests (CI builds it). Needs root and docker.
+.PHONY: image image-test
+image:
+	sandbox/image/build.sh bcb
+
+image-test:
+	sandbox/image/build.sh test
+
 clean-venv:
 	rm -rf $(VENV)

@@ -1,10 +1,12 @@
 """BigCodeBench canonical solutions in our sandbox: which pass here, which lack a library.
 
-    python benchmarks/bcb_canonical.py [--all] [--workers K] [--out report.json]
+    python benchmarks/bcb_canonical.py [--backend local|docker] [--image TAG] [--all] [--workers K]
+                                       [--out report.json]
 
-Default: the 148 Hard tasks (code = code_prompt + canonical_solution, tests from the `test` field).
-Every canonical should pass or be `missing_dependency` (a BCB library not installed on this machine;
-the docker image from sandbox/Dockerfile has them); any other failure is listed with its error.
+Default: the 148 Hard tasks (code = code_prompt + canonical_solution, tests from the `test` field), in
+the local sandbox. Locally, a canonical fails as `missing_dependency` when a BCB library is not in
+the project's environment; `--backend docker` runs them in the BigCodeBench image (`make image`,
+daj-sandbox:latest), which has the libraries. Every failure is listed with its status and error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,18 +27,21 @@ from daj.io import write_json  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.runner import Runner  # noqa: E402
 
-DATA = Path("/work/shared/data/bigcodebench")
+DATA = Path(os.environ.get("DAJ_SHARED_DATA", ROOT.parent / "shared" / "data")) / "bigcodebench"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--all", action="store_true", help="all 1,140 tasks instead of the Hard 148")
+    ap.add_argument("--backend", choices=("local", "docker"), default="local")
+    ap.add_argument("--image", default="daj-sandbox:latest", help="docker image (--backend docker)")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     problems = [p for p in load_bcb_snapshot(args.data) if args.all or p["hard"]]
-    config = SandboxConfig(backend="local", workers=args.workers, cache_dir=None)
+    config = SandboxConfig(backend=args.backend, docker_image=args.image, workers=args.workers,
+                           cache_dir=None)
     start = time.perf_counter()
     with Runner(config) as runner:
         verdicts = runner.judge([(p, p["reference"]) for p in problems], desc="bcb canonical")
@@ -47,7 +53,8 @@ def main() -> None:
         elif not v["passed"]:
             other.append({"id": p["id"], "status": v["status"],
                           "tests": f"{v['tests_passed']}/{v['tests_total']}", "error": v["error"][:400]})
-    report = {"tasks": len(problems), "seconds": round(time.perf_counter() - start, 1),
+    report = {"backend": args.backend, "image": args.image if args.backend == "docker" else None,
+              "tasks": len(problems), "passed": sum(v["passed"] for v in verdicts), "seconds": round(time.perf_counter() - start, 1),
               "status": dict(collections.Counter(v["status"] for v in verdicts)),
               "missing_modules": dict(missing.most_common()), "other_failures": other}
     print(json.dumps(report, indent=2))
