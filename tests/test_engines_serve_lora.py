@@ -164,6 +164,7 @@ def test_vllm_backend_without_vllm_is_a_clear_error():
     assert err.value.field == "backend"
 
 
+@pytest.mark.slow
 def test_vllm_serve_line_runs_our_server():
     """The `vllm serve` argv of vllm_serve_plan, run by our server, answers the openai spec it gives."""
     import socket

@@ -194,14 +194,19 @@ class HFEngine:
         kept); the options' remaining tokens then run as one right-padded batch on its key/value
         cache (causal attention: padding after a token cannot change that token's logits).
         """
-        import torch
-
         if not options:
             return []
         ctx = self.tokenizer(self.render(prompt, prefix), add_special_tokens=False)["input_ids"]
-        opts = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        return self.score_ids(ctx, [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options])
+
+    def score_ids(self, ctx: list[int], opts: list[list[int]]) -> list[float]:
+        """score_continuations on token ids: the log-probability of each option's ids after `ctx`."""
+        import torch
+
         if any(not o for o in opts):
             raise DajError("an option to score is empty", field="options")
+        if not opts:
+            return []
         with torch.no_grad():
             out = self.model(input_ids=torch.tensor([ctx], device=self.device), use_cache=True, logits_to_keep=1)
             scores = [float(v) for v in torch.log_softmax(out.logits[0, -1].float(), dim=-1)[[o[0] for o in opts]]]
@@ -235,15 +240,19 @@ class HFEngine:
         out: list[list[float]] = []
         for start in range(0, len(requests), size):
             chunk = requests[start:start + size]
-            out.extend([self.score_continuations(*chunk[0])] if len(chunk) == 1 else self._score_chunk(chunk))
+            ctxs = [self.tokenizer(self.render(prompt, prefix), add_special_tokens=False)["input_ids"]
+                    for prompt, prefix, _ in chunk]
+            opts = [[self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+                    for _, _, options in chunk]
+            out.extend(self.score_ids_batch(ctxs, opts))
         return out
 
-    def _score_chunk(self, chunk: list[tuple[Chat, str, list[str]]]) -> list[list[float]]:
+    def score_ids_batch(self, ctxs: list[list[int]], opts: list[list[list[int]]]) -> list[list[float]]:
+        """score_ids for several contexts in one padded forward (see score_continuations_batch)."""
         import torch
 
-        ctxs = [self.tokenizer(self.render(prompt, prefix), add_special_tokens=False)["input_ids"]
-                for prompt, prefix, _ in chunk]
-        opts = [[self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options] for _, _, options in chunk]
+        if len(ctxs) == 1:
+            return [self.score_ids(ctxs[0], opts[0])]
         if any(not o for row in opts for o in row):
             raise DajError("an option to score is empty", field="options")
         pad = self.pad_token_id if self.pad_token_id is not None else self.eos_ids[0]
