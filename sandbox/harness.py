@@ -666,7 +666,10 @@ def zygote_main(sock: socket.socket, use_seccomp: bool, server_pid: int) -> None
                 os.close(fd)
             sock.sendall(b"0\n")
             continue
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1
         if pid == 0:
             try:
                 sock.close()
@@ -675,7 +678,7 @@ def zygote_main(sock: socket.socket, use_seccomp: bool, server_pid: int) -> None
                 os._exit(0)
         for fd in fds:
             os.close(fd)
-        sock.sendall(f"{pid}\n".encode())
+        sock.sendall(f"{max(pid, 0)}\n".encode())
 
 
 # ----------------------------------------------------------------------------- server side
@@ -716,24 +719,33 @@ class Pipe:
 
     def line(self, deadline: float) -> bytes | None:
         """The next line; None at EOF; raises TimeoutError at the deadline, ValueError if too long."""
-        while b"\n" not in self.buf:
-            if len(self.buf) > MAX_LINE:
-                raise ValueError("line too long")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            readable, _, _ = select.select([self.fd], [], [], remaining)
-            if not readable:
-                continue
-            try:
-                chunk = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                continue
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return None
-            self.buf += chunk
+        if b"\n" not in self.buf:
+            chunks = [self.buf]
+            size = len(self.buf)
+            while True:
+                if size > MAX_LINE:
+                    raise ValueError("line too long")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.buf = b"".join(chunks)
+                    raise TimeoutError
+                readable, _, _ = select.select([self.fd], [], [], remaining)
+                if not readable:
+                    continue
+                try:
+                    chunk = os.read(self.fd, 1 << 20)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self.buf = b"".join(chunks)
+                    return None
+                chunks.append(chunk)
+                size += len(chunk)
+                if b"\n" in chunk:
+                    break
+            self.buf = b"".join(chunks)
         line, self.buf = self.buf.split(b"\n", 1)
         return line
 

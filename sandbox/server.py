@@ -70,6 +70,7 @@ class HarnessServer:
         self.channel: Channel | None = None
         self.hello: dict = {}
         self.restarts = 0
+        self.last_fault = ""
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
@@ -97,7 +98,7 @@ class HarnessServer:
             failures.append(outcome)
         kinds = {kind for kind, _ in failures}
         if kinds == {"fault"}:
-            raise HarnessFault(f"{self.name}: harness fault on job {job.get('id')}")
+            raise HarnessFault(f"{self.name}: harness fault on job {job.get('id')}: {self.last_fault}")
         # died or hung every time: the candidate's doing, deterministically
         kind, elapsed = failures[-1]
         timed_out = kind == "hung"
@@ -132,6 +133,7 @@ class HarnessServer:
             if not result.get("fault"):
                 return result
             log.warning("%s: harness fault on job %s: %s", self.name, job.get("id"), result.get("fault"))
+            self.last_fault = str(result.get("fault"))
             self.close()
             self.restarts += 1
             return "fault", elapsed

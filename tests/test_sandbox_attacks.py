@@ -406,3 +406,14 @@ def test_bad_job_lines_do_not_stop_the_server(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_harness_fault_is_an_error_not_a_verdict(tmp_path):
+    from daj.errors import DajError
+
+    broken = {"id": "lcb/b", "tests": {"type": "functional", "func_name": "f",
+                                       "public": [{"input": "not json", "output": "1"}], "private": []}}
+    cfg = SandboxConfig(**{**CFG.__dict__, "cache_dir": str(tmp_path / "cache")})
+    with Runner(cfg, progress=False) as r, pytest.raises(DajError, match="not JSON"):
+        r.judge([(broken, DOUBLE_RIGHT)])
+    assert not list((tmp_path / "cache").rglob("*.json"))
