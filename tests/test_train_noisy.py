@@ -10,7 +10,7 @@ torch.set_num_threads(1)
 
 
 def test_domain_reweighting_downweights_corrupted_domain(tmp_path):
-    result = run_experiment([0, 1, 2], steps=12, workdir=tmp_path, n_per_domain=9)
+    result = run_experiment([0, 1, 2], steps=24, workdir=tmp_path, n_per_domain=9)  # 12 optimizer steps x 2
     for seed, p in result["per_seed"].items():
         w = p["domain_weights"]
         assert min(w, key=w.get) == CORRUPT, (seed, w)

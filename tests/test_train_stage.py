@@ -37,15 +37,42 @@ def _opts(root: Path) -> RunOptions:
     return RunOptions(model=str(root / "model"), grpo_group=4, lora_r=4, lora_alpha=8)
 
 
+def _sampler_factory():
+    """The stage's online-GRPO sampler with the repo's judge settings, selection only (fast)."""
+    import yaml
+
+    from daj.params import Params
+    from stages.train import rollout_sampler_factory
+
+    params = Params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    params["judge"].update(max_new_tokens=0, force_selection=True)
+    if "mode" in params["judge"]:
+        params["judge"]["mode"] = "select"
+    return rollout_sampler_factory(params)
+
+
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_every_reweight_runs(assets, tmp_path, objective):
+    factory = _sampler_factory() if objective == "grpo" else None
     for reweight in REWEIGHTS:
-        cfg = TrainConfig(objective=objective, reweight=reweight, steps=2, grad_accum=1, meta_lr=0.1)
-        res = run(cfg, _opts(assets), assets / "pairs", metrics_json=tmp_path / f"{reweight}.json", progress=False)
+        cfg = TrainConfig(objective=objective, reweight=reweight, steps=2, grad_accum=1, meta_lr=0.1,
+                          batch_size=2 if objective == "grpo" else 1)
+        res = run(cfg, _opts(assets), assets / "pairs", metrics_json=tmp_path / f"{reweight}.json", progress=False,
+                  sampler_factory=factory)
         s = json.loads((tmp_path / f"{reweight}.json").read_text())
         assert s["objective"] == objective and s["reweight"] == reweight and s["steps"] == 2
+        assert s["optimizer_steps"] == 2
         for key in ("final_loss", "meta_loss", "meta_acc", "seconds_per_step", "peak_rss_mb"):
             assert isinstance(s[key], float) and s[key] == s[key], key
+        if objective == "grpo":  # online: a fresh group of 4 for each of 2 prompts at each of 2 steps
+            assert [r["rollout_responses"] for r in res.history] == [8, 8]
+            assert s["rollouts"]["responses"] == 16
+            assert s["meta_loss"] == pytest.approx(-s["meta_reward"], abs=1e-5)
+            assert s["final_loss"] == pytest.approx(0.0, abs=1e-4)  # ratio 1, advantages sum to 0 per group
+        else:
+            assert s["final_loss"] > 0  # dpo, kto, orpo losses are positive
+        if reweight != "none":
+            assert any(r.get("hypergrad_norm", 0) > 0 for r in res.history)
         assert ("domain_weights" in s) == (reweight == "domain")
         if reweight == "domain":
             w = s["domain_weights"]
@@ -54,8 +81,11 @@ def test_every_reweight_runs(assets, tmp_path, objective):
             assert max(abs(v - 1) for v in w.values()) > 1e-4  # the upper level moved them
         if reweight == "none":
             assert all(r["loss"] == pytest.approx(r["unweighted_loss"]) for r in res.history)
-        if reweight == "instance_table":
+        if reweight == "instance_table":  # the table moved, and differently per instance
             assert res.final["instance_spread"]["std"] > 0
+        if reweight == "instance_net":  # the net's weights of the last step's samples moved off 1
+            spread = res.final["instance_spread"]
+            assert max(abs(spread["min"] - 1), abs(spread["max"] - 1)) > 1e-4, spread
 
 
 def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
@@ -75,11 +105,14 @@ def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = json.loads((tmp_path / "metrics" / "train.json").read_text())
     assert s["objective"] == "kto" and s["reweight"] == "domain" and s["steps"] == params["train"]["steps"]
+    n_opt = params["train"]["steps"] // params["train"]["grad_accum"]
+    assert s["optimizer_steps"] == n_opt
     assert set(s["domain_weights"]) == {"alpha", "beta", "gamma"}
     for name in ("domain_weights.csv", "domain_weights.png", "losses.csv", "losses.png"):
         assert (tmp_path / "metrics" / "train" / "curves" / name).stat().st_size > 0
     rows = (tmp_path / "metrics" / "train" / "curves" / "domain_weights.csv").read_text().splitlines()
-    assert rows[0] == "step,alpha,beta,gamma" and len(rows) == params["train"]["steps"] + 1
+    assert rows[0] == "step,alpha,beta,gamma" and len(rows) == n_opt + 1
+    assert rows[-1].split(",")[0] == str(params["train"]["steps"])  # x = lower iteration
     assert (tmp_path / "models" / "ckpt" / "state.pt").exists()
 
     from daj.models.loading import load_causal_lm
@@ -91,18 +124,75 @@ def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
     assert tok.eos_token == "<|im_end|>"
 
 
+def _curves(metrics_dir: Path) -> dict[str, str]:
+    """Every plot file a run leaves (dvclive's step logs and our CSVs), by relative path; timings out."""
+    out = {}
+    for f in sorted(metrics_dir.rglob("*")):
+        if f.is_file() and f.suffix in (".tsv", ".csv") and "seconds" not in f.name:
+            rows = [",".join(c for i, c in enumerate(line.replace("\t", ",").split(",")) if i != 1 or "timestamp" not in
+                             line) for line in f.read_text().splitlines()]
+            out[str(f.relative_to(metrics_dir))] = rows
+    return out
+
+
+def _no_timings(s: dict) -> dict:
+    return {k: v for k, v in s.items() if k not in ("seconds_per_step", "peak_rss_mb", "peak_gpu_mb")}
+
+
 def test_resume_continues_exactly(assets, tmp_path):
     def cfg(steps):
         return TrainConfig(objective="dpo", reweight="domain", steps=steps, grad_accum=2, meta_lr=0.1)
 
-    straight = run(cfg(4), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "a", progress=False)
-    run(cfg(2), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "b", progress=False)
-    resumed = run(cfg(4), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "b", progress=False)
-    assert [r["step"] for r in resumed.history] == [1, 2, 3, 4]
-    a, b = summary(cfg(4), straight), summary(cfg(4), resumed)
+    straight = run(cfg(8), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "a", progress=False,
+                   metrics_dir=tmp_path / "ma")
+    run(cfg(4), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "b", progress=False, metrics_dir=tmp_path / "mb")
+    resumed = run(cfg(8), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "b", progress=False,
+                  metrics_dir=tmp_path / "mb")
+    assert [r["step"] for r in resumed.history] == [2, 4, 6, 8]  # lower iterations, 2 per optimizer step
+    a, b = summary(cfg(8), straight), summary(cfg(8), resumed)
     assert b["final_loss"] == pytest.approx(a["final_loss"], rel=1e-5)
     for d, w in a["domain_weights"].items():
         assert b["domain_weights"][d] == pytest.approx(w, rel=1e-5)
+    # the resumed run's curves hold every step, like the straight run's (dvclive logs included)
+    ca, cb = _curves(tmp_path / "ma"), _curves(tmp_path / "mb")
+    assert set(ca) == set(cb) and any(k.endswith(".tsv") for k in ca)
+    evals = ("meta_loss", "meta_acc", "meta_reward_acc", "losses.csv")  # the first run also evaluated at its end
+    for name in ca:
+        if not any(e in name for e in evals):
+            assert len(ca[name]) == len(cb[name]) == 5, name  # header + 4 optimizer steps
+
+
+def test_a_repeated_finished_run_equals_a_fresh_one(assets, tmp_path):
+    """`dvc repro -f` after a complete run: the finished checkpoint is not resumed (0 steps, empty
+    curves); the run trains again and writes the metrics and curves of a fresh run."""
+    cfg = TrainConfig(objective="dpo", reweight="instance_table", steps=4, grad_accum=2, meta_lr=0.1)
+    kw = dict(ckpt_dir=tmp_path / "ckpt", metrics_dir=tmp_path / "m", metrics_json=tmp_path / "train.json",
+              progress=False)
+    run(cfg, _opts(assets), assets / "pairs", **kw)
+    first, curves = json.loads((tmp_path / "train.json").read_text()), _curves(tmp_path / "m")
+    again = run(cfg, _opts(assets), assets / "pairs", **kw)
+    assert [r["step"] for r in again.history] == [2, 4]
+    assert _no_timings(json.loads((tmp_path / "train.json").read_text())) == _no_timings(first)
+    assert _curves(tmp_path / "m") == curves
+    assert (tmp_path / "m" / "curves" / "instance_weights.csv").exists()
+
+
+def test_dvc_plots_read_every_curve_file(assets, tmp_path):
+    """dvc.yaml plots the whole curves folder with x = step: every file there must be plot data
+    (the per-instance weights mapping used to sit there and broke `dvc plots show`)."""
+    cfg = TrainConfig(objective="dpo", reweight="instance_table", steps=2, grad_accum=1, meta_lr=0.1)
+    run(cfg, _opts(assets), assets / "pairs", metrics_dir=tmp_path / "metrics" / "train", progress=False)
+    assert (tmp_path / "metrics" / "train" / "instance_weights.json").exists()
+    (tmp_path / "dvc.yaml").write_text("plots:\n  - metrics/train/curves:\n      x: step\n")
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run(dvc + ["init", "--no-scm", "-q"], cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    proc = subprocess.run(dvc + ["plots", "show", "--json"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert "errors" not in shown, shown.get("errors")
+    rows = shown["data"]["metrics/train/curves/instance_weights.csv"][0]["content"]["data"]["values"]
+    assert [r["step"] for r in rows] == ["1", "2"] and all("p50" in r for r in rows)
 
 
 def test_bad_pairs_file_names_file_line_field(assets, tmp_path):
@@ -113,7 +203,7 @@ def test_bad_pairs_file_names_file_line_field(assets, tmp_path):
     lines[2] = json.dumps(row)
     (tmp_path / "pairs" / "lower.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(DajError) as err:
-        run(TrainConfig(steps=1), _opts(assets), tmp_path / "pairs", judge_out=tmp_path / "judge", progress=False)
+        run(TrainConfig(steps=2), _opts(assets), tmp_path / "pairs", judge_out=tmp_path / "judge", progress=False)
     assert "lower.jsonl:3" in str(err.value) and "chosen" in str(err.value)
     assert not (tmp_path / "judge").exists()
 
@@ -138,7 +228,7 @@ def test_reference_store_is_shared_across_runs_and_changes_nothing(assets, tmp_p
     from daj.train.logprobs import TokenizedSeq
     from daj.train.refcache import ReferenceStore, model_key
 
-    cfg = TrainConfig(objective="dpo", reweight="domain", steps=3, grad_accum=2, meta_lr=0.1)
+    cfg = TrainConfig(objective="dpo", reweight="domain", steps=6, grad_accum=2, meta_lr=0.1)
     plain = summary(cfg, run(cfg, _opts(assets), assets / "pairs", progress=False))
     opts = dataclasses.replace(_opts(assets), ref_cache_dir=str(tmp_path / "ref"))
     first = summary(cfg, run(cfg, opts, assets / "pairs", progress=False))
