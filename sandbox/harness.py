@@ -1060,9 +1060,20 @@ def _equal(got: object, want: object) -> bool:
         return False
 
 
+def _open_regular(path: str):
+    """A candidate-written file, opened only if it is a regular file (no symlink, FIFO or device)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError("not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def _read_head(path: str, limit: int) -> bytes:
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             return fh.read(limit)
     except OSError:
         return b""
@@ -1070,7 +1081,7 @@ def _read_head(path: str, limit: int) -> bytes:
 
 def _read_tail(path: str, limit: int = STDERR_KEEP) -> str:
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             fh.seek(0, os.SEEK_END)
             fh.seek(max(0, fh.tell() - limit))
             return fh.read().decode("utf-8", "replace")

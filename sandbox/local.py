@@ -52,7 +52,8 @@ def python_roots(python: str = sys.executable) -> list[str]:
     return sorted(r for r in roots if not r.startswith("/usr/") and r != "/usr")
 
 
-def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path | None = None) -> list[str]:
+def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path | None = None,
+                  seccomp: bool = True) -> list[str]:
     """The bwrap command line that starts the harness server (of `harness_dir`, default HARNESS_DIR)."""
     harness_dir = harness_dir or HARNESS_DIR
     # --as-pid-1: the harness server is the sandbox's init (no bwrap reaper holding the protocol pipes
@@ -81,7 +82,7 @@ def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path | 
     for key, value in SANDBOX_ENV.items():
         cmd += ["--setenv", key, value]
     cmd += ["--", inner_python, "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
-    return cmd
+    return cmd if seccomp else [*cmd, "--no-seccomp"]
 
 
 class Cgroup:
@@ -243,7 +244,7 @@ def local_server(config: SandboxConfig, python: str = sys.executable) -> Harness
     def open_isolated() -> ProcessChannel:
         name = f"sbx-{os.getpid()}-{next(_counter)}"
         cgroup = Cgroup(name, config.pids_limit, config.sandbox_memory_mb, config.sandbox_cpus)
-        return ProcessChannel(bwrap_command(bwrap, python), cgroup)
+        return ProcessChannel(bwrap_command(bwrap, python, seccomp=config.seccomp), cgroup)
 
     if bwrap:
         server = HarnessServer(open_isolated, name="bwrap", retries=config.retries)
@@ -261,16 +262,17 @@ def local_server(config: SandboxConfig, python: str = sys.executable) -> Harness
                   "isolation (no namespaces, only rlimits)", stacklevel=2)
     print("WARNING: running untrusted candidates without a sandbox (execute.allow_unsandboxed)",
           file=sys.stderr)
-    return unsandboxed_server(python, config.retries)
+    return unsandboxed_server(python, config.retries, config.seccomp)
 
 
-def unsandboxed_server(python: str = sys.executable, retries: int = 1) -> HarnessServer:
+def unsandboxed_server(python: str = sys.executable, retries: int = 1, seccomp: bool = True) -> HarnessServer:
     """The harness server as a plain subprocess with its own tmp directory (no isolation)."""
 
     def open_plain() -> ProcessChannel:
         tmp = tempfile.mkdtemp(prefix="daj-unsandboxed-")
         env = {**SANDBOX_ENV, "HOME": tmp, "TMPDIR": tmp}
-        return ProcessChannel([python, "-s", str(HARNESS_DIR / "harness.py"), "--tmp-root", tmp],
+        flags = [] if seccomp else ["--no-seccomp"]
+        return ProcessChannel([python, "-s", str(HARNESS_DIR / "harness.py"), "--tmp-root", tmp, *flags],
                               env=env, cwd=tmp, cleanup_dir=tmp)
 
     server = HarnessServer(open_plain, name="unsandboxed", retries=retries)

@@ -417,3 +417,16 @@ def test_a_harness_fault_is_an_error_not_a_verdict(tmp_path):
     with Runner(cfg, progress=False) as r, pytest.raises(DajError, match="not JSON"):
         r.judge([(broken, DOUBLE_RIGHT)])
     assert not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_without_seccomp_a_killed_zygote_only_costs_a_fresh_server():
+    cfg = SandboxConfig(**{**CFG.__dict__, "seccomp": False})
+    kill_zygote = ("import os\nstat = open(f'/proc/{os.getppid()}/stat').read()\n"  # the host's parent
+                   "os.kill(int(stat[stat.rfind(')') + 2:].split()[1]), 9)\n")
+    with Runner(cfg, progress=False) as r:
+        first = r.judge([(ECHO, kill_zygote + ECHO_RIGHT)])[0]
+        assert r.servers[0].hello["seccomp"] is False
+        assert r.servers[0].channel is None  # the server asked to be replaced
+        after = r.judge([(ECHO, ECHO_RIGHT), (ECHO, "print('wrong')")])
+    assert first["status"] in ("pass", "runtime_error")
+    assert [v["passed"] for v in after] == [True, False]
