@@ -93,7 +93,7 @@ class Runner:
             while len(self.servers) < n:
                 self.servers.append(make_server(self.config, self.backend))
                 if len(self.servers) == 1:
-                    self._report(self.servers[0].hello)
+                    self._report(self.servers[0])
         except SandboxStartError as e:
             self.close()
             raise DajError(str(e), field="execute.backend") from None
@@ -102,12 +102,17 @@ class Runner:
             pool.put(server)
         return pool
 
-    def _report(self, hello: dict) -> None:
-        """What the sandbox actually enforces, from the harness' own hello line."""
-        log.info("sandbox %s: pid namespace %s, seccomp %s, trusted processes dumpable %s, /dev %s",
-                 self.backend, "own" if hello.get("own_pid_ns") else "shared",
+    def _report(self, server: HarnessServer) -> None:
+        """What the sandbox actually enforces, from the harness' own hello line and the cgroups made."""
+        hello = server.hello
+        cgroup = getattr(server.channel, "cgroup", None)
+        limits = [d.parent.parent.name for d in cgroup.dirs] if cgroup and cgroup.dirs else []
+        log.info("sandbox %s: pid namespace %s, seccomp %s, trusted processes dumpable %s, /dev %s, "
+                 "cgroup limits %s", self.backend, "own" if hello.get("own_pid_ns") else "shared",
                  "on" if hello.get("seccomp") else "OFF", "yes" if hello.get("dumpable") else "no",
-                 "writable" if hello.get("dev_writable") else "read-only")
+                 "writable" if hello.get("dev_writable") else "read-only",
+                 ", ".join(limits) if limits else ("none (rlimits only)" if self.backend == "local" else
+                                                   "by the backend"))
         if self.config.seccomp and not hello.get("seccomp"):
             log.warning("execute.seccomp is true but the seccomp filter did not load (pyseccomp/libseccomp "
                         "missing?): candidates can signal the sandbox's own processes")
