@@ -398,14 +398,14 @@ def expected_test_names(test_code: str) -> list[str]:
     return sorted(names)
 
 
-def _method_codes(code_obj, class_name: str = "TestCases") -> dict[str, bytes]:
-    """co_code of each function in the body of `class_name`, from the compiled test code alone."""
-    out: dict[str, bytes] = {}
+def _method_codes(code_obj) -> dict[tuple[str, str], bytes]:
+    """co_code of each function defined in a class body of the compiled test code alone."""
+    out: dict[tuple[str, str], bytes] = {}
     for const in code_obj.co_consts:
-        if hasattr(const, "co_code") and const.co_name == class_name:
+        if hasattr(const, "co_code"):
             for inner in const.co_consts:
                 if hasattr(inner, "co_code"):
-                    out[inner.co_name] = inner.co_code
+                    out[(const.co_name, inner.co_name)] = inner.co_code
     return out
 
 
@@ -423,7 +423,8 @@ def _unittest_fingerprint() -> dict:
         for k, v in vars(module).items():
             if not k.startswith("__") and type(v) is not type(sys):  # submodules appear on import
                 marks[(module.__name__, k)] = id(v)
-    for name in ("exec", "eval", "compile", "__import__", "isinstance", "getattr", "type", "super"):
+    for name in ("exec", "eval", "compile", "__import__", "__build_class__", "isinstance", "getattr",
+                 "type", "super"):
         marks[("builtins", name)] = id(getattr(builtins, name, None))
     for name in ("settrace", "setprofile", "exit"):
         marks[("sys", name)] = id(getattr(sys, name, None))
@@ -468,11 +469,13 @@ def run_unittest(spec: dict, res: int) -> None:
         if _changed(before):
             return "the unittest machinery or a tracing hook was modified"
         for name in expected:
-            fn = cls.__dict__.get(name)
+            owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+            fn = vars(owner).get(name) if owner is not None else None
             while fn is not None and getattr(fn, "__wrapped__", None) is not None:  # @patch, @wraps
                 fn = fn.__wrapped__
             code = getattr(fn, "__code__", None)
-            if code is None or (name in reference and code.co_code != reference[name]):
+            ref = reference.get((owner.__name__, name)) if owner is not None else None
+            if code is None or (ref is not None and code.co_code != ref):
                 return f"{name} was replaced"
         return ""
 
