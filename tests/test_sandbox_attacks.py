@@ -430,3 +430,35 @@ def test_without_seccomp_a_killed_zygote_only_costs_a_fresh_server():
         after = r.judge([(ECHO, ECHO_RIGHT), (ECHO, "print('wrong')")])
     assert first["status"] in ("pass", "runtime_error")
     assert [v["passed"] for v in after] == [True, False]
+
+
+def test_unittest_guard_accepts_real_test_idioms(runner):
+    # inherited tests, @patch, setUpClass, subTest, assertRaises and importing unittest.mock are no tampering
+    tests = textwrap.dedent('''
+        import os
+        import unittest
+        from unittest.mock import patch
+        class Base(unittest.TestCase):
+            def test_base(self):
+                self.assertEqual(task_func(1), 1)
+        class TestCases(Base):
+            @classmethod
+            def setUpClass(cls):
+                cls.two = 2
+            @patch("os.getcwd")
+            def test_patched(self, cwd):
+                cwd.return_value = "/x"
+                self.assertEqual((os.getcwd(), task_func(self.two)), ("/x", 4))
+            def test_sub(self):
+                for i in range(3):
+                    with self.subTest(i=i):
+                        self.assertEqual(task_func(i), i * i)
+            def test_raises(self):
+                with self.assertRaises(ValueError):
+                    task_func(-1)
+        ''')
+    problem = {"id": "bcb/i", "tests": {"type": "unittest", "public": [], "private": [], "code": tests,
+                                        "timeout_s": 20}}
+    right = "from unittest import mock\ndef task_func(x):\n    if x < 0:\n        raise ValueError\n    return x * x"
+    verdicts = runner.judge([(problem, right), (problem, right.replace("return x * x", "return x * x + (x == 2)"))])
+    assert [(v["passed"], v["tests_passed"], v["tests_total"]) for v in verdicts] == [(True, 4, 4), (False, 2, 4)]
