@@ -33,6 +33,7 @@ from sandbox.docker_backend import (
     docker_ready,
     docker_server,
     harness_digest,
+    remove_stale,
 )
 from sandbox.jobs import build_job
 from sandbox.runner import Runner, choose_backend
@@ -379,10 +380,33 @@ def test_live_nothing_is_left_on_the_daemon():
     client = docker_client()
     srv = docker_server(LIVE)
     assert passes(srv, "print(2)", "2")[0]
+    container_id = srv.channel.container.id
+    assert container_id in {c.id for c in client.containers.list(filters={"label": LABEL})}
     srv.close()
-    mine = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={socket.gethostname()}:{os.getpid()}"})
-    assert [c for c in mine if c.id.startswith(srv.channel.container.id if srv.channel else "-")] == []
+    assert container_id not in {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
     assert backend_identity(LIVE, client).startswith("docker:sha256:")
+
+
+@pytest.mark.slow
+def test_live_containers_of_a_dead_daj_process_are_removed():
+    live_image_or_skip()
+    client = docker_client()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer exists
+    labels = {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{gone.pid}"}
+    stale = client.containers.create(TEST_IMAGE, command=["true"], labels=labels, network_mode="none")
+    alive = client.containers.create(TEST_IMAGE, command=["true"], network_mode="none",
+                                     labels={LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"})
+    try:
+        assert remove_stale(client) >= 1
+        ids = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+        assert stale.id not in ids and alive.id in ids
+    finally:
+        for c in (stale, alive):
+            try:
+                c.remove(force=True)
+            except Exception:  # noqa: BLE001 - already removed
+                pass
 
 
 def humaneval_pairs(n: int = 24) -> list[tuple[dict, str]]:
@@ -397,12 +421,17 @@ def humaneval_pairs(n: int = 24) -> list[tuple[dict, str]]:
     return pairs
 
 
+# abc301_e: all three submissions run into the time limit (24 s of wall clock each); the verdict
+# is the same either way, but it is slow and a load-dependent one: left to benchmarks/execute_backends.py
+SLOW = {"lcb/abc301_e"}
+
+
 def lcb_pairs(limit: int = 12) -> list[tuple[dict, str]]:
     """Real submissions of the three LiveCodeBench pools on the first problems, public tests."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from lcb_agreement import load
 
-    return [(p, c["code"]) for _, p, c in load("public", limit, data=DATA / "lcb")]
+    return [(p, c["code"]) for _, p, c in load("public", limit, data=DATA / "lcb") if p["id"] not in SLOW]
 
 
 @pytest.mark.slow
@@ -411,7 +440,7 @@ def test_live_same_verdicts_as_local_on_humaneval_and_livecodebench():
     if not (DATA / "humaneval").is_dir() or not (DATA / "lcb").is_dir():
         pytest.skip("the shared HumanEval/LCB data is not on this machine")
     pairs = humaneval_pairs() + lcb_pairs()
-    assert len(pairs) == 48 + 36
+    assert len(pairs) == 48 + 33
     base = dict(timeout_s=6, wall_factor=4, workers=2, cache_dir=None)
     verdicts = {}
     for backend in ("local", "docker"):
