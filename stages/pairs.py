@@ -67,11 +67,10 @@ def main(params: Params) -> None:
         tokenizer = runners.tokenizer()
         with atomic_dir(OUT_DIR) as tmp:
             for split, (policies, models, counts, prompts) in work.items():
-                writers = [Writer(m.name, runners.runner(m), seed if m.seed is None else m.seed,
-                                  desc=f"pairs {split}: {m.name} ({runners.runner(m).label})") for m in models]
+                writers = [Writer(m.name, lambda m=m: runners.runner(m), seed if m.seed is None else m.seed,
+                                  done=lambda m=m, split=split: runners.release(split, m)) for m in models]
                 result = judge_pairs(split, prompts, writers, tokenizer, responses, levels, seed,
                                      max_chars=settings.max_prompt_chars)
-                runners.release(split)
                 write_jsonl(tmp / f"{split}.jsonl", result.records)
                 write_jsonl(tmp / f"{split}_scored.jsonl", result.scored)
                 metrics[split] = {"policies": policies, "trajectory_models": [m.describe(judge_spec) for m in models],

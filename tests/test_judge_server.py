@@ -281,3 +281,38 @@ def test_forced_selection_on_an_http_trajectory_model_is_refused_before_any_work
         pairs_stage.main(load_params())
     assert err.value.field == "pairs.upper_trajectories[0].force_selection"
     assert not (tmp_path / "data/pairs").exists()
+
+
+def test_engines_are_built_on_first_use_and_closed_after_their_last(monkeypatch):
+    from daj.judge import trajectories
+    from daj.judge.runner import JudgeSettings
+    from daj.params import Params
+
+    events = []
+
+    class Fake:
+        def __init__(self, spec):
+            self.name = spec["model"]
+            events.append(f"open {self.name}")
+
+        def score_continuations(self, prompt, prefix, options):
+            return [0.0] * len(options)
+
+        def close(self):
+            events.append(f"close {self.name}")
+
+    monkeypatch.setattr(trajectories, "make_named_engine", lambda spec, path, field_of: Fake(spec))
+    spec = {"backend": "hf", "device": "cpu"}
+    params = Params({"judge": {"cache_dir": None}, "pairs": {
+        "lower_trajectories": [{"name": "a", "model": "A", **spec}, {"name": "b", "model": "B", **spec}],
+        "upper_trajectories": [{"name": "a2", "model": "A", **spec, "temperature": 0.1},
+                               {"name": "c", "model": "C", **spec}]}})
+    levels = {lv: trajectories.parse_trajectories(params, lv, JudgeSettings()) for lv in ("lower", "upper")}
+    runners = trajectories.TrajectoryRunners(params, JudgeSettings(), levels)
+    for level, models in levels.items():
+        for m in models:
+            runner = runners.runner(m)
+            assert runner.settings.temperature == (0.1 if m.name == "a2" else 0.7)
+            runners.release(level, m)
+    # A serves a (lower) and a2 (upper, other settings): one engine, closed after a2
+    assert events == ["open A", "open B", "close B", "close A", "open C", "close C"]

@@ -20,6 +20,7 @@ Ids (stable across runs with the same inputs):
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,9 +105,10 @@ class Writer:
     """A trajectory model answering the pair prompts: its name in the records, its runner, its seed."""
 
     name: str
-    runner: JudgeRunner
+    runner: JudgeRunner | Callable[[], JudgeRunner]  # or a factory called when its turn comes
     seed: int
     desc: str | None = None  # progress-bar label
+    done: Callable[[], None] | None = None  # called once its answers are in (frees its engine)
 
 
 def _summary(rows: list[dict], n_records: int) -> dict:
@@ -127,6 +129,10 @@ def _summary(rows: list[dict], n_records: int) -> dict:
     }
 
 
+def _runner(w: Writer) -> JudgeRunner:
+    return w.runner if isinstance(w.runner, JudgeRunner) else w.runner()
+
+
 def judge_pairs(split: str, prompts: list[PairPrompt], writers: list[Writer] | JudgeRunner, tokenizer,
                 responses: int, levels: RewardLevels, seed: int, max_chars: int | None = None) -> PairsResult:
     """Sample `responses` answers per ordered pair from every writer, score them, build the records.
@@ -138,14 +144,18 @@ def judge_pairs(split: str, prompts: list[PairPrompt], writers: list[Writer] | J
     """
     if isinstance(writers, JudgeRunner):
         writers = [Writer("judge", writers, seed)]
-    max_chars = writers[0].runner.settings.max_prompt_chars if max_chars is None else max_chars
+    if max_chars is None:
+        max_chars = _runner(writers[0]).settings.max_prompt_chars
     chats = [build_messages(p.problem, [p.shown[0].code, p.shown[1].code], max_chars) for p in prompts]
     answers, costs = [], {}
     for w in writers:
-        got, stats = w.runner.respond([JudgeRequest(chat, 2, n=responses, seed=w.seed) for chat in chats],
-                                      desc=w.desc)
+        runner = _runner(w)
+        got, stats = runner.respond([JudgeRequest(chat, 2, n=responses, seed=w.seed) for chat in chats],
+                                    desc=w.desc or f"pairs {split}: {w.name} ({runner.label})")
         answers.append(got)
         costs[w.name] = stats
+        if w.done is not None:
+            w.done()
     records, scored = [], []
     records_by_writer: Counter = Counter()
     per_domain: dict[str, Counter] = defaultdict(Counter)

@@ -131,7 +131,7 @@ class TrajectoryRunners:
     """The runners of the trajectory models of every level (`levels`: level -> models, in run order).
 
     Engines are built on first use, shared by trajectory models with equal engines, and closed
-    after the last level that uses them (at paper scale each may hold a GPU).
+    as soon as no later trajectory model uses them (at paper scale each may hold a GPU).
     """
 
     def __init__(self, params, settings: JudgeSettings, levels: dict[str, list[TrajectoryModel]]):
@@ -179,15 +179,17 @@ class TrajectoryRunners:
             return self._judge_tokenizer
         return judge_tokenizer(None, self.params)
 
-    def release(self, level: str) -> None:
-        """Close the engines of `level` that no later level uses."""
-        names = list(self.levels)
-        later = {m.engine_key() for name in names[names.index(level) + 1:] for m in self.levels[name]}
-        for key in {m.engine_key() for m in self.levels[level]} - later:
-            engine = self.engines.pop(key, None)
-            if engine is not None:
-                engine.close()
-                self.runners = {i: r for i, r in self.runners.items() if i[0] != key}
+    def release(self, level: str, model: TrajectoryModel) -> None:
+        """Close `model`'s engine unless a later trajectory model (in run order) uses the same one."""
+        order = [(name, m) for name, models in self.levels.items() for m in models]
+        at = next(i for i, (name, m) in enumerate(order) if name == level and m is model)
+        key = model.engine_key()
+        if any(m.engine_key() == key for _, m in order[at + 1:]):
+            return
+        engine = self.engines.pop(key, None)
+        if engine is not None:
+            engine.close()
+            self.runners = {i: r for i, r in self.runners.items() if i[0] != key}
 
     def close(self) -> None:
         for engine in self.engines.values():
