@@ -83,6 +83,10 @@ def test_pure_position_bias_cancels(sample):
     # each order alone: always position 1, so half right, and the orders never agree
     assert all(c.forward.selection == 1 and c.backward.selection == 1 for _, c in flat)
     assert swap_consistency((c.forward.selection, c.backward.selection) for _, c in flat) == 0.0
+    for order in ("forward", "backward"):  # 50% accuracy in each order
+        right = [picked_program(SwapRequest(getattr(r, order), None), getattr(c, order).selection) == GOOD
+                 for r, c in flat]
+        assert sum(right) / len(right) == 0.5
     # combined: the bias cancels exactly, so the two programs score the same ...
     assert all(c.method == "logprob" and c.scores[0] == pytest.approx(c.scores[1]) for _, c in flat)
     # ... and the choice does not depend on which order the caller calls forward
