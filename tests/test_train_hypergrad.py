@@ -85,21 +85,27 @@ def _cos(a, b):
 
 
 def test_domain_hypergradient_matches_unrolled():
+    """Non-uniform domain weights: the lower step must use them (checked against a weighted SGD step)."""
     x, y, domain, xv, yv, theta0 = _problem()
     model = DomainWeights(["a", "b", "c"])
+    logits0 = torch.tensor([0.6, -0.4, 0.2])
+    with torch.no_grad():
+        model.logits.copy_(logits0)
+    assert model.table().std() > 0.3
     betty_grad = _betty_hypergrad(model, x, y, domain, xv, yv, theta0)
-    exact = _exact(lambda logits: 3 * torch.softmax(logits, 0)[domain], torch.zeros(3), x, y, xv, yv, theta0)
-    assert torch.equal(torch.sign(betty_grad), torch.sign(exact)), (betty_grad, exact)
+    exact = _exact(lambda logits: 3 * torch.softmax(logits, 0)[domain], logits0, x, y, xv, yv, theta0)
+    big = exact.abs() > 0.1 * exact.abs().max()  # darts is a first-order estimate: tiny components may differ
+    assert torch.equal(torch.sign(betty_grad[big]), torch.sign(exact[big])), (betty_grad, exact)
     assert _cos(betty_grad, exact) >= 0.9, (betty_grad, exact)
     assert exact[2] > 0  # raising the corrupted domain's weight hurts the meta loss
-    # after the Adam step the corrupted domain has the lowest weight
-    w = model.table().detach()
-    assert int(w.argmin()) == 2
+    assert model.logits.detach()[2] < logits0[2]  # and the upper Adam step lowered it
 
 
 def test_instance_table_hypergradient_matches_unrolled():
     x, y, domain, xv, yv, theta0 = _problem(seed=3)
     model = InstanceTable(len(x))
+    with torch.no_grad():  # non-uniform weights (0.3 .. 2.3) so the lower step must apply them
+        model.raw.copy_(torch.log(torch.expm1(torch.linspace(0.3, 2.3, len(x)))))
     raw0 = model.raw.detach().clone()
     betty_grad = _betty_hypergrad(model, x, y, domain, xv, yv, theta0)
     exact = _exact(lambda raw: torch.nn.functional.softplus(raw), raw0, x, y, xv, yv, theta0)

@@ -1,4 +1,5 @@
-"""Per-sample losses agree with TRL 1.16 on the same tiny model and batch (all weights 1)."""
+"""Per-sample losses agree, sample by sample, with TRL 1.16 (DPO, KTO, ORPO's odds-ratio term) or with
+an independent computation from raw logits (GRPO, KTO with the production pairing at batch size 1)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from daj.train.losses import (
     DPO,
     KTO,
     ORPO,
+    balanced_kto_weights,
     grpo_advantages,
     grpo_losses,
     kto_losses,
@@ -43,6 +45,21 @@ def setup(tmp_path_factory):
     return root, tok, ref, policy
 
 
+@pytest.fixture
+def fresh(setup):
+    """Models loaded anew (the TRL tests hand `setup`'s models to trainers that may change them)."""
+    from transformers import AutoModelForCausalLM
+
+    root, tok, _, _ = setup
+    ref = AutoModelForCausalLM.from_pretrained(root / "model").eval()
+    policy = copy.deepcopy(ref)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return root, tok, ref, policy
+
+
 def test_dpo_matches_trl(setup, tmp_path):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -58,11 +75,13 @@ def test_dpo_matches_trl(setup, tmp_path):
     args = DPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], beta=BETA,
                      per_device_train_batch_size=4)
     trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=ds, processing_class=tok)
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
-    with torch.no_grad():
-        theirs = trainer.compute_loss(trainer.model, batch)
-    assert abs(float(theirs) - 0.6931) > 1e-3  # the perturbation moved the policy off the reference
-    assert float(ours.detach().mean()) == pytest.approx(float(theirs), abs=1e-5)
+    theirs = []
+    for i in range(len(rows)):  # TRL's loss of a one-pair batch is that pair's loss
+        with torch.no_grad():
+            theirs.append(float(trainer.compute_loss(trainer.model, trainer.data_collator([trainer.train_dataset[i]]))))
+    assert max(abs(t - 0.6931) for t in theirs) > 1e-3  # the perturbation moved the policy off the reference
+    assert max(theirs) - min(theirs) > 1e-4  # pairs differ, so a per-sample mix-up would show
+    assert ours.detach().tolist() == pytest.approx(theirs, abs=1e-5)
 
 
 def test_kto_matches_trl(setup, tmp_path):
@@ -78,7 +97,7 @@ def test_kto_matches_trl(setup, tmp_path):
     data.compute_reference(ref)
     batch = data.batch(range(n))
     assert torch.allclose(batch["class_weight"], torch.ones(n))  # balanced set: weights 1
-    ours = KTO(beta=BETA).per_sample(policy, batch)
+    ours = KTO(beta=BETA).per_sample(policy, batch).detach()
 
     ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["response"], "label": r["label"] == "correct"}
                             for r in rows])
@@ -88,7 +107,69 @@ def test_kto_matches_trl(setup, tmp_path):
     tbatch = trainer.data_collator([trainer.train_dataset[i] for i in range(n)])
     with torch.no_grad():
         theirs = trainer.compute_loss(trainer.model, tbatch)
-    assert float(ours.detach().mean()) == pytest.approx(float(theirs), abs=1e-5)
+    assert float(ours.mean()) == pytest.approx(float(theirs), abs=1e-5)
+    # TRL returns the batch mean only; per sample, each loss must be the formula on that sample with
+    # the batch's shared reference point z, computed here from raw logits
+    z = max(0.0, sum(_logp(policy, tok, r["prompt"], rows[(i - 1) % n]["response"])
+                     - _logp(ref, tok, r["prompt"], rows[(i - 1) % n]["response"]) for i, r in enumerate(rows)) / n)
+    for i, r in enumerate(rows):
+        ratio = _logp(policy, tok, r["prompt"], r["response"]) - _logp(ref, tok, r["prompt"], r["response"])
+        des = r["label"] == "correct"
+        expected = 1 - _sigmoid(BETA * ((ratio - z) if des else (z - ratio)))
+        assert float(ours[i]) == pytest.approx(expected, abs=1e-5)
+
+
+def _sigmoid(x: float) -> float:
+    import math
+
+    return 1 / (1 + math.exp(-x))
+
+
+def _token_logps(model, tok, prompt: str, response: str) -> list[float]:
+    """Log-probs of the response tokens (and eos), from one plain forward and a float64 log-softmax over
+    the whole vocabulary: independent of daj.train.logprobs (no chunking, no padding, no masks)."""
+    text = prompt + response + tok.eos_token
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    start = next((k for k, (a, b) in enumerate(zip(prompt_ids, ids, strict=False)) if a != b), len(prompt_ids))
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    logp = torch.log_softmax(logits, dim=-1)
+    return [float(logp[t - 1, ids[t]]) for t in range(max(start, 1), len(ids))]
+
+
+def _logp(model, tok, prompt: str, response: str) -> float:
+    return sum(_token_logps(model, tok, prompt, response))
+
+
+def test_kto_production_pairing_at_batch_size_one(fresh):
+    """Production KTO: batch size 1, the KL response is another prompt's (a seeded derangement); each
+    loss is the formula with z from that one mismatched pair, computed from raw logits."""
+    root, tok, ref, policy = fresh
+    rows = read_scored(root / "pairs" / "lower_scored.jsonl")
+    rows = [r for k, r in enumerate(rows) if r["label"] == "correct" or k % 4 == 1]  # unbalanced: w_D != w_U
+    data = PreferenceData("kto", tok, 1024, rows, ["alpha", "beta", "gamma"], seed=3)
+    data.compute_reference(ref)
+    n_des = sum(r["label"] == "correct" for r in rows)
+    w_des, w_und = balanced_kto_weights(n_des, len(rows) - n_des)
+    assert w_des < 1 == w_und
+    checked = 0
+    for i in range(0, len(rows), 2):
+        batch = data.batch([i])
+        ours = float(KTO(beta=BETA).per_sample(policy, batch).detach())
+        partner_ids = batch["kl_seq"]["input_ids"][0][batch["kl_seq"]["attention_mask"][0].bool()].tolist()
+        partner = next(r for r in rows if r["prompt"] != rows[i]["prompt"]
+                       and tok(rows[i]["prompt"] + r["response"] + tok.eos_token,
+                               add_special_tokens=False)["input_ids"] == partner_ids)
+        z = max(0.0, _logp(policy, tok, rows[i]["prompt"], partner["response"])
+                - _logp(ref, tok, rows[i]["prompt"], partner["response"]))
+        ratio = _logp(policy, tok, rows[i]["prompt"], rows[i]["response"]) - _logp(ref, tok, rows[i]["prompt"],
+                                                                                  rows[i]["response"])
+        des = rows[i]["label"] == "correct"
+        expected = (w_des if des else w_und) * (1 - _sigmoid(BETA * ((ratio - z) if des else (z - ratio))))
+        assert ours == pytest.approx(expected, abs=1e-5), i
+        checked += 1
+    assert checked >= 4
 
 
 def test_orpo_matches_trl(setup, tmp_path):
@@ -108,17 +189,23 @@ def test_orpo_matches_trl(setup, tmp_path):
     args = ORPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], beta=BETA,
                       per_device_train_batch_size=4, max_length=1024)
     trainer = ORPOTrainer(model=policy, args=args, train_dataset=ds, processing_class=tok)
-    tbatch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
-    with torch.no_grad():
-        theirs, metrics = trainer.get_batch_loss_metrics(trainer.model, tbatch)
-    their_or = float(theirs) - float(metrics["nll_loss"])
     from daj.train.logprobs import sequence_logps
 
     with torch.no_grad():
         logps, ntok = sequence_logps(policy, batch["seq"])
     nll = (-logps / ntok)[: len(rows)]
-    assert float((ours - nll).detach().mean()) == pytest.approx(their_or, abs=1e-5)
-    assert torch.all(ours > nll)  # the odds-ratio term is positive
+    their_or = []
+    for i in range(len(rows)):  # one pair per batch: TRL's odds-ratio term of that pair
+        with torch.no_grad():
+            theirs, metrics = trainer.get_batch_loss_metrics(
+                trainer.model, trainer.data_collator([trainer.train_dataset[i]]))
+        their_or.append(float(theirs) - float(metrics["nll_loss"]))
+    assert max(their_or) - min(their_or) > 1e-4
+    assert (ours - nll).detach().tolist() == pytest.approx(their_or, abs=1e-5)
+    # and our NLL is the chosen response's token-mean NLL, computed independently
+    for i, r in enumerate(rows):
+        tl = _token_logps(policy, tok, r["prompt"], r["chosen"])
+        assert float(nll[i]) == pytest.approx(-sum(tl) / len(tl), abs=1e-5)
 
 
 def test_kto_formula_and_weights():
@@ -132,6 +219,54 @@ def test_kto_formula_and_weights():
 def test_log1mexp_is_stable():
     x = torch.tensor([-1e-6, -0.1, -0.7, -5.0, -50.0], dtype=torch.float64)
     assert torch.allclose(log1mexp(x), torch.log(1 - torch.exp(x)), rtol=1e-6)
+
+
+def test_grpo_matches_an_independent_computation(fresh):
+    """Per response: GRPO's clipped surrogate with group-normalised advantages and the k3 KL, computed
+    from raw logits in float64 loops, against GRPO.per_sample on a padded batch (old policy != policy
+    != reference, so clipping on both sides and the KL term all matter)."""
+    import copy
+    import math
+
+    from daj.train.losses import GRPO
+
+    root, tok, ref, policy = fresh
+    rows = read_scored(root / "pairs" / "lower_scored.jsonl")
+    data = PreferenceData("grpo", tok, 1024, rows, ["alpha", "beta", "gamma"], grpo_group=4)
+    data.compute_reference(ref)
+    old = copy.deepcopy(policy)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in old.parameters():
+            p.add_(0.03 * torch.randn(p.shape, generator=gen))
+    units = [0, 1]
+    batch = data.batch(units)
+    from daj.train.logprobs import token_logps
+
+    with torch.no_grad():
+        batch["old_token_logps"], _ = token_logps(old, batch["seq"])
+    eps, kl = 0.2, 0.05
+    ours = GRPO(grpo_clip=eps, grpo_kl=kl).per_sample(policy, batch).detach()
+    members = [r for u in units for r in rows if r["group"] == rows[4 * u]["group"]]
+    assert len(members) == 8 and ours.shape == (8,)
+    clipped = 0
+    for k, r in enumerate(members):
+        group = [m for m in members if m["group"] == r["group"]]
+        rewards = [m["reward"] for m in group]
+        mean = sum(rewards) / len(rewards)
+        std = math.sqrt(sum((x - mean) ** 2 for x in rewards) / (len(rewards) - 1))
+        adv = (r["reward"] - mean) / (std + 1e-4)
+        pol = _token_logps(policy, tok, r["prompt"], r["response"])
+        olds = _token_logps(old, tok, r["prompt"], r["response"])
+        refs = _token_logps(ref, tok, r["prompt"], r["response"])
+        terms = []
+        for lp, lo, lr in zip(pol, olds, refs, strict=True):
+            rho = math.exp(lp - lo)
+            clipped += not (1 - eps <= rho <= 1 + eps)
+            surrogate = min(rho * adv, min(max(rho, 1 - eps), 1 + eps) * adv)
+            terms.append(-surrogate + kl * (math.exp(lr - lp) - (lr - lp) - 1))
+        assert float(ours[k]) == pytest.approx(sum(terms) / len(terms), abs=1e-5), k
+    assert clipped > 0  # some tokens' ratios left the trust region
 
 
 def test_grpo_advantages_and_surrogate():
