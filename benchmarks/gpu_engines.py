@@ -13,6 +13,7 @@ downloaded), bf16 on the GPU. Everything runs through daj.engines.hf.HFEngine (g
               with compilation off / mode "default" (no CUDA graphs) / transformers' auto compile
               (reduce-overhead, which failed in transformers 5.17). A variant that fails or passes
               150 s is recorded with its error; the run goes on.
+              Each row keeps a digest of the generated ids: old and new must agree (summary).
   penalty     the repetition penalty alone per step (benchmarks/engines_decode.penalty_step_ms):
               transformers' processor vs ours, and the sampling warpers, on the device; its share of
               a decoding step = (step - no_penalty step) / step.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import platform
 import signal
@@ -133,8 +135,10 @@ def decode_run(engine: HFEngine, batch: int, prompt: int, new: int, params: Samp
     wall = time.perf_counter() - t0
     steps = int(out.shape[1])
     per_step = (wall / steps) if static else (wall - prefill) / max(steps - 1, 1)
+    digest = hashlib.sha256(out.cpu().numpy().tobytes()).hexdigest()[:16]
     return {"batch": batch, "steps": steps, "wall_s": round(wall, 3), "prefill_s": round(prefill, 4) if not static
-            else None, "tokens_per_s": round(batch * steps / wall, 1), "ms_per_step": round(1000 * per_step, 3)}
+            else None, "tokens_per_s": round(batch * steps / wall, 1), "ms_per_step": round(1000 * per_step, 3),
+            "ids_digest": digest}
 
 
 def decode_section(model, cfg: dict, device: str, plan: list[tuple], prompt: int, budget: Budget,
@@ -259,6 +263,9 @@ def main() -> None:
                          "speedup_new_vs_old": round(new_tps / old, 2) if old and new_tps else None,
                          "best_tokens_per_s_any_variant": best,
                          "goal_5x_842_met": (not args.cpu_smoke) and bool(new_tps and new_tps >= 5 * TODAY_TOKENS_PER_S_B64),
+                         # the fast penalty must not change a token: same seed, same prompts, same ids
+                         "old_new_same_tokens": {k: report["decode"]["new"].get(k, {}).get("ids_digest") == r.get(
+                             "ids_digest") for k, r in report["decode"].get("old", {}).items() if "ids_digest" in r},
                          "skipped": budget.skipped, "wall_s": round(time.perf_counter() - start, 1)}
     text = json.dumps(report, indent=2)
     print(text)

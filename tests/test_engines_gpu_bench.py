@@ -32,3 +32,4 @@ def test_gpu_engines_cpu_smoke(tmp_path):
     scoring = report["scoring"]
     assert scoring["one_by_one_ms_per_prompt"] > 0 and scoring["batch4_max_abs_diff"] <= 1e-5
     assert report["summary"]["skipped"] == [] and report["summary"]["goal_5x_842_met"] is False
+    assert report["summary"]["old_new_same_tokens"] == {"1": True, "4": True}

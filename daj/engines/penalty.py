@@ -27,16 +27,23 @@ import torch
 def hf_ignores_left_padding() -> bool:
     """Whether the installed transformers' `generate` leaves left padding out of the penalty.
 
-    The versions that do accept a per-row tensor `prompt_ignore_length` (5.2x); older ones take only
-    an int and penalise pad ids in the left padding.
+    Those versions (5.2x) accept a per-row tensor `prompt_ignore_length` and `generate` passes the
+    padding lengths as one; older ones take only an int, are given none, and penalise pad ids in the
+    left padding.
     """
+    import inspect
+
     from transformers import RepetitionPenaltyLogitsProcessor
+    from transformers.generation.utils import GenerationMixin
 
     try:
         RepetitionPenaltyLogitsProcessor(1.5, prompt_ignore_length=torch.zeros(1, dtype=torch.long))
     except (ValueError, TypeError):
         return False
-    return True
+    try:
+        return "prompt_ignore_length" in inspect.getsource(GenerationMixin._get_logits_processor)
+    except (OSError, TypeError):  # no source shipped: the processor's signature is the best sign left
+        return True
 
 
 class FastRepetitionPenalty:
