@@ -92,14 +92,16 @@ def _chunk_logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 def token_logps(model, batch: dict[str, torch.Tensor],
-                max_tokens: int = LOGITS_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
+                max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of the response tokens: (logps [B, L], mask [B, L]), float32, zero off-mask.
 
     Only positions from the first response token on are projected to the vocabulary, and in chunks
     of about `max_tokens` (sequence x position) rows: the float32 logits of the whole micro-batch
     never exist at once. Under autograd each chunk is checkpointed (its logits are recomputed in the
-    backward pass), so the backward pass holds one chunk's logits at a time too.
+    backward pass), so the backward pass holds one chunk's logits at a time too. `max_tokens` defaults
+    to the module's LOGITS_TOKENS, read at call time (benchmarks set it huge for the one-chunk path).
     """
+    max_tokens = max_tokens or LOGITS_TOKENS
     input_ids, attn, resp = batch["input_ids"], batch["attention_mask"], batch["response_mask"]
     n, width = input_ids.shape
     starts = resp.float().argmax(dim=1)
