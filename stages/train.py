@@ -23,35 +23,104 @@ METRICS = "metrics/train.json"
 METRICS_DIR = "metrics/train"
 
 
-def rollout_sampler_factory(params: Params):
-    """A daj.train.rollouts.SamplerFactory: judge responses of the model being trained (hf, in
-    memory) to the scored files' prompts, with the three-level verifiable reward (judge.reward).
+ROLLOUT_ADAPTERS = ".cache/rollout_adapters"
 
-    Judge decoding follows judge.* (judge.max_new_tokens 0 = selection only: `<selection>K</selection>`
-    drawn from the option probabilities, judge.force_sampling). Nothing is cached: every draw asks the
-    current weights."""
-    from daj.engines.live import LiveEngine, rendered
-    from daj.judge.reward import RewardLevels, reward_of
-    from daj.judge.runner import JudgeRequest, JudgeRunner, JudgeSettings
-    from daj.train.rollouts import Rollout
+
+def rollout_sampler_factory(params: Params):
+    """A daj.train.rollouts.SamplerFactory: judge responses of the model being trained to the scored
+    files' prompts, with the three-level verifiable reward (judge.reward).
+
+    judge.backend hf: the in-memory model (daj.engines.live.LiveEngine). judge.backend openai: a
+    `vllm serve --enable-lora` server (judge.base_url), to which the current adapter is pushed after
+    every optimizer step (daj.engines.live.push_adapter, written under train.rollout_adapter_dir,
+    which the server must see at the same path). Judge decoding follows judge.* (the select mode /
+    max_new_tokens 0 draws `<selection>K</selection>` from the option probabilities). Nothing is
+    cached: every draw asks the current weights."""
+    from daj.judge.reward import RewardLevels
+    from daj.judge.runner import JudgeSettings
 
     settings = JudgeSettings.from_params(params)
     levels = RewardLevels.from_params(params)
+    backend = params.get_path("judge.backend")
+    if backend == "hf":
+        return _live_factory(settings, levels)
+    if backend == "openai":
+        from daj.judge.runner import judge_engine_spec
+
+        adapter_dir = params.get_path("train.rollout_adapter_dir", ROLLOUT_ADAPTERS)
+        if not isinstance(adapter_dir, str) or not adapter_dir:
+            raise DajError(f"expected a directory, got {adapter_dir!r}", path=params.path,
+                           field="train.rollout_adapter_dir")
+        return _server_factory(settings, levels, judge_engine_spec(params, None), adapter_dir)
+    raise DajError(f"online GRPO samples from the judge being trained: judge.backend hf (in memory) or openai "
+                   f"(a vLLM server with --enable-lora), not {backend!r}; or train.grpo_mode: offline",
+                   path=params.path, field="judge.backend")
+
+
+def _requests(rows: list[dict], n: int, seed: int, chat_of):
+    from daj.judge.runner import JudgeRequest
+
+    out = []
+    for row in rows:
+        if row.get("correct_position") not in (1, 2):
+            raise DajError("online GRPO needs the scored rollouts' correct_position (1 or 2)",
+                           path=f"{PAIRS}/*_scored.jsonl", field="correct_position")
+        out.append(JudgeRequest(chat_of(row), 2, n=n, seed=seed))
+    return out
+
+
+def _rollouts(runner, rows, requests, levels):
+    from daj.judge.reward import reward_of
+    from daj.train.rollouts import Rollout
+
+    answers, _ = runner.respond(requests)
+    return [[Rollout(a.text, *reward_of(a.selection, row["correct_position"], levels)) for a in group]
+            for row, group in zip(rows, answers, strict=True)]
+
+
+def _live_factory(settings, levels):
+    from daj.engines.live import LiveEngine, rendered
+    from daj.judge.runner import JudgeRunner
+
+    def chat_of(row: dict):
+        return row["messages"] if isinstance(row.get("messages"), list) else rendered(row["prompt"])
 
     def factory(model, tokenizer):
         runner = JudgeRunner(LiveEngine(model, tokenizer, name="train-live"), settings, _NoCache())
 
-        def sample(rows: list[dict], n: int, seed: int, version: int) -> list[list[Rollout]]:
-            requests = []
-            for row in rows:
-                if row.get("correct_position") not in (1, 2):
-                    raise DajError("online GRPO needs the scored rollouts' correct_position (1 or 2)",
-                                   path=f"{PAIRS}/*_scored.jsonl", field="correct_position")
-                chat = row["messages"] if isinstance(row.get("messages"), list) else rendered(row["prompt"])
-                requests.append(JudgeRequest(chat, 2, n=n, seed=seed))
-            answers, _ = runner.respond(requests)
-            return [[Rollout(a.text, *reward_of(a.selection, row["correct_position"], levels)) for a in group]
-                    for row, group in zip(rows, answers, strict=True)]
+        def sample(rows: list[dict], n: int, seed: int, version: int):
+            return _rollouts(runner, rows, _requests(rows, n, seed, chat_of), levels)
+
+        return sample
+
+    return factory
+
+
+def _server_factory(settings, levels, spec: dict, adapter_dir: str):
+    import os
+
+    from daj.engines.live import push_adapter
+    from daj.engines.registry import make_engine
+    from daj.judge.runner import JudgeRunner
+
+    def chat_of(row: dict):
+        if not isinstance(row.get("messages"), list):
+            raise DajError("rollouts from a server need the judge chat of each prompt: the scored rollouts "
+                           "have no 'messages'", path=f"{PAIRS}/*_scored.jsonl", field="messages")
+        return row["messages"]
+
+    def factory(model, tokenizer):
+        state: dict = {}
+        api_key = os.environ.get(spec.get("api_key_env") or "OPENAI_API_KEY", "")
+        base_url = spec.get("base_url", "http://127.0.0.1:8000/v1")
+
+        def sample(rows: list[dict], n: int, seed: int, version: int):
+            if state.get("version") != version:  # the judge took an optimizer step: serve the new adapter
+                name = f"daj-judge-v{version}"
+                push_adapter(model, adapter_dir, base_url, name, previous=state.get("name"), api_key=api_key)
+                engine = make_engine({**spec, "adapter": name})
+                state.update(version=version, name=name, runner=JudgeRunner(engine, settings, _NoCache()))
+            return _rollouts(state["runner"], rows, _requests(rows, n, seed, chat_of), levels)
 
         return sample
 
