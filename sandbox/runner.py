@@ -172,6 +172,8 @@ class Runner:
                     raise KeyboardInterrupt from None
                 if isinstance(e, HarnessFault):
                     raise DajError(f"{e} (see the log above)", field="execute.backend") from None
+                if isinstance(e, SandboxStartError):
+                    raise DajError(str(e), field="execute.backend") from None
                 raise
             bar.close()
         return [v for v in verdicts if v is not None]
