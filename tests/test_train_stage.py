@@ -168,10 +168,12 @@ def test_a_repeated_finished_run_equals_a_fresh_one(assets, tmp_path):
     cfg = TrainConfig(objective="dpo", reweight="instance_table", steps=4, grad_accum=2, meta_lr=0.1)
     kw = dict(ckpt_dir=tmp_path / "ckpt", metrics_dir=tmp_path / "m", metrics_json=tmp_path / "train.json",
               progress=False)
-    run(cfg, _opts(assets), assets / "pairs", **kw)
+    once = run(cfg, _opts(assets), assets / "pairs", **kw)
     first, curves = json.loads((tmp_path / "train.json").read_text()), _curves(tmp_path / "m")
     again = run(cfg, _opts(assets), assets / "pairs", **kw)
     assert [r["step"] for r in again.history] == [2, 4]
+    # it trained again (new timings), rather than replaying the finished checkpoint's history
+    assert [r["seconds"] for r in again.history] != [r["seconds"] for r in once.history]
     assert _no_timings(json.loads((tmp_path / "train.json").read_text())) == _no_timings(first)
     assert _curves(tmp_path / "m") == curves
     assert (tmp_path / "m" / "curves" / "instance_weights.csv").exists()
