@@ -93,7 +93,8 @@ def container_options(config: SandboxConfig, harness_dir: Path = HARNESS_DIR) ->
         "stdin_open": True,
         "tty": False,
         "detach": True,
-        "network_disabled": True,
+        # network_mode none: a network namespace with only lo. Not network_disabled, which also
+        # leaves /etc/hosts empty, so that "localhost" does not resolve (BCB servers bind to it).
         "network_mode": "none",
         "ipc_mode": "private",
         "shm_size": f"{SHM_MB}m",

@@ -65,7 +65,7 @@ def test_no_daemon_means_local_and_a_clear_error(monkeypatch):
 def test_container_is_offline_limited_and_mounts_the_harness_read_only():
     cfg = SandboxConfig(sandbox_memory_mb=3000, pids_limit=77, docker_image="img:1")
     opts = container_options(cfg)
-    assert opts["network_disabled"] is True and opts["network_mode"] == "none"
+    assert opts["network_mode"] == "none" and "network_disabled" not in opts
     assert opts["mem_limit"] == "3000m" and opts["memswap_limit"] == "3000m"
     assert opts["pids_limit"] == 77 and opts["cpu_quota"] == opts["cpu_period"]  # one CPU
     assert opts["read_only"] is True and "/tmp" in opts["tmpfs"] and "nosuid" in opts["tmpfs"]["/tmp"]
@@ -108,7 +108,7 @@ def test_container_options_are_accepted_by_the_docker_sdk():
 
     args = _create_container_args(dict(container_options(SandboxConfig(pids_limit=64)), version="1.41"))
     host = args["host_config"]
-    assert args["network_disabled"] and args["stdin_open"] and host["NetworkMode"] == "none"
+    assert args["stdin_open"] and host["NetworkMode"] == "none"
     assert host["PidsLimit"] == 64 and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
     assert host["Memory"] == SandboxConfig().sandbox_memory_mb << 20 and host["CpuQuota"] == 100_000
     assert host["Binds"] == [f"{HARNESS_DIR}:/opt/daj-sandbox:ro"] and host["IpcMode"] == "private"
@@ -206,7 +206,7 @@ def test_docker_channel_runs_jobs_through_the_attach_stream():
         job = {"id": 5, "kind": "stdin", "code": "print(int(input()) * 2)", "timeout_s": 2,
                "tests": [{"input": "21", "output": "42"}, {"input": "1", "output": "3"}]}
         assert server.run(job)["outcomes"] == ["pass", "wrong_answer"]
-        assert client.created[0].options["network_disabled"] is True
+        assert client.created[0].options["network_mode"] == "none"
     finally:
         server.close()
     assert client.created[0].removed
@@ -307,6 +307,8 @@ for target in (("10.0.0.1", 80), ("1.1.1.1", 53), ("pypi.org", 443)):
         reached.append(target)
     except OSError:
         pass
+server = socket.create_server(("localhost", 0))  # loopback works: BCB tasks serve on localhost
+client = socket.create_connection(("localhost", server.getsockname()[1]), timeout=1)
 print("offline" if not reached else reached)
 """, "offline"),
     "writes outside /tmp": (r"""

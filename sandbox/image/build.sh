@@ -88,7 +88,7 @@ docker_build() {
         log "docker build $dockerfile -> $tag"
         local out=/dev/stderr
         if [ "${DAJ_IMAGE_QUIET:-0}" = 1 ]; then out="/tmp/daj-image-${name//[:\/]/_}.log"; fi
-        DOCKER_BUILDKIT=0 docker build --network host --build-arg "BASE=$BASE_TAG" -f "$dockerfile" \
+        DOCKER_BUILDKIT=0 docker build --force-rm --network host --build-arg "BASE=$BASE_TAG" -f "$dockerfile" \
             -t "$tag" "$SANDBOX" >"$out" 2>&1 || { [ "$out" = /dev/stderr ] || tail -30 "$out" >&2; exit 1; }
     fi
     docker tag "$tag" "$name:latest"
