@@ -75,7 +75,7 @@ def build_model(cfg: dict, device: str, dtype: torch.dtype):
     config = Qwen3Config(**cfg)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    return model.eval()
+    return model.to(device).eval()  # a no-op when the weights were created there
 
 
 class Budget:
