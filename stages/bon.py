@@ -1,6 +1,7 @@
 """bon: Best-of-N selection on one split for every policy in bon.policies (logic in daj.eval).
 
-Writes metrics/bon.json ({policy: {method: {overall, easy, medium, hard, n}}}, pass@1 in %),
+Writes metrics/bon.json ({policy: {method: {overall, easy, medium, hard, n}}}, pass@1 in %; methods random,
+oracle, first, public_tests, judge and hybrid, daj.eval.bon),
 metrics/bon_cost.json (judge calls and tokens per method and problem), metrics/bon_problems.csv (one
 row per policy, problem and method), and the scaling plot data metrics/bon_scaling_n.csv,
 metrics/bon_scaling_r.csv (wide: one overall-pass@1 column per method) and metrics/bon_scaling.json
@@ -56,6 +57,9 @@ def main(params: Params) -> None:
         raise DajError(f"expected null or a list of positive integers, got {sizes!r}", path=params.path,
                        field="bon.scaling_n")
     scale_judge = params.get_path("bon.scaling_judge", True)
+    share = params.get_path("bon.share_votes", False)  # absent: the paper's tally
+    if not isinstance(share, bool):
+        raise DajError(f"expected true or false, got {share!r}", path=params.path, field="bon.share_votes")
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
     if not problems:
         raise DajError(f"split {split!r} has no problems", path=f"{SPLITS_DIR}/{split}.jsonl")
@@ -67,18 +71,18 @@ def main(params: Params) -> None:
     runner, _ = build_runner(params, adapter, progress=False)  # the problem bar shows progress
     summary, cost, rows, long_n, long_r = {}, {}, [], [], []
     for policy in policies:
-        result = evaluate_policy(policy, problems, pools[policy], runner, rounds, seed)
+        result = evaluate_policy(policy, problems, pools[policy], runner, rounds, seed, share_votes=share)
         summary[policy] = result.summary
         cost[policy] = {"judge": {"model": params.get_path("judge.model"), "adapter": adapter,
-                                  "rounds": rounds, "split": split}, **result.cost}
+                                  "rounds": rounds, "split": split, "share_votes": share}, **result.cost}
         rows += result.rows
         largest = max((len(c) for c in pools[policy].values()), default=1)
         grid = sorted({min(s, largest) for s in sizes}) if sizes else list(range(1, largest + 1))
 
         def subset_judge(problem, subset, size, policy=policy):
             sub = evaluate_policy(policy, [problem], {problem["id"]: subset}, runner, rounds,
-                                  seed + 7919 * size, progress=False)
-            return sub.summary["judge"]["overall"] / 100.0
+                                  seed + 7919 * size, progress=False, share_votes=share)
+            return {m: sub.summary[m]["overall"] / 100.0 for m in ("judge", "hybrid")}
 
         long_n += scaling_n(policy, problems, pools[policy], grid, result.votes,
                             subset_judge if scale_judge else None, seed, progress=True)

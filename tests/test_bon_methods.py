@@ -104,8 +104,9 @@ def test_evaluate_policy_with_a_judge():
     runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=16))
     res = evaluate_policy("p", problems, pools, runner, rounds=8, seed=0, progress=False)
     s = res.summary
-    assert set(s) == {"random", "oracle", "first", "public_tests", "judge"}
+    assert set(s) == {"random", "oracle", "first", "public_tests", "judge", "hybrid"}
     assert s["judge"] == {"overall": 50.0, "easy": 50.0, "medium": 100.0, "hard": 0.0, "n": 4}
+    assert s["hybrid"] == s["judge"]  # t/0: the good program passes the public tests too
     assert s["oracle"]["overall"] == 50.0 and s["random"]["easy"] == pytest.approx(100 / 6, abs=1e-3)
     assert s["first"]["overall"] == 25.0
     # t/2's two candidates are the same program: no judge call
@@ -116,7 +117,8 @@ def test_evaluate_policy_with_a_judge():
     votes = [int(v) for v in judge_rows["t/0"]["votes"].split(";")]
     assert votes[1] == max(votes) and sum(votes) <= 8
     calls = engine.prompts
-    assert calls == res.cost["methods"]["judge"]["model_calls"] > 0
+    methods = res.cost["methods"]
+    assert calls == methods["judge"]["model_calls"] + methods["hybrid"]["model_calls"] > 0
     # the same run again hits the cache: no model call
     again = evaluate_policy("p", problems, pools, runner, rounds=8, seed=0, progress=False)
     assert engine.prompts == calls and again.summary == res.summary
@@ -127,11 +129,12 @@ def test_evaluate_policy_with_a_judge():
 
     def subset_judge(problem, subset, size):
         result = evaluate_policy("p", [problem], {problem["id"]: subset}, runner, 8, 0, progress=False)
-        return result.summary["judge"]["overall"] / 100
+        return {m: result.summary[m]["overall"] / 100 for m in ("judge", "hybrid")}
 
     rows_n = scaling_n("p", problems, pools, [1, 2, 3], res.votes, subset_judge, seed=0)
     by = {(r["method"], r["n"]): r["overall"] for r in rows_n}
     assert by[("judge", 3)] == s["judge"]["overall"] and by[("oracle", 3)] == s["oracle"]["overall"]
+    assert by[("hybrid", 3)] == s["hybrid"]["overall"]
     assert by[("judge", 1)] == by[("random", 1)]
     assert by[("oracle", 1)] == pytest.approx(s["random"]["overall"])
     table = wide(rows_n, "n")
@@ -189,15 +192,15 @@ def test_unanimous_problems_skip_the_judge(monkeypatch):
     engine = Counting()
     res = evaluate_policy("p", problems, pools, JudgeRunner(engine, JudgeSettings()), 8, seed=0, progress=False)
     assert set(engine.by_problem) == {"t/0"} and engine.by_problem["t/0"] > 0
-    assert set(res.votes) == {"t/0"}
+    assert set(res.votes) == {"t/0", "hybrid:t/0"}
     rows = {r["problem_id"]: r for r in res.rows if r["method"] == "judge"}
     assert {pid for pid, r in rows.items() if r["judge_skipped"]} == unanimous
     assert rows["t/3"]["verdict"] == 1.0 and rows["t/1"]["verdict"] == 0.0 and rows["t/3"]["judge_responses"] == 0
-    assert all(r["judge_skipped"] == "" for r in res.rows if r["method"] != "judge")
+    assert all(r["judge_skipped"] == "" for r in res.rows if r["method"] not in ("judge", "hybrid"))
     assert res.cost["judge_skipped"] == {"problems": 3, "all_pass": 2, "all_fail": 1, "model_calls": 0,
                                          "responses": 0}
     assert all(res.cost["judge_per_problem"][pid]["model_calls"] == 0 for pid in unanimous)
-    assert res.cost["methods"]["judge"]["model_calls"] == engine.prompts
+    assert res.cost["methods"]["judge"]["model_calls"] + res.cost["methods"]["hybrid"]["model_calls"] == engine.prompts
 
     # the same evaluation without skipping: the judge votes on every pool, pass@1 is the same
     monkeypatch.setattr(bon, "unanimous_verdict", lambda cands: None)
@@ -215,7 +218,7 @@ def test_unanimous_problems_skip_the_judge(monkeypatch):
 
     def subset_judge(problem, subset, size):
         result = evaluate_policy("p", [problem], {problem["id"]: subset}, runner, 8, size, progress=False)
-        return result.summary["judge"]["overall"] / 100
+        return {m: result.summary[m]["overall"] / 100 for m in ("judge", "hybrid")}
 
     rows_n = scaling_n("p", problems, pools, [1, 2, 3], res.votes, subset_judge, seed=0)
     by = {(r["method"], r["n"]): r["overall"] for r in rows_n}

@@ -14,7 +14,7 @@ from daj.errors import DajError
 from daj.params import load_params
 from stages import bon as bon_stage
 
-METHODS = {"random", "oracle", "first", "public_tests", "judge"}
+METHODS = {"random", "oracle", "first", "public_tests", "judge", "hybrid"}
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +37,38 @@ def test_bon_json_contract_and_exact_values(bon_run):
     # each pool: 2 passing of 4, public passers are 0 (fail), 1, 2 (pass)
     assert m["random"]["overall"] == 50.0 and m["oracle"]["overall"] == 100.0 and m["first"]["overall"] == 0.0
     assert m["public_tests"]["overall"] == pytest.approx(200 / 3, abs=1e-3)
-    assert 0.0 <= m["judge"]["overall"] <= 100.0
+
+
+def test_judge_pass_at_1_is_the_mean_verdict_of_its_picks(bon_run):
+    """bon.json's judge and hybrid figures, recomputed from the picks in bon_problems.csv and the
+    verdicts file (not from the rows' own verdict column)."""
+    bon = json.loads((bon_run / "metrics/bon.json").read_text())["mutants"]
+    verdicts = {(r["problem_id"], r["index"]): r for r in map(json.loads,
+                                                              (bon_run / "data/verdicts/mutants.jsonl").open())}
+    rows = list(csv.DictReader((bon_run / "metrics/bon_problems.csv").open()))
+    for method in ("judge", "hybrid"):
+        picks = [r for r in rows if r["method"] == method]
+        assert len(picks) == 3 and all(r["judge_skipped"] == "False" for r in picks)  # 2 pass, 2 fail
+        by_diff: dict[str, list[float]] = {}
+        for r in picks:
+            v = verdicts[(r["problem_id"], int(r["picked"]))]
+            if method == "hybrid":
+                assert v["public_passed"]  # candidates 0, 1, 2 pass the public tests, 3 does not
+            assert float(r["verdict"]) == float(v["passed"])
+            by_diff.setdefault("overall", []).append(float(v["passed"]))
+            by_diff.setdefault(r["difficulty"], []).append(float(v["passed"]))
+        for level, values in by_diff.items():
+            assert bon[method][level] == round(100 * sum(values) / len(values), 4), (method, level)
 
 
 def test_problem_rows_cost_and_scaling(bon_run):
     rows = list(csv.DictReader((bon_run / "metrics/bon_problems.csv").open()))
-    assert len(rows) == 3 * 5 and {r["method"] for r in rows} == METHODS
+    assert len(rows) == 3 * 6 and {r["method"] for r in rows} == METHODS
     judge_rows = [r for r in rows if r["method"] == "judge"]
     assert all(r["picked"] in {"0", "1", "2", "3"} and len(r["votes"].split(";")) == 4 for r in judge_rows)
     for r in judge_rows:
         votes = [int(v) for v in r["votes"].split(";")]
-        assert votes[1] == votes[2]  # the reference and its reformatted copy share their votes
+        assert sum(votes) == 4  # the paper's tally: one vote per round (forced selection: always valid)
         assert votes[int(r["picked"])] == max(votes)
     cost = json.loads((bon_run / "metrics/bon_cost.json").read_text())["mutants"]
     assert cost["methods"]["judge"]["responses"] > 0 and cost["methods"]["random"]["responses"] == 0
@@ -58,6 +79,22 @@ def test_problem_rows_cost_and_scaling(bon_run):
     assert float(scaling_n[-1]["judge"]) == json.loads((bon_run / "metrics/bon.json").read_text())["mutants"]["judge"]["overall"]
     scaling_r = list(csv.DictReader((bon_run / "metrics/bon_scaling_r.csv").open()))
     assert [int(r["rounds"]) for r in scaling_r] == [1, 2, 3, 4] and "judge" in scaling_r[0]
+
+
+def test_shared_votes_option(tmp_path, monkeypatch):
+    """bon.share_votes: true: the reference and its reformatted copy share their votes."""
+    make_workspace(tmp_path, tiny_model_dir(), bon__scaling_judge=False, bon__share_votes=True)
+    monkeypatch.chdir(tmp_path)
+    bon_stage.main(load_params())
+    rows = [r for r in csv.DictReader((tmp_path / "metrics/bon_problems.csv").open()) if r["method"] == "judge"]
+    for r in rows:
+        votes = [int(v) for v in r["votes"].split(";")]
+        assert votes[1] == votes[2] and votes[int(r["picked"])] == max(votes)
+    cost = json.loads((tmp_path / "metrics/bon_cost.json").read_text())["mutants"]
+    assert cost["judge"]["share_votes"] is True and cost["share_votes"] is True
+    make_workspace(tmp_path, tiny_model_dir(), bon__share_votes="yes")
+    with pytest.raises(DajError, match="bon.share_votes"):
+        bon_stage.main(load_params())
 
 
 def test_trained_adapter_is_used_when_present(tmp_path, monkeypatch):

@@ -1,9 +1,15 @@
-"""Pairwise voting against its exact distribution, for a judge with a known preference table."""
+"""Pairwise voting against its exact distribution, for a judge with a known preference table.
+
+The reference behaviour is the paper's tally (section 3): R rounds, each drawing an ordered pair
+uniformly with replacement, one vote per round, the argmax wins, ties broken at random. Shared votes
+among identical candidates (share_votes=True) is an option and is checked separately.
+"""
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
+from fractions import Fraction
 from math import factorial
 
 import numpy as np
@@ -11,6 +17,7 @@ import pytest
 import torch
 
 import daj.judge.voting as voting
+from daj.eval.exact_vote import expected_pass, hybrid_expected_pass, winner_distribution
 from daj.judge.voting import draw_pairs, identity_groups, normalise_code, pairwise_vote
 
 # P1[a][b]: probability that the judge selects position 1 when candidate a is shown first and b second.
@@ -70,11 +77,10 @@ def exact_distribution(n, table, groups, rounds, p_none=P_NONE):
 
 
 def simulate(n_runs, table, codes, rounds, judge_table=None):
-    groups = identity_groups(codes)
     outcomes = Counter()
     for seed in range(n_runs):
         judge = fake_table_judge(judge_table or table, np.random.default_rng(1_000_000 + seed))
-        res = pairwise_vote(codes, rounds, judge, np.random.default_rng(seed), groups)
+        res = pairwise_vote(codes, rounds, judge, np.random.default_rng(seed))
         outcomes[(res.winner, res.votes[res.winner])] += 1
     return outcomes
 
@@ -162,6 +168,7 @@ def test_check_rejects_a_broken_tie_break(monkeypatch, three_way):
 
 
 def test_identical_candidates_share_votes_and_are_never_compared():
+    """The share_votes option (not the paper's tally)."""
     codes = CODES4
     groups = identity_groups(codes)
     assert groups == [0, 1, 2, 0]
@@ -170,7 +177,7 @@ def test_identical_candidates_share_votes_and_are_never_compared():
     n_runs = 3000
     for seed in range(n_runs):
         judge = fake_table_judge(P1, np.random.default_rng(7_000_000 + seed), seen=seen)
-        res = pairwise_vote(codes, ROUNDS, judge, np.random.default_rng(seed), groups)
+        res = pairwise_vote(codes, ROUNDS, judge, np.random.default_rng(seed), groups, share_votes=True)
         assert res.winner in (0, 1, 2)  # group 0 is reported by its smallest index
         assert res.votes[0] == res.votes[3]  # shared votes
         outcomes[(res.winner, res.votes[res.winner])] += 1
@@ -203,6 +210,120 @@ def test_seeded_and_single_candidate():
     assert (a.winner, a.votes, a.pairs) == (b.winner, b.votes, b.pairs)
     one = pairwise_vote(["print(1)"], 8, lambda pairs: pytest.fail("no judge call"), np.random.default_rng(0))
     assert one.winner == 0 and one.judged == 0
+    with pytest.raises(ValueError, match="share_votes"):
+        pairwise_vote(CODES4, 8, judge, np.random.default_rng(0), [0, 1, 2, 0])
+
+
+# ---- the paper's tally, exactly: every draw of the implementation enumerated --------------------
+
+class ScriptedRng:
+    """Stands in for numpy's Generator: `integers(high)` returns the next scripted value (0 once the
+    script ends) and records each call's bound, so every path of draws can be enumerated."""
+
+    def __init__(self, script):
+        self.script, self.calls, self.bounds = list(script), 0, []
+
+    def integers(self, high):
+        value = self.script[self.calls] if self.calls < len(self.script) else 0
+        self.bounds.append(int(high))
+        self.calls += 1
+        return value
+
+
+def implementation_law(codes, rounds, answer, share_votes=False):
+    """P(winner) of pairwise_vote, exact: a DFS over every sequence of its random draws (pairs and
+    tie-breaks), each path weighted by the product of 1/bound. `answer(a, b)` is a deterministic judge."""
+    law: Counter = Counter()
+    calls = 0
+    stack = [[]]
+    while stack:
+        script = stack.pop()
+        rng = ScriptedRng(script)
+
+        def judge(pairs):
+            nonlocal calls
+            calls += len(pairs)
+            return [answer(a, b) for a, b in pairs]
+
+        # the default must be the paper's tally: share_votes is passed only when asked for
+        res = pairwise_vote(codes, rounds, judge, rng, **({"share_votes": True} if share_votes else {}))
+        path = script + [0] * (rng.calls - len(script))
+        p = Fraction(1)
+        for b in rng.bounds:
+            p /= b
+        law[res.winner] += p
+        for j in range(len(script), len(path)):
+            stack += [path[:j] + [v] for v in range(1, rng.bounds[j])]
+    return law, calls
+
+
+def analytic_law(n, rounds, answer):
+    """The paper's tally in closed form for a deterministic judge: per round, candidate i gets the
+    vote with probability (ordered pairs it wins) / (n(n-1)); the counts are multinomial; the argmax
+    wins, ties uniformly. Exact fractions."""
+    wins = Counter()
+    for a, b in itertools.permutations(range(n), 2):
+        wins[a if answer(a, b) == 1 else b] += 1
+    pi = [Fraction(wins[i], n * (n - 1)) for i in range(n)]
+    law: Counter = Counter()
+    for counts in itertools.product(range(rounds + 1), repeat=n):
+        if sum(counts) != rounds:
+            continue
+        p = Fraction(factorial(rounds))
+        for c, q in zip(counts, pi, strict=True):
+            p = p / factorial(c) * q ** c
+        tied = [i for i, c in enumerate(counts) if c == max(counts)]
+        for i in tied:
+            law[i] += p / len(tied)
+    return law
+
+
+# a deterministic judge over 3 programs (0 and 2 are the same program, reformatted), position-biased
+# on (1, 0): the position it picks for each ordered pair; ordered pairs won: 0 two, 1 one, 2 three
+ANSWERS = {(0, 1): 1, (1, 0): 1, (0, 2): 1, (2, 0): 1, (1, 2): 2, (2, 1): 1}
+CODES3 = [CODES4[0], CODES4[1], CODES4[3]]
+
+
+def det_answer(a, b):
+    return ANSWERS[(a, b)]
+
+
+@pytest.mark.parametrize("rounds", [1, 2, 3, 4])
+def test_paper_tally_is_exact(rounds):
+    law, calls = implementation_law(CODES3, rounds, det_answer)
+    reference = analytic_law(3, rounds, det_answer)
+    assert sum(law.values()) == 1 and law == +reference
+    assert calls > 0
+    # and daj.eval.exact_vote (used by the smol experiment) agrees with both
+    q = [[None if a == b else float(det_answer(a, b) == 1) for b in range(3)] for a in range(3)]
+    assert winner_distribution(q, rounds) == pytest.approx([float(reference[i]) for i in range(3)], abs=1e-12)
+
+
+def test_exact_expected_pass_of_the_judge_method():
+    """A deterministic judge's exact expected pass@1 equals the implementation's, to the last bit."""
+    passed = [True, False, False]
+    law, _ = implementation_law(CODES3, 3, det_answer)
+    implementation = sum(p for w, p in law.items() if passed[w])
+    reference = sum(p for w, p in analytic_law(3, 3, det_answer).items() if passed[w])
+    assert implementation == reference
+    q = [[None if a == b else float(det_answer(a, b) == 1) for b in range(3)] for a in range(3)]
+    assert expected_pass(passed, q, 3) == pytest.approx(float(reference), abs=1e-12)
+    # the hybrid among the public passers {0, 1}: each wins one order, so each wins half the votes
+    assert hybrid_expected_pass(passed, [True, True, False], q, 3) == pytest.approx(0.5, abs=1e-12)
+    assert hybrid_expected_pass(passed, [False, False, False], q, 3) == pytest.approx(float(reference))
+
+
+def test_shared_votes_are_a_different_tally():
+    """Sharing votes between the identical programs 0 and 2 changes the law (so a default that shares
+    votes fails test_paper_tally_is_exact), and never asks the judge about the twins."""
+    shared, _ = implementation_law(CODES3, 3, det_answer, share_votes=True)
+    assert sum(shared.values()) == 1 and shared != +analytic_law(3, 3, det_answer)
+
+
+def test_ties_go_to_a_uniform_draw():
+    """An always-position-1 judge: every candidate gets the same chance (ties to the first would not)."""
+    law, _ = implementation_law(CODES3, 2, lambda a, b: 1)
+    assert law == {0: Fraction(1, 3), 1: Fraction(1, 3), 2: Fraction(1, 3)}
 
 
 def test_normalise_code():

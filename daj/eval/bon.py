@@ -6,12 +6,16 @@ Methods (each problem scores the probability that the pick passes; pass@1 is the
   first         the candidate with the smallest index
   public_tests  exact expectation of a uniform pick among candidates passing the public tests
                 (among all candidates when none does)
-  judge         pairwise voting with the judge (daj.judge.voting), R rounds
+  judge         pairwise voting with the judge (daj.judge.voting), R rounds; the paper's tally, or
+                votes shared among identical candidates with share_votes (bon.share_votes)
+  hybrid        the same vote among the candidates that pass the public tests only (all candidates
+                when none does); no judge call when exactly one passes them
 
 A problem of the split without any candidate in the pool scores 0 for every method (counted as
 `missing` in the cost record). A problem whose candidates all pass or all fail is not shown to the
 judge: any pick scores the common verdict, so the judge method scores it directly (0 judge calls,
-`judge_skipped` in the problem rows and the cost record).
+`judge_skipped` in the problem rows and the cost record). The hybrid skips the judge in the same way
+when the candidates it votes among all pass or all fail (a single public passer included).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from daj.judge.runner import CallStats, JudgeRequest, JudgeRunner
 from daj.judge.voting import PairJudge, VoteResult, identity_groups, pairwise_vote, stable_seed
 
 log = logging.getLogger(__name__)
-METHODS = ("random", "oracle", "first", "public_tests", "judge")
+METHODS = ("random", "oracle", "first", "public_tests", "judge", "hybrid")
 STATIC_METHODS = METHODS[:4]
+JUDGE_METHODS = METHODS[4:]
 
 
 @dataclass
@@ -75,13 +80,14 @@ def pair_judge(runner: JudgeRunner, problem: dict, codes: list[str], seed: int, 
 
 
 def judge_vote(runner: JudgeRunner, problem: dict, cands: list[PoolCandidate], rounds: int, seed: int,
-               tag: str = "bon") -> tuple[VoteResult, CallStats]:
+               tag: str = "bon", share_votes: bool = False) -> tuple[VoteResult, CallStats]:
     """Pairwise voting over `cands` (positions 0..len-1), seeded by (seed, tag, problem id)."""
     stats = CallStats()
     codes = [c.code for c in cands]
     rng = np.random.default_rng(stable_seed(seed, tag, problem["id"], "vote"))
     judge = pair_judge(runner, problem, codes, stable_seed(seed, tag, problem["id"], "sample") % 2**31, stats)
-    return pairwise_vote(codes, rounds, judge, rng, identity_groups(codes)), stats
+    groups = identity_groups(codes) if share_votes else None
+    return pairwise_vote(codes, rounds, judge, rng, groups, share_votes=share_votes), stats
 
 
 def unanimous_verdict(cands: list[PoolCandidate]) -> bool | None:
@@ -91,16 +97,32 @@ def unanimous_verdict(cands: list[PoolCandidate]) -> bool | None:
 
 
 def judge_pick(runner: JudgeRunner, problem: dict, cands: list[PoolCandidate], rounds: int,
-               seed: int) -> tuple[Pick, VoteResult | None]:
+               seed: int, share_votes: bool = False, method: str = "judge") -> tuple[Pick, VoteResult | None]:
     """The judge method on one problem; no judge call when the pick cannot change the verdict."""
     if not cands:
-        return Pick("judge", 0.0), None
+        return Pick(method, 0.0), None
     common = unanimous_verdict(cands)
     if common is not None:
-        return Pick("judge", float(common), skipped=True), None
-    result, stats = judge_vote(runner, problem, cands, rounds, seed)
+        return Pick(method, float(common), skipped=True), None
+    result, stats = judge_vote(runner, problem, cands, rounds, seed, share_votes=share_votes)
     winner = cands[result.winner]
-    return Pick("judge", float(winner.passed), picked=winner.index, votes=result.votes, cost=stats), result
+    return Pick(method, float(winner.passed), picked=winner.index, votes=result.votes, cost=stats), result
+
+
+def hybrid_pool(cands: list[PoolCandidate]) -> list[PoolCandidate]:
+    """The candidates the hybrid votes among: the public-test passers, or all when none passes."""
+    return [c for c in cands if c.public_passed] or list(cands)
+
+
+def hybrid_pick(runner: JudgeRunner, problem: dict, cands: list[PoolCandidate], rounds: int,
+                seed: int, share_votes: bool = False) -> tuple[Pick, VoteResult | None]:
+    """The hybrid method: the judge's vote among hybrid_pool(cands) (same seeds as the judge method,
+    so a vote over the same pool asks the same questions and hits the judge cache)."""
+    keep = hybrid_pool(cands)
+    pick, result = judge_pick(runner, problem, keep, rounds, seed, share_votes, method="hybrid")
+    if pick.skipped and len(keep) == 1:
+        pick.picked = keep[0].index
+    return pick, result
 
 
 def summarise(problems: list[dict], scores: dict[str, dict[str, float]]) -> dict:
@@ -132,8 +154,11 @@ class PolicyResult:
 
 
 def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[PoolCandidate]],
-                    runner: JudgeRunner | None, rounds: int, seed: int, progress: bool = True) -> PolicyResult:
-    """Score every method on every problem; the judge method only when a runner is given."""
+                    runner: JudgeRunner | None, rounds: int, seed: int, progress: bool = True,
+                    share_votes: bool = False) -> PolicyResult:
+    """Score every method on every problem; the judge methods only when a runner is given.
+
+    `votes` holds the judge method's votes by problem id, and the hybrid's under "hybrid:<id>"."""
     from tqdm import tqdm
 
     methods = METHODS if runner is not None else STATIC_METHODS
@@ -142,7 +167,7 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
     cost = {m: CallStats() for m in methods}
     per_problem_cost: dict[str, dict] = {}
     missing = 0
-    skipped: Counter = Counter()
+    skipped: dict[str, Counter] = {m: Counter() for m in JUDGE_METHODS}
     for problem in tqdm(problems, desc=f"bon {policy}", unit="problem", disable=not progress):
         pid = problem["id"]
         cands = pools.get(pid, [])
@@ -150,13 +175,16 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
             missing += 1
         picks = static_picks(cands)
         if runner is not None:
-            pick, result = judge_pick(runner, problem, cands, rounds, seed)
-            picks.append(pick)
-            if result is not None:
-                votes[pid] = result
-            if pick.skipped:
-                skipped["passing" if pick.expected else "failing"] += 1
-            per_problem_cost[pid] = {**pick.cost.to_dict(), "skipped": pick.skipped}
+            pick, result = judge_pick(runner, problem, cands, rounds, seed, share_votes)
+            hpick, hresult = hybrid_pick(runner, problem, cands, rounds, seed, share_votes)
+            picks += [pick, hpick]
+            for key, p, r in ((pid, pick, result), (f"hybrid:{pid}", hpick, hresult)):
+                if r is not None:
+                    votes[key] = r
+                if p.skipped:
+                    skipped[p.method]["passing" if p.expected else "failing"] += 1
+            per_problem_cost[pid] = {**pick.cost.to_dict(), "skipped": pick.skipped,
+                                     "hybrid": {**hpick.cost.to_dict(), "skipped": hpick.skipped}}
         for pick in picks:
             scores[pick.method][pid] = pick.expected
             cost[pick.method].add(pick.cost)
@@ -165,10 +193,10 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
                          "picked": "" if pick.picked is None else pick.picked,
                          "votes": "" if pick.votes is None else ";".join(map(str, pick.votes)),
                          "verdict": round(pick.expected, 6),
-                         "judge_skipped": pick.skipped if pick.method == "judge" else "",
-                         "judge_responses": pick.cost.responses if pick.method == "judge" else "",
+                         "judge_skipped": pick.skipped if pick.method in JUDGE_METHODS else "",
+                         "judge_responses": pick.cost.responses if pick.method in JUDGE_METHODS else "",
                          "judge_tokens": (pick.cost.prompt_tokens + pick.cost.completion_tokens
-                                          if pick.method == "judge" else "")})
+                                          if pick.method in JUDGE_METHODS else "")})
     if missing:
         log.warning("%s: %d of %d problems have no candidates (scored 0)", policy, missing, len(problems))
     n = max(len(problems), 1)
@@ -178,6 +206,9 @@ def evaluate_policy(policy: str, problems: list[dict], pools: dict[str, list[Poo
                 "missing_problems": missing, "judge_per_problem": per_problem_cost}
     if runner is not None:
         # unanimous pools: the judge's pick cannot change pass@1, so it was not called
-        cost_out["judge_skipped"] = {"problems": skipped.total(), "all_pass": skipped["passing"],
-                                     "all_fail": skipped["failing"], "model_calls": 0, "responses": 0}
+        for method, key in (("judge", "judge_skipped"), ("hybrid", "hybrid_skipped")):
+            s = skipped[method]
+            cost_out[key] = {"problems": s.total(), "all_pass": s["passing"], "all_fail": s["failing"],
+                             "model_calls": 0, "responses": 0}
+        cost_out["share_votes"] = share_votes
     return PolicyResult(summarise(problems, scores), rows, cost_out, votes)

@@ -3,13 +3,14 @@
 Against N (each problem's pool subsampled to `size` candidates, uniformly without replacement; a
 pool smaller than `size` is used whole):
   random, oracle, first, public_tests   exact expectations over all subsets (closed forms)
-  judge   one seeded random subset per (problem, size), voted with R rounds; the full pool reuses the
-          main bon vote, and size 1 is the exact random value (a single random candidate); a pool
-          whose candidates all pass or all fail scores its common verdict at every size, without
-          the judge (every subset is unanimous too)
-Against R (r = 1..R): judge = the main vote's first r rounds (ties broken by a seeded generator;
-r = R is the main result); a problem without a main vote (no candidates, or a unanimous pool that
-bon did not show to the judge) scores its common verdict at every r. The other methods do not
+  judge, hybrid   one seeded random subset per (problem, size), voted with R rounds (the hybrid
+          among the subset's public-test passers); the full pool reuses the main bon votes, and size
+          1 is the exact random value (a single random candidate); a pool whose candidates all pass
+          or all fail scores its common verdict at every size, without the judge (every subset is
+          unanimous too)
+Against R (r = 1..R): judge and hybrid = their main vote's first r rounds (ties broken by a seeded
+generator; r = R is the main result); a problem without a main vote (no candidates, or a unanimous
+pool that bon did not show to the judge) scores its common verdict at every r. The other methods do not
 depend on R and are repeated as references.
 """
 
@@ -21,11 +22,13 @@ from math import comb
 import numpy as np
 
 from daj.data.pools import PoolCandidate
-from daj.eval.bon import summarise, unanimous_verdict
+from daj.eval.bon import hybrid_pool, summarise, unanimous_verdict
 from daj.eval.passk import random_expectation, subset_oracle, subset_public_tests
-from daj.judge.voting import VoteResult, identity_groups, stable_seed
+from daj.judge.voting import VoteResult, stable_seed
 
-SubsetJudge = Callable[[dict, list[PoolCandidate], int], float]  # (problem, subset, size) -> pass (0/1)
+# (problem, subset, size) -> {"judge": pass (0/1), "hybrid": pass (0/1)}
+SubsetJudge = Callable[[dict, list[PoolCandidate], int], dict[str, float]]
+JUDGE_METHODS = ("judge", "hybrid")
 
 
 def subset_first(passed: list[bool], size: int) -> float:
@@ -65,7 +68,7 @@ def scaling_n(policy: str, problems: list[dict], pools: dict[str, list[PoolCandi
     for size in sizes:
         scores: dict[str, dict[str, float]] = {m: {} for m in ("random", "oracle", "first", "public_tests")}
         if judge is not None:
-            scores["judge"] = {}
+            scores.update({m: {} for m in JUDGE_METHODS})
         for problem in problems:
             bar.update(1)
             pid = problem["id"]
@@ -75,17 +78,20 @@ def scaling_n(policy: str, problems: list[dict], pools: dict[str, list[PoolCandi
             if judge is None:
                 continue
             if not cands:
-                scores["judge"][pid] = 0.0
+                values = dict.fromkeys(JUDGE_METHODS, 0.0)
             elif (common := unanimous_verdict(cands)) is not None:
-                scores["judge"][pid] = float(common)
+                values = dict.fromkeys(JUDGE_METHODS, float(common))
             elif size == 1:
-                scores["judge"][pid] = random_expectation([c.passed for c in cands])
+                values = dict.fromkeys(JUDGE_METHODS, random_expectation([c.passed for c in cands]))
             elif size >= len(cands) and main_votes is not None and pid in main_votes:
-                scores["judge"][pid] = float(cands[main_votes[pid].winner].passed)
+                values = {"judge": float(cands[main_votes[pid].winner].passed),
+                          "hybrid": _main_hybrid(cands, main_votes.get(f"hybrid:{pid}"))}
             elif size >= len(cands):
-                scores["judge"][pid] = judge(problem, cands, size)
+                values = judge(problem, cands, size)
             else:
-                scores["judge"][pid] = judge(problem, random_subset(cands, size, seed, policy, pid), size)
+                values = judge(problem, random_subset(cands, size, seed, policy, pid), size)
+            for method in JUDGE_METHODS:
+                scores[method][pid] = values[method]
         for method, entry in summarise(problems, scores).items():
             rows.append({"policy": policy, "n": size, "method": method, **_flat(entry)})
     bar.close()
@@ -103,23 +109,32 @@ def scaling_r(policy: str, problems: list[dict], pools: dict[str, list[PoolCandi
             static[method][problem["id"]] = value
     static_summary = summarise(problems, static)
     for r in range(1, rounds + 1):
-        judge: dict[str, float] = {}
+        judged: dict[str, dict[str, float]] = {m: {} for m in JUDGE_METHODS}
         for problem in problems:
             pid = problem["id"]
-            cands = pools.get(pid, [])
-            if not cands or pid not in main_votes:  # no candidates, or unanimous: no vote was needed
-                judge[pid] = 0.0 if not cands else float(cands[0].passed)
-                continue
-            result = main_votes[pid]
-            if r == rounds:
-                winner = result.winner
-            else:
-                rng = np.random.default_rng(stable_seed(seed, policy, pid, "ties", r))
-                winner, _ = result.after(r, identity_groups([c.code for c in cands]), rng)
-            judge[pid] = float(cands[winner].passed)
-        for method, entry in {**static_summary, **summarise(problems, {"judge": judge})}.items():
+            for method in JUDGE_METHODS:
+                cands = pools.get(pid, [])
+                cands, key = (hybrid_pool(cands), f"hybrid:{pid}") if method == "hybrid" else (cands, pid)
+                if not cands or key not in main_votes:  # no candidates, or unanimous: no vote was needed
+                    judged[method][pid] = 0.0 if not cands else float(cands[0].passed)
+                    continue
+                result = main_votes[key]
+                if r == rounds:
+                    winner = result.winner
+                else:
+                    rng = np.random.default_rng(stable_seed(seed, policy, pid, "ties", r, *(
+                        [method] if method != "judge" else [])))
+                    winner, _ = result.after(r, rng)
+                judged[method][pid] = float(cands[winner].passed)
+        for method, entry in {**static_summary, **summarise(problems, judged)}.items():
             rows.append({"policy": policy, "rounds": r, "method": method, **_flat(entry)})
     return rows
+
+
+def _main_hybrid(cands: list[PoolCandidate], vote: VoteResult | None) -> float:
+    """The hybrid's verdict on the full pool from its main vote (none: its pool was unanimous)."""
+    keep = hybrid_pool(cands)
+    return float(keep[vote.winner].passed if vote is not None else keep[0].passed)
 
 
 def _flat(entry: dict) -> dict:

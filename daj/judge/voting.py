@@ -1,13 +1,16 @@
 """Pairwise voting: pick one of N candidates with R judge rounds.
 
-Each round draws an ordered pair of two different candidate indices uniformly (independently across
-rounds, so a pair can repeat) and shows them to the judge as Candidate 1 and Candidate 2; the chosen
-one gets a vote. Identical candidates (same normalised code) form one group that shares its votes: a
-vote for one member counts for the whole group, and a round that draws two members of the same group
-gives the group its vote without a judge call (there is nothing to compare). A round whose response
-has no valid selection gives no vote. The group with the most votes wins; ties are broken uniformly at
-random; the winner's smallest candidate index is returned. Every random choice comes from the
-caller's seeded generator.
+The paper's tally (the default): each round draws an ordered pair of two different candidate indices
+uniformly (independently across rounds, so a pair can repeat) and shows them to the judge as
+Candidate 1 and Candidate 2; the chosen one gets one vote. A round whose response has no valid
+selection gives no vote. The candidate with the most votes wins; ties are broken uniformly at random.
+Every round is a judge call. Its exact law is in daj.eval.exact_vote.
+
+Shared votes (`share_votes=True`, params bon.share_votes; not the paper's): identical candidates (same
+normalised code) form one group that shares its votes: a vote for one member counts for the whole
+group, a round that draws two members of the same group gives the group its vote without a judge call
+(there is nothing to compare), the group with the most votes wins and its smallest candidate index
+is returned. Every random choice comes from the caller's seeded generator.
 """
 
 from __future__ import annotations
@@ -57,9 +60,11 @@ class VoteResult:
     pairs: list[tuple[int, int]]
     round_winners: list[int | None]  # candidate index credited in each round (None: no vote)
     judged: int  # rounds that needed a judge call
+    groups: list[int] | None = None  # the tally's groups (identity: one per candidate)
 
-    def after(self, rounds: int, groups: Sequence[int], rng: np.random.Generator) -> tuple[int, list[int]]:
+    def after(self, rounds: int, rng: np.random.Generator) -> tuple[int, list[int]]:
         """(winner, votes) using only the first `rounds` rounds (for rounds-scaling curves)."""
+        groups = self.groups if self.groups is not None else list(range(len(self.votes)))
         return tally(self.round_winners[:rounds], groups, rng)
 
 
@@ -77,15 +82,23 @@ def tally(round_winners: Sequence[int | None], groups: Sequence[int],
 
 
 def pairwise_vote(codes: Sequence[str], rounds: int, judge: PairJudge, rng: np.random.Generator,
-                  groups: Sequence[int] | None = None) -> VoteResult:
+                  groups: Sequence[int] | None = None, share_votes: bool = False) -> VoteResult:
     """Run R rounds of pairwise voting over `codes`; `judge` gets all needed pairs in one batch and
-    returns, per pair, the selected position (1 or 2) or None."""
+    returns, per pair, the selected position (1 or 2) or None.
+
+    share_votes=False is the paper's tally (every candidate on its own, every round judged);
+    share_votes=True shares votes among identical candidates (`groups`, default identity_groups)."""
     n = len(codes)
     if n == 0:
         raise ValueError("no candidates to vote on")
-    groups = list(groups) if groups is not None else identity_groups(codes)
+    if share_votes:
+        groups = list(groups) if groups is not None else identity_groups(codes)
+    elif groups is not None and list(groups) != list(range(n)):
+        raise ValueError("groups are only used with share_votes=True")
+    else:
+        groups = list(range(n))
     if n == 1:
-        return VoteResult(0, [0], [], [], 0)
+        return VoteResult(0, [0], [], [], 0, groups)
     pairs = draw_pairs(n, rounds, rng)
     need = [k for k, (a, b) in enumerate(pairs) if groups[a] != groups[b]]
     answers = judge([pairs[k] for k in need]) if need else []
@@ -96,4 +109,4 @@ def pairwise_vote(codes: Sequence[str], rounds: int, judge: PairJudge, rng: np.r
         a, b = pairs[k]
         round_winners[k] = a if answer == 1 else b if answer == 2 else None
     winner, votes = tally(round_winners, groups, rng)
-    return VoteResult(winner, votes, pairs, round_winners, len(need))
+    return VoteResult(winner, votes, pairs, round_winners, len(need), groups)
