@@ -45,7 +45,7 @@ def test_metrics_on_a_known_answer_table():
     assert m["accuracy_by_difficulty"] == {"easy": 3 / 4, "medium": None, "hard": 1 / 4}
     assert m["accuracy_by_order"] == {"pass_first": 2 / 4, "pass_second": 2 / 4}
     assert m["both_orders_accuracy"] == 1 / 4
-    assert m["consistency"] == 2 / 4
+    assert m["consistency"] == m["swap_consistency"] == 2 / 4
     assert m["format_error_rate"] == 1 / 8 and m["raw_format_error_rate"] == 2 / 8 and m["forced_rate"] == 1 / 8
     assert m["position1_rate"] == 4 / 7
     assert m["seconds"] >= 0
@@ -71,6 +71,64 @@ def test_metrics_of_an_empty_split_and_mismatched_answers():
     prompts = pair_prompts("test", PROBLEMS, POOLS, None, seed=0)
     with pytest.raises(ValueError):
         pairwise_metrics(prompts, [])
+
+
+def synthetic(n_problems: int):
+    """n problems with one passing and one failing program each (both orders: 2n prompts)."""
+    problems = [{"id": f"lcb/{i}", "difficulty": "easy"} for i in range(n_problems)]
+    pools = {p["id"]: [cand(0, True), cand(1, False)] for p in problems}
+    return pair_prompts("test", problems, pools, None, seed=0)
+
+
+def test_a_pure_position_bias_judge():
+    prompts = synthetic(30)
+    m = evaluate_judge(prompts, lambda ps: [[Answer(1, 1, False)] for _ in ps])
+    assert m["accuracy"] == 0.5 and m["position1_rate"] == 1.0 and m["swap_consistency"] == 0.0
+    assert m["accuracy_by_order"] == {"pass_first": 1.0, "pass_second": 0.0}
+    assert m["accuracy_ci95"] == [0.5, 0.5]  # every problem scores exactly 1/2
+    assert m["accuracy_by_order_ci95"] == {"pass_first": [1.0, 1.0], "pass_second": [0.0, 0.0]}
+
+
+def test_a_content_perfect_judge():
+    prompts = synthetic(30)
+    m = evaluate_judge(prompts, lambda ps: [[Answer(p.correct_position, p.correct_position, False)] for p in ps])
+    assert m["accuracy"] == 1.0 and m["swap_consistency"] == 1.0 and m["both_orders_accuracy"] == 1.0
+    assert m["position1_rate"] == 0.5 and m["accuracy_ci95"] == [1.0, 1.0]
+
+
+def noisy_answers(prompts, p_right: float, seed: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [[Answer(p.correct_position if rng.random() < p_right else 3 - p.correct_position, None, True)]
+            for p in prompts]
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_shrink():
+    widths = []
+    for n in (20, 320):
+        prompts = synthetic(n)
+        answers = noisy_answers(prompts, 0.7, seed=n)
+        m = evaluate_judge(prompts, lambda ps, a=answers: a)
+        lo, hi = m["accuracy_ci95"]
+        assert lo < m["accuracy"] < hi
+        for key in ("pass_first", "pass_second"):
+            olo, ohi = m["accuracy_by_order_ci95"][key]
+            assert olo <= m["accuracy_by_order"][key] <= ohi
+        widths.append(hi - lo)
+        # a normal-approximation width for a proportion of 2n prompts, clustered by problem
+        assert 0.5 * 3.92 * (0.21 / (2 * n)) ** 0.5 < hi - lo < 2.5 * 3.92 * (0.21 / (2 * n)) ** 0.5
+    assert widths[1] < widths[0] / 2.5  # 16 times the problems: about a quarter of the width
+
+
+def test_bootstrap_ci_against_exact_resampling():
+    """Two problems, 1/1 and 0/1 right: resampling gives 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4."""
+    from daj.eval.pairwise import bootstrap_ci
+
+    assert bootstrap_ci([(1, 1), (0, 1)], reps=4000, level=0.5) == [0.5, 0.5]
+    lo, hi = bootstrap_ci([(1, 1), (0, 1)], reps=4000, level=0.95)
+    assert (lo, hi) == (0.0, 1.0)
+    assert bootstrap_ci([]) is None and bootstrap_ci([(0, 0)]) is None
 
 
 class AlwaysFirst:
@@ -130,9 +188,19 @@ def test_stage_with_the_tiny_judge(stage_run):
     assert base["adapter"] is None and trained["adapter"] == "models/judge"
     # 3 problems x min(2 passing x 2 failing, 2) pairs, both orders; forced selection: no format error
     assert base["n_pairs"] == 6 and base["n_prompts"] == 12 and base["format_error_rate"] == 0.0
-    assert base["forced_rate"] >= 0 and 0 <= base["position1_rate"] <= 1
-    k = round(base["accuracy"] * 12)
-    assert base["accuracy"] == k / 12
+    # independent relations between metrics computed by different code paths (no format errors):
+    # every raw format error is forced and nothing else is
+    assert base["forced_rate"] == base["raw_format_error_rate"]
+    # an equal number of prompts per order: accuracy is the mean of the two per-order accuracies
+    order = base["accuracy_by_order"]
+    assert base["accuracy"] == pytest.approx((order["pass_first"] + order["pass_second"]) / 2, abs=1e-12)
+    # picking position 1 = right when the passing program is first, wrong when it is second
+    assert base["position1_rate"] == pytest.approx((order["pass_first"] + 1 - order["pass_second"]) / 2, abs=1e-12)
+    # the same program in both orders = both right or both wrong
+    assert base["swap_consistency"] == pytest.approx(
+        1 - order["pass_first"] - order["pass_second"] + 2 * base["both_orders_accuracy"], abs=1e-12)
+    lo, hi = base["accuracy_ci95"]
+    assert lo <= base["accuracy"] <= hi
     # LoRA's B starts at zero: the fresh adapter does not change any answer (but is asked: own cache key)
     metric_keys = [key for key in base if key not in ("adapter", "seconds")]
     assert {key: trained[key] for key in metric_keys} == {key: base[key] for key in metric_keys}

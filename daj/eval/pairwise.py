@@ -15,14 +15,18 @@ Metrics of one judge (all rates over ordered prompts unless said otherwise):
   accuracy_by_order    {"pass_first", "pass_second"}: accuracy when the passing program is shown
                        at position 1, and at position 2
   both_orders_accuracy pairs whose two orders are both correct / pairs
-  consistency          pairs where the judge selects the same program in both orders / pairs
+  consistency, swap_consistency  (the same value) pairs where the judge selects the same program in
+                       both orders / pairs; 1 - swap_consistency is the swap-inconsistency rate
+  accuracy_ci95        [low, high]: 95% percentile bootstrap interval of the accuracy, resampling
+                       problems with replacement (all prompts and responses of a problem together)
+  accuracy_by_order_ci95  the same for {"pass_first", "pass_second"}
   format_error_rate    responses with no valid selection (after forced selection, if enabled)
   raw_format_error_rate  the model's own format errors (before forced selection)
   forced_rate          responses completed by forced selection
   position1_rate       selections of position 1 / responses with a valid selection (null if none)
   n_pairs, n_prompts, n_problems, responses_per_prompt
 A random judge scores 0.5 accuracy; a judge that always picks position 1 scores 0.5 accuracy,
-position1_rate 1 and consistency 0.
+position1_rate 1 and swap_consistency 0 (per order: 1 when the passing program is first, 0 when second).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from daj.data.schema import DIFFICULTIES
 from daj.judge.pairs import PairPrompt
@@ -97,6 +103,7 @@ def pairwise_metrics(prompts: list[PairPrompt], answers: list[Answer]) -> dict:
                               "pass_second": _rate(sum(by_order[2]), len(by_order[2]))},
         "both_orders_accuracy": _rate(both, len(pairs)),
         "consistency": _rate(consistent, len(pairs)),
+        "swap_consistency": _rate(consistent, len(pairs)),
         "format_error_rate": _rate(sum(a.selection is None for a in answers), n),
         "raw_format_error_rate": _rate(sum(a.raw_selection is None for a in answers), n),
         "forced_rate": _rate(sum(a.forced for a in answers), n),
@@ -125,13 +132,49 @@ def replicate_metrics(prompts: list[PairPrompt], answers: list[list[Answer]]) ->
     if any(len(a) != n for a in answers) or n < 1:
         raise ValueError("every prompt needs the same number (>= 1) of answers")
     out = _mean([pairwise_metrics(prompts, [a[k] for a in answers]) for k in range(n)])
-    return {**out, "responses_per_prompt": n}
+    return {**out, **accuracy_intervals(prompts, answers), "responses_per_prompt": n}
+
+
+def bootstrap_ci(counts: list[tuple[int, int]], reps: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap interval of sum(successes) / sum(trials) over units (problems).
+
+    `counts[i]` = (successes, trials) of unit i; each replicate draws len(counts) units with
+    replacement (seeded). None when there is no trial at all.
+    """
+    units = [(s, t) for s, t in counts if t > 0]
+    if not units:
+        return None
+    s = np.array([u[0] for u in units], dtype=np.float64)
+    t = np.array([u[1] for u in units], dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(units), size=(reps, len(units)))
+    ratios = s[idx].sum(axis=1) / t[idx].sum(axis=1)
+    tail = (1.0 - level) / 2
+    return [float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1.0 - tail))]
+
+
+def accuracy_intervals(prompts: list[PairPrompt], answers: list[list[Answer]], reps: int = 2000,
+                       seed: int = 0) -> dict:
+    """accuracy_ci95 and accuracy_by_order_ci95: bootstrap over problems (module docstring)."""
+    per: dict[tuple[str, int | None], list[int]] = defaultdict(lambda: [0, 0])
+    for p, answers_p in zip(prompts, answers, strict=True):
+        for order in (None, p.correct_position):
+            cell = per[(p.problem["id"], order)]
+            cell[0] += sum(a.selection == p.correct_position for a in answers_p)
+            cell[1] += len(answers_p)
+    problems = sorted({pid for pid, _ in per})
+
+    def ci(order: int | None) -> list[float] | None:
+        return bootstrap_ci([tuple(per.get((pid, order), (0, 0))) for pid in problems], reps, seed)
+
+    return {"accuracy_ci95": ci(None), "accuracy_by_order_ci95": {"pass_first": ci(1), "pass_second": ci(2)}}
 
 
 def evaluate_judge(prompts: list[PairPrompt], select: SelectFn) -> dict:
     """Ask `select` about every ordered pair; the metrics plus the wall time in `seconds`."""
     start = time.perf_counter()
     answers = select(prompts) if prompts else []
-    metrics = replicate_metrics(prompts, answers) if prompts else {**pairwise_metrics([], []),
-                                                                  "responses_per_prompt": 0}
+    metrics = replicate_metrics(prompts, answers) if prompts else {
+        **pairwise_metrics([], []), "accuracy_ci95": None,
+        "accuracy_by_order_ci95": {"pass_first": None, "pass_second": None}, "responses_per_prompt": 0}
     return {**metrics, "seconds": round(time.perf_counter() - start, 3)}
