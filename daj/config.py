@@ -270,10 +270,11 @@ class ParamsConfig(Section):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise _CrossFieldError("policies", f"duplicate policy name {dup[0]!r}")
-        for key, used in (("pairs.lower_policies", self.pairs.lower_policies),
-                          ("pairs.upper_policies", self.pairs.upper_policies),
-                          ("bon.policies", self.bon.policies)):
-            unknown = [n for n in used if n not in names]
+        for key in ("pairs.lower_policies", "pairs.upper_policies", "bon.policies"):
+            section, field = key.split(".")
+            if section not in self.model_fields_set or field not in getattr(self, section).model_fields_set:
+                continue  # a default names the default policy; only what the file says must match
+            unknown = [n for n in getattr(getattr(self, section), field) if n not in names]
             if unknown:
                 raise _CrossFieldError(key, f"unknown policy {unknown[0]!r}; the policies are {', '.join(names)}")
         return self
