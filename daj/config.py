@@ -172,22 +172,34 @@ class RewardConfig(Section):
         return self
 
 
-class JudgeConfig(_OpenSection):
+class JudgeConfig(Section):
     backend: Literal["hf", "vllm", "openai"] = "hf"
     model: str = "models/tiny"
     adapter: str | None = None
-    max_new_tokens: NonNegativeInt = 16
+    base_url: str | None = None          # openai backend only (null = http://127.0.0.1:8000/v1)
+    api_key_env: str | None = None       # openai backend only (null = OPENAI_API_KEY)
+    mode: Literal["reason", "select"] = "reason"
+    max_new_tokens: NonNegativeInt = 16  # mode reason only (>= 1 there)
     temperature: NonNegativeFloat = 0.7
     top_p: Probability = 0.8
     top_k: NonNegativeInt = 20
     repetition_penalty: PositiveFloat = 1.05
     force_selection: bool = True
     force_sampling: bool = True
+    swap: bool = False
     max_prompt_chars: PositiveInt = 6000
     cache_dir: str | None = ".cache/judge"
     engine_options: dict[str, Any] = Field(default_factory=dict)
     tokenizer: str | None = None
     reward: RewardConfig = Field(default_factory=RewardConfig)
+
+    @model_validator(mode="after")
+    def _server_options(self) -> JudgeConfig:
+        if self.backend != "openai" and (self.base_url or self.api_key_env):
+            raise ValueError("base_url and api_key_env are options of the openai backend")
+        if self.mode == "reason" and self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens 0 generates nothing: use mode select for selection only")
+        return self
 
 
 class SplitCaps(Section):
@@ -195,11 +207,18 @@ class SplitCaps(Section):
     upper: PositiveInt | None = None
 
 
-class PairsConfig(_OpenSection):
+# who writes a level's judge responses: null = the judge; else "judge" or an engine spec
+# {name, backend, model, ...} (checked in full by daj.judge.trajectories before any work)
+Trajectories = list[Literal["judge"] | dict[str, Any]] | None
+
+
+class PairsConfig(Section):
     lower_policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
     upper_policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
     max_pairs_per_problem: PositiveInt | None = 2
     responses_per_pair: PositiveInt = 2
+    lower_trajectories: Trajectories = None
+    upper_trajectories: Trajectories = None
     max_problems: PositiveInt | SplitCaps | None = None
 
 
