@@ -274,3 +274,33 @@ def test_cache_names_keep_engines_apart():
         {**http, "backend": "vllm", "base_url": None}, {**http, "adapter": "a"})}
     assert len(names) == 6
     assert engine_cache_name({**http, "concurrency": 1, "max_retries": 9}) == engine_cache_name(http)
+
+
+def test_select_mode_scores_a_chunk_in_one_batch_like_one_by_one():
+    """The batched option scoring of a chunk gives the one-prompt path's log-probs (within 1e-5) and,
+    at these margins, the same sampled selections."""
+    from _tiny_model import tiny_engine
+
+    engine = tiny_engine()  # batch_size 2: chunks of two prompts per padded forward
+    calls = {"batch": 0}
+    batch = engine.score_continuations_batch
+
+    def counting(requests, batch_size=None):
+        calls["batch"] += 1
+        return batch(requests, batch_size)
+
+    codes = [GOOD, BAD, GOOD + "\n# note\n", "print(input()[::-1])\n"]
+    reqs = [JudgeRequest(build_messages(PROBLEM, [a, b], 6000), 2, n=4, seed=7)
+            for a in codes for b in codes if a != b]
+    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0)
+    one = JudgeRunner(engine, settings, batch_size=1).respond(reqs)[0]
+    engine.score_continuations_batch = counting
+    try:
+        many = JudgeRunner(engine, settings, batch_size=6).respond(reqs)[0]
+    finally:
+        del engine.score_continuations_batch
+    assert calls["batch"] == 2  # 12 prompts in chunks of 6
+    for a, b in zip(one, many, strict=True):
+        assert [r.selection for r in a] == [r.selection for r in b]
+        for ra, rb in zip(a, b, strict=True):
+            assert ra.option_logprobs == pytest.approx(rb.option_logprobs, abs=1e-5)

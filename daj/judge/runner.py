@@ -257,6 +257,18 @@ class JudgeRunner:
             out.append([Completion(text="", finish_reason="length", prompt_tokens=tokens, completion_tokens=0)] * n)
         return out
 
+    def _score_chunk(self, requests: list[JudgeRequest]) -> list[dict[str, list[float]]] | None:
+        """Selection-only mode: the option scores of a whole chunk in one padded forward, when the
+        engine can batch them (equal to one forward per prompt up to float rounding; a chunk of one
+        prompt takes exactly the one-prompt path)."""
+        batch = getattr(self.engine, "score_continuations_batch", None)
+        if not self.settings.selection_only or len(requests) < 2 or not callable(batch):
+            return None
+        prefix = force_prefix("")
+        scores = batch([(r.messages, prefix, [f"{k}{CLOSE}" for k in range(1, r.n_candidates + 1)])
+                        for r in requests])
+        return [{prefix: s} for s in scores]
+
     def respond(self, requests: list[JudgeRequest], desc: str | None = None,
                 need_logprobs: bool = False) -> tuple[list[list[JudgeResponse]], CallStats]:
         """`n` responses per request. Identical requests are generated once; cached ones not at all.
@@ -288,10 +300,11 @@ class JudgeRunner:
             for start in range(0, len(items), self.batch_size):
                 chunk = items[start:start + self.batch_size]
                 outputs = self._complete([r for _, r in chunk], n, seed)
-                for (key, req), completions in zip(chunk, outputs, strict=True):
+                prefetched = self._score_chunk([r for _, r in chunk])
+                for i, ((key, req), completions) in enumerate(zip(chunk, outputs, strict=True)):
                     if len(completions) != n:
                         raise RuntimeError(f"engine returned {len(completions)} completions, expected {n}")
-                    scored: dict[str, list[float]] = {}
+                    scored: dict[str, list[float]] = dict(prefetched[i]) if prefetched else {}
                     responses = [self._finish(req, c, f"{key}#{k}", scored) for k, c in enumerate(completions)]
                     self.cache.put(key, [asdict(r) for r in responses])
                     found[key] = responses
