@@ -139,6 +139,96 @@ def render(runs: dict[str, dict]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+REFERENCES = ("random", "public_tests", "oracle")
+BON_METHODS = ("judge", "hybrid", "judge_swap", "hybrid_swap")
+
+
+def _ci(ci) -> str:
+    return "–" if not ci else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def scale_pairwise_rows(judges: dict[str, dict]) -> list[list[str]]:
+    """One row per judge: accuracy with its interval, per order, position 1, swap consistency."""
+    rows = []
+    for name, res in judges.items():
+        m = res.get("pairwise") or {}
+        order = m.get("accuracy_by_order") or {}
+        order_ci = m.get("accuracy_by_order_ci95") or {}
+        rows.append([name, _pct(m.get("accuracy")), _ci(m.get("accuracy_ci95")),
+                     f"{_pct(order.get('pass_first'))} {_ci(order_ci.get('pass_first'))}",
+                     f"{_pct(order.get('pass_second'))} {_ci(order_ci.get('pass_second'))}",
+                     _pct(m.get("position1_rate")), _pct(m.get("swap_consistency")),
+                     f"{_pct(m.get('swap_combined_accuracy'))} {_ci(m.get('swap_combined_accuracy_ci95'))}",
+                     str(m.get("n_pairs", "–"))])
+    return rows
+
+
+def scale_bon_rows(judges: dict[str, dict]) -> list[list[str]]:
+    """The references once (exact), then judge / hybrid (with and without swap) per judge."""
+    rows = []
+    first = next(iter(judges.values()), {}).get("bon") or {}
+    for method in REFERENCES:
+        if method in first:
+            m = first[method]
+            rows.append([method, *(_num(m.get(k)) for k in ("overall", "easy", "medium", "hard")), str(m.get("n"))])
+    for name, res in judges.items():
+        for method in BON_METHODS:
+            m = (res.get("bon") or {}).get(method)
+            if m:
+                rows.append([f"{method}, {name}", *(_num(m.get(k)) for k in ("overall", "easy", "medium", "hard")),
+                             str(m.get("n"))])
+    return rows
+
+
+def render_scale(root: str | Path) -> str:
+    """The report of scripts/smol_scale.py from its folder (config.json, results.json, runs/*, diagnose.json)."""
+    root = Path(root)
+    config = _read(root / "config.json") or {}
+    results = _read(root / "results.json")
+    if results is None:
+        raise DajError("no results.json (run scripts/smol_scale.py first)", path=str(root))
+    judges = results.get("judges") or {}
+    machine = config.get("machine") or {}
+    cfg = config.get("settings") or {}
+    lines = [f"# smol experiment at scale ({config.get('profile', '?')} profile): SmolLM2-135M judge", "",
+             f"Run {machine.get('date', '?')} on {machine.get('host', '?')} ({machine.get('cpus', '?')} CPUs, "
+             f"{machine.get('gpu') or 'no GPU'}, torch {machine.get('torch', '?')}); {results.get('seconds', '?')} s "
+             "in all.", "",
+             "Settings: " + ", ".join(f"{k} {v}" for k, v in cfg.items()), "",
+             "Training pairs (all mixed pairs of the chosen problems, both orders): "
+             + "; ".join(f"{s} {v.get('problems_used')} problems, {v.get('records')} records"
+                         for s, v in (config.get("pairs") or {}).items()), "",
+             "Judges answer the likelier tag (greedy); `swap` sums the two orders' log-probabilities of "
+             "each program being picked. Best-of-3 values are the exact expectations of the paper's vote "
+             f"(R = {cfg.get('rounds', '?')} uniform ordered pairs, ties at random).", "",
+             "## Pairwise accuracy on the held-out mixed pairs (%, 95% bootstrap intervals over problems)", "",
+             *_table(["judge", "accuracy", "95% CI", "pass shown 1st", "pass shown 2nd", "picks position 1",
+                      "swap consistency", "swap-combined accuracy", "pairs"], scale_pairwise_rows(judges)),
+             "", "## Best-of-3 pass@1 (%)", "",
+             *_table(["method", "overall", "easy", "medium", "hard", "problems"], scale_bon_rows(judges)), ""]
+    full = results.get("references_all_test_problems") or {}
+    if full:
+        lines += ["References on every held-out problem (exact): " + ", ".join(
+            f"{m} {_num(full[m].get('overall'))}" for m in ("random", "public_tests", "oracle", "first") if m in full)
+            + f" ({(full.get('random') or {}).get('n')} problems).", ""]
+    if results.get("test_problems") and len(results["test_problems"]) < (full.get("random") or {}).get("n", 0):
+        lines += [f"The judges were evaluated on {len(results['test_problems'])} contested held-out problems only "
+                  "(a seeded choice among those with a passing and a failing candidate; the CPU cap); the "
+                  "Best-of-3 rows above cover those problems.", ""]
+    runs = sorted((root / "runs").glob("*/train.json")) if (root / "runs").is_dir() else []
+    if runs:
+        lines += ["## Training runs", "",
+                  *_table(["run", "steps", "final loss", "meta loss", "meta accuracy", "s/step", "wall s"],
+                          [[p.parent.name, *(str((_read(p) or {}).get(k, "–")) for k in
+                                             ("steps", "final_loss", "meta_loss", "meta_acc", "seconds_per_step",
+                                              "wall_seconds"))] for p in runs]), ""]
+    diag = _read(root / "diagnose.json")
+    if diag:
+        lines += ["## Diagnosis of the collapse to position 1", "", "```json",
+                  json.dumps(diag, indent=1)[:6000], "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m daj.eval.smol_report", description=__doc__.splitlines()[0])
     ap.add_argument("root", nargs="?", default="metrics/smol", help="the folder with one subfolder per run")
