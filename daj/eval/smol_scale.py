@@ -24,7 +24,7 @@ PROFILES: dict[str, dict] = {
             "precision": "fp32", "max_length": 1400, "max_prompt_chars": 2000,
             "lower_problems": 4, "upper_problems": 1, "test_problems": 3, "rounds": 3, "diagnose": 1},
     "gpu": {"seeds": ["0", "1", "2"], "reweights": REWEIGHTS, "objective": "dpo",
-            "steps": 1000, "grad_accum": 4, "meta_every": 10, "lr": 1e-5, "meta_lr": 1e-3,
+            "steps": 1000, "grad_accum": 1, "meta_every": 10, "lr": 1e-5, "meta_lr": 1e-3,
             "precision": "fp32", "max_length": 1400, "max_prompt_chars": 2000,
             "lower_problems": 0, "upper_problems": 0, "test_problems": 0, "rounds": 3, "diagnose": 1},
 }
