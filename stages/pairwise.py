@@ -8,7 +8,10 @@ times per ordered pair (metrics averaged over the responses, daj.eval.pairwise):
   trained  judge.model + models/judge (the train stage's adapter) when that directory exists, else
            + judge.adapter when set; absent when neither exists
 Writes metrics/pairwise.json: {"split", "policies", "max_pairs_per_problem", "judges": {"base": {...},
-"trained": {...}}} with the metrics of daj.eval.pairwise per judge, plus its model, adapter and seconds.
+"trained": {...}}} with the metrics of daj.eval.pairwise per judge (accuracy with its 95% bootstrap
+interval over problems, per order, position-1 rate, swap consistency, ...), plus its model, adapter
+and seconds. With the judge's swap option (judge.swap, scoring both orders and combining them) the
+same metrics describe the combined answers.
 
 The judge cache is keyed by the engine name, which carries content digests of the model and adapter
 (daj.judge.runner.judge_name), so a retrained adapter at the same path is never answered from an older
@@ -56,9 +59,11 @@ def main(params: Params) -> None:
         finally:
             runner.engine.close()
         out[name] = {"model": params.get_path("judge.model"), "adapter": adapter, **metrics}
-        log.info("%s judge: accuracy %s, position-1 rate %s, format errors %s (%.1f s)", name,
-                 _fmt(metrics["accuracy"]), _fmt(metrics["position1_rate"]), _fmt(metrics["format_error_rate"]),
-                 metrics["seconds"])
+        ci = metrics.get("accuracy_ci95")
+        log.info("%s judge: accuracy %s (95%% CI %s), position-1 rate %s, swap consistency %s, format errors %s "
+                 "(%.1f s)", name, _fmt(metrics["accuracy"]), "n/a" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}",
+                 _fmt(metrics["position1_rate"]), _fmt(metrics["swap_consistency"]),
+                 _fmt(metrics["format_error_rate"]), metrics["seconds"])
     write_json(METRICS, {"split": split, "policies": policies, "max_pairs_per_problem": max_pairs,
                          "responses_per_pair": responses, "judges": out})
 
