@@ -231,7 +231,6 @@ def test_grpo_kl_uses_the_reference_and_old_policy(assets):
     assert torch.all(with_kl > plain)  # k3 >= 0, and > 0 where the policy left the reference
 
 
-@pytest.mark.slow
 def test_server_rollouts_push_the_current_adapter(assets, tmp_path):
     """judge.backend openai, against our own OpenAI-compatible server with vLLM's runtime adapter routes
     (daj.engines.serve --enable-lora; vLLM cannot be installed here): after each optimizer step the
