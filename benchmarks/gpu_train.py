@@ -4,8 +4,8 @@
     python benchmarks/gpu_train.py --cpu-smoke     # the same code on a tiny model on CPU, in seconds
 
 Model: the Qwen3-1.7B architecture with random weights (benchmarks.train_step.QWEN3_1_7B), bf16,
-LoRA r=32 alpha=64 on the seven projections; DPO pairs of about 1.3k tokens (1,200 prompt + 100
-response tokens per sequence). "old" is the path before issue 15: micro-batch 1 (one pair per
+LoRA r=32 alpha=64 on the seven projections; DPO pairs of about 1.3k tokens per sequence (the
+--prompt-tokens 1024 --response-tokens 256 of benchmarks/train_step.py, 1,299 tokens measured). "old" is the path before issue 15: micro-batch 1 (one pair per
 forward) and the logits of all scored positions at once (one chunk, no checkpointing); "new" is
 micro-batches of several pairs in one padded forward and the chunked, checkpointed log-probs.
 
@@ -22,6 +22,12 @@ Measured, in this order (each part records its own error instead of stopping the
 
 Writes one JSON (--out, default benchmarks/results/gpu_train.json; also $OUT/gpu_train.json when the
 device tool's $OUT is set) and prints it.
+
+Device run (the GPU machine has torch, transformers and peft, not betty-ml; a few minutes):
+    here:   .venv/bin/python -m pip download -q --no-deps -d .cache/device_train betty-ml==0.2.1
+    device: run(command="PYTHONUNBUFFERED=1 python benchmarks/gpu_train.py --betty-wheel
+            $(ls .cache/device_train/*.whl)", carry=[".cache/device_train"], timeout_s=540)
+    then copy $OUT/gpu_train.json to benchmarks/results/ and the figures into docs/train.md.
 """
 
 from __future__ import annotations
@@ -210,9 +216,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_train.json")
     args = ap.parse_args(argv)
     if args.prompt_tokens is None:
-        args.prompt_tokens = 40 if args.cpu_smoke else 1200
-    if args.response_tokens is None:
-        args.response_tokens = 8 if args.cpu_smoke else 100
+        args.prompt_tokens = 40 if args.cpu_smoke else 1024  # ~1.3k tokens per sequence, as in
+    if args.response_tokens is None:                           # benchmarks/results/train_step_qwen3_1.7b_h200_1.3k
+        args.response_tokens = 8 if args.cpu_smoke else 256
     if args.cpu_smoke:
         args.accum, args.plain_steps, args.bilevel_steps, args.lora_r = 4, 1, 1, 4
     import torch
