@@ -268,3 +268,24 @@ def test_server_rollouts_push_the_current_adapter(assets, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_params_errors_name_the_key():
+    from daj.train.run import from_params
+
+    params = judge_params()
+    params["train"].update(objective="grpo", grpo_group=1)
+    with pytest.raises(DajError) as err:
+        from_params(params)
+    assert err.value.field == "train.grpo_group"
+    params["train"].update(grpo_group=4, steps=5, grad_accum=2)
+    with pytest.raises(DajError) as err:
+        from_params(params)
+    assert err.value.field == "train.steps"
+    params["train"].update(steps=6, grpo_mode="sometimes")
+    with pytest.raises(DajError) as err:
+        from_params(params)
+    assert err.value.field == "train.grpo_mode"
+    params["train"]["grpo_mode"] = "offline"
+    cfg, opts = from_params(params)
+    assert (cfg.steps, cfg.optimizer_steps, opts.grpo_mode) == (6, 3, "offline")

@@ -54,6 +54,9 @@ def from_params(params: Params):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DajError("expected a positive integer", path=params.path, field=f"train.{key}")
         ints[key] = value
+    if objective == "grpo" and ints["grpo_group"] < 2:
+        raise DajError("expected at least 2: advantages are normalised within a group", path=params.path,
+                       field="train.grpo_group")
     if ints["steps"] % ints["grad_accum"]:
         raise DajError(f"expected a multiple of train.grad_accum ({ints['grad_accum']}): train.steps counts lower "
                        f"iterations (micro-batches), got {ints['steps']}", path=params.path, field="train.steps")
