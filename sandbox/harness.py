@@ -399,7 +399,7 @@ def expected_test_names(test_code: str) -> list[str]:
 
 
 def _method_codes(code_obj) -> dict[tuple[str, str], bytes]:
-    """co_code of each function defined in a class body of the compiled test code alone."""
+    """co_code of each function defined in a class body of a compiled module."""
     out: dict[tuple[str, str], bytes] = {}
     for const in code_obj.co_consts:
         if hasattr(const, "co_code"):
@@ -447,8 +447,9 @@ def run_unittest(spec: dict, res: int) -> None:
 
     expected = list(spec["expected_names"])
     try:
-        reference = _method_codes(compile(spec["test_code"], "<test>", "exec"))
         code_obj = compile(spec["code"] + "\n" + spec["test_code"], "<candidate>", "exec")
+        # the methods as compiled here (the test code's classes come last, so they win a name clash)
+        reference = _method_codes(code_obj)
     except (SyntaxError, ValueError) as e:
         return _send(res, {"ready": False, "status": COMPILE, "error": _describe(e)})
     before = _unittest_fingerprint()
