@@ -222,11 +222,13 @@ class PairsConfig(Section):
     max_problems: PositiveInt | SplitCaps | None = None
 
 
-class TrainConfig(_OpenSection):
+class TrainConfig(Section):
     objective: Literal["dpo", "kto", "orpo", "grpo"] = "dpo"
     beta: PositiveFloat = 0.1
     grpo_group: Annotated[int, Field(ge=2)] = 4
-    steps: PositiveInt = 6
+    grpo_mode: Literal["online", "offline"] = "online"
+    rollout_adapter_dir: str = ".cache/rollout_adapters"
+    steps: PositiveInt = 12               # lower iterations (micro-batches); optimizer steps = steps / grad_accum
     lr: PositiveFloat = 1.0e-4
     meta_lr: PositiveFloat = 1.0e-2
     grad_accum: PositiveInt = 2
@@ -246,8 +248,14 @@ class TrainConfig(_OpenSection):
     grpo_kl: NonNegativeFloat = 0.0
     eval_every: NonNegativeInt = 0
     ckpt_every: NonNegativeInt = 0
-    cpu_threads: NonNegativeInt = 1
     ref_cache_dir: str | None = ".cache/train_ref"
+
+    @model_validator(mode="after")
+    def _whole_optimizer_steps(self) -> TrainConfig:
+        if self.steps % self.grad_accum:
+            raise ValueError(f"steps ({self.steps}) counts lower iterations and must be a multiple of "
+                             f"grad_accum ({self.grad_accum})")
+        return self
 
 
 class BonConfig(_OpenSection):

@@ -6,7 +6,7 @@ random judge is trained with reweight=none and reweight=domain under the same se
 compare the corrupted domain's weight and the judge's meta loss / accuracy.
 
     python -m experiments.noisy_domain                      # 3 seeds, full length (CPU, minutes)
-    python -m experiments.noisy_domain --seeds 0 --steps 10 # quick look
+    python -m experiments.noisy_domain --seeds 0 --steps 20 # quick look (steps = lower iterations, grad_accum 2)
     python -m experiments.noisy_domain --reweight instance_table --out metrics/experiments/noisy_instance
 
 Writes <out>/results.json, <out>/domain_weights.csv (seed 0, reweight=domain), <out>/noisy_domain.png.
@@ -152,12 +152,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=120, help="lower iterations (grad_accum 2: 60 optimizer steps)")
     ap.add_argument("--objective", default="dpo", choices=["dpo", "kto", "orpo", "grpo"])
     ap.add_argument("--reweight", default="domain", choices=["domain", "instance_table", "instance_net"])
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--meta-lr", type=float, default=0.1)
-    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--eval-every", type=int, default=10, help="in lower iterations")
     ap.add_argument("--out", type=Path, default=Path("metrics/experiments/noisy_domain"))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
