@@ -83,7 +83,7 @@ def _live_factory(settings, levels):
     from daj.judge.runner import JudgeRunner
 
     def chat_of(row: dict):
-        return row["messages"] if isinstance(row.get("messages"), list) else rendered(row["prompt"])
+        return rendered(row["prompt"])  # the exact text the trainer scores
 
     def factory(model, tokenizer):
         runner = JudgeRunner(LiveEngine(model, tokenizer, name="train-live"), settings, _NoCache())

@@ -39,16 +39,11 @@ class LiveEngine(HFEngine):
     """The hf engine over a model object that keeps training (no copy, no reload)."""
 
     def __init__(self, model, tokenizer, name: str = "live", batch_size: int = 16):
-        import daj.models.loading as loading
-
-        # HFEngine's own constructor sets up everything (eos ids, cache argument name, decoding
-        # options); only its loading step is replaced by the objects given, for this call alone.
-        load, side = loading.load_causal_lm, tokenizer.padding_side
-        loading.load_causal_lm = lambda *args, **kwargs: (model, tokenizer)
+        side = tokenizer.padding_side  # the trainer shares this tokenizer: keep its padding side
         try:
-            super().__init__("live", device=str(next(model.parameters()).device), batch_size=batch_size, name=name)
+            self._setup(model, tokenizer, str(next(model.parameters()).device), batch_size, name,
+                        penalty="fast", cache="dynamic", compile="auto")
         finally:
-            loading.load_causal_lm = load
             tokenizer.padding_side = side
 
     def render(self, prompt: Chat, prefix: str | None = None) -> str:

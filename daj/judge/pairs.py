@@ -169,7 +169,7 @@ def judge_pairs(split: str, prompts: list[PairPrompt], writers: list[Writer] | J
             for k, ans in enumerate(answers[w_index][i]):
                 reward, label = reward_of(ans.selection, pp.correct_position, levels)
                 row = {"id": f"{pp.group}#r{w_index * responses + k}", "group": pp.group, **base, "prompt": text,
-                       "response": ans.text, "reward": reward, "label": label, "selection": ans.selection,
+                       "messages": chat, "response": ans.text, "reward": reward, "label": label, "selection": ans.selection,
                        "raw_selection": ans.raw_selection, "forced": ans.forced,
                        "candidates": [pp.shown[0].index, pp.shown[1].index],
                        "candidate_policies": [pp.shown[0].policy, pp.shown[1].policy], "trajectory_model": w.name}
