@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -138,3 +139,37 @@ def test_serve_cli_subprocess():
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_reasoning_api_style_sends_no_sampling_settings():
+    """api: openai-reasoning (OpenAI's o-series) sends n, seed and max_completion_tokens only; our server
+    reads that budget, and the default style still sends vLLM's sampling fields."""
+    bodies = []
+
+    class Recording(Handler):
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            bodies.append(json.loads(body))
+            self.rfile = io.BytesIO(body)
+            self.headers.replace_header("Content-Length", str(len(body)))
+            super().do_POST()
+
+    srv = make_server(tiny_engine(), "tiny", port=0)
+    srv.RequestHandlerClass = Recording
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        params = SamplingParams(n=2, temperature=0.7, top_k=20, repetition_penalty=1.05, max_new_tokens=3)
+        out = OpenAIEngine("tiny", base_url=srv.url, api_key_env=None, api="openai-reasoning").generate(
+            CHATS[:1], params)
+        assert len(out[0]) == 2 and all(c.completion_tokens <= 3 for c in out[0])
+        sent = {k for k in bodies[-1] if k != "messages"}
+        assert sent == {"model", "n", "seed", "max_completion_tokens"} and bodies[-1]["max_completion_tokens"] == 3
+        OpenAIEngine("tiny", base_url=srv.url, api_key_env=None).generate(CHATS[:1], params)
+        assert {"temperature", "top_k", "repetition_penalty", "max_tokens"} <= set(bodies[-1])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    with pytest.raises(DajError, match="api must be one of"):
+        OpenAIEngine("tiny", api="anthropic")

@@ -39,13 +39,20 @@ class ServerError(Exception):
         self.status = status
 
 
+# vllm: an OpenAI-compatible server that reads vLLM's sampling fields (vllm serve, daj.engines.serve);
+# openai-reasoning: OpenAI's own API for o-series models (no sampling settings, max_completion_tokens)
+API_STYLES = ("vllm", "openai-reasoning")
+
+
 class OpenAIEngine:
     """Chat completions over HTTP."""
 
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 4, max_retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 600.0,
                  adapter: str | None = None, name: str | None = None, extra_body: dict | None = None,
-                 adapter_name: str | None = None, load_adapter: bool = False):
+                 adapter_name: str | None = None, load_adapter: bool = False, api: str = "vllm"):
+        if api not in API_STYLES:
+            raise DajError(f"api must be one of {', '.join(API_STYLES)}, got {api!r}", field="api")
         if concurrency < 1:
             raise DajError(f"concurrency must be >= 1, got {concurrency}", field="concurrency")
         if max_retries < 0:
@@ -59,6 +66,7 @@ class OpenAIEngine:
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff_s, self.timeout_s = backoff_s, timeout_s
         self.extra_body = dict(extra_body or {})
+        self.api = api
         self.name = name or self.model
         if load_adapter:
             self.load_lora(self.model, adapter)
@@ -107,8 +115,13 @@ class OpenAIEngine:
 
     def _one(self, prompt: Chat, prefix: str | None, params: SamplingParams) -> list[Completion]:
         messages = list(prompt)
-        body = {"model": self.model, **to_openai(params, prompt_seed(params.seed, prompt, prefix)),
-                **self.extra_body}
+        sampling = to_openai(params, prompt_seed(params.seed, prompt, prefix))
+        if self.api == "openai-reasoning":
+            # OpenAI's reasoning models (o-series) refuse sampling settings: they decode with their own
+            # fixed ones, and the budget is named max_completion_tokens
+            sampling = {"n": sampling["n"], "seed": sampling.get("seed"),
+                        "max_completion_tokens": sampling["max_tokens"]}
+        body = {"model": self.model, **sampling, **self.extra_body}
         if prefix:
             messages.append({"role": "assistant", "content": prefix})
             body.update(continue_final_message=True, add_generation_prompt=False)
