@@ -77,3 +77,56 @@ def test_cli_prints_args_and_applies(tmp_path, capsys):
     assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == {"seed": 3, "judge": {"model": "gguf:pkg:f.gguf"}}
     (tmp_path / "q.yaml").write_text("nope: 1\n")
     assert main([str(tmp_path / "q.yaml"), "--params", str(tmp_path / "params.yaml")]) == 2
+
+
+# The paper's settings (GUIDE section 3; DaJ section 5.1 and Appendices B-C), written out independently
+# of presets/paper.yaml so that a drifted preset value fails here.
+PAPER = {
+    "benchmark": "lcb", "data.lcb_release": "release_v6",
+    "split.lcb_upper_start": "2024-08-01", "split.lcb_test_start": "2025-02-01",
+    "split.lcb_test_end": "2025-05-01", "split.exclude_platforms": ["codeforces"],
+    "sampling.temperature": 0.7, "sampling.top_p": 0.8, "sampling.top_k": 20,
+    "sampling.repetition_penalty": 1.05, "sampling.max_new_tokens": 8192,
+    "judge.model": "Qwen/Qwen3-1.7B", "train.objective": "grpo", "train.grpo_group": 16,
+    "train.grpo_mode": "online", "train.beta": 0.1, "train.lr": 1e-6, "train.meta_lr": 1e-4,
+    "train.meta_grad_accum": 8, "train.meta_batch_size": 1, "train.precision": "bf16",
+    "train.lora_r": 32, "train.lora_alpha": 64,
+    "train.lora_targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "bon.rounds": 8,
+}
+CHEAP = {"Qwen/Qwen3-Coder-30B-A3B-Instruct", "Qwen/Qwen2.5-Coder-32B-Instruct"}
+STRONG = {"o4-mini", "deepseek-ai/DeepSeek-V3.2-Speciale"}
+
+
+def _get(params: dict, dotted: str):
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_paper_preset_matches_the_paper():
+    from daj.config import validate_params
+
+    preset = load_preset(REPO / "presets" / "paper.yaml")
+    params = apply_to_params(preset, yaml.safe_load((REPO / "params.yaml").read_text()))
+    validate_params(params, "presets/paper.yaml")
+    for key, want in PAPER.items():
+        assert _get(params, key) == want, key
+    train = params["train"]
+    # batch 1 x accumulation 16 (paper) = an effective batch of 16, however it is split into micro-batches
+    assert train["batch_size"] * train["grad_accum"] == 16
+    # 20,000 Betty iterations of one sample at accumulation 16 = 1,250 optimizer steps (steps counts
+    # micro-batches): the same number of optimizer steps and samples
+    assert train["steps"] // train["grad_accum"] == 1250 and train["steps"] % train["grad_accum"] == 0
+    assert train["steps"] * train["batch_size"] == 20000
+    policies = {p["name"]: p for p in params["policies"]}
+    n_of = {p["model"]: p.get("n") for p in params["policies"]}
+    assert {n_of[m] for m in CHEAP} == {8} and {n_of[m] for m in STRONG} == {4}  # n = 8 cheap, 4 strong
+    lower = {policies[n]["model"] for n in params["pairs"]["lower_policies"]}
+    upper = {policies[n]["model"] for n in params["pairs"]["upper_policies"]}
+    assert lower == CHEAP and upper == STRONG
+    assert {t["model"] for t in params["pairs"]["lower_trajectories"]} == CHEAP
+    assert {t["model"] for t in params["pairs"]["upper_trajectories"]} == STRONG
+    assert [policies[n]["model"] for n in params["bon"]["policies"]] == ["deepseek-ai/DeepSeek-V3.2-Speciale"]
+    assert params["judge"]["mode"] == "reason" and params["judge"]["max_new_tokens"] == 8192
