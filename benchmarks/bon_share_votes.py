@@ -72,13 +72,16 @@ def run(pool: dict[str, list[dict]], kind: str, rounds: int, share: bool, seeds:
             exact += float(passed[0])
             continue
         contested += 1
-        dup += len(set(identity_groups(codes))) < len(codes)
+        groups = identity_groups(codes)  # once per problem (the bon stage computes it once per vote)
+        dup += len(set(groups)) < len(codes)
         answer = make_judge(kind, pid, codes, passed)
-        q = [[None if a == b else float(answer(a, b) == 1) for b in range(len(codes))] for a in range(len(codes))]
+        table = {(a, b): answer(a, b) for a in range(len(codes)) for b in range(len(codes)) if a != b}
+        q = [[None if a == b else float(table[(a, b)] == 1) for b in range(len(codes))] for a in range(len(codes))]
         exact += expected_pass(passed, q, rounds)
         for s in range(seeds):
-            res = pairwise_vote(codes, rounds, lambda pairs, f=answer: [f(a, b) for a, b in pairs],
-                                np.random.default_rng([s, len(pid), int(_u(pid) * 2**31)]), share_votes=share)
+            res = pairwise_vote(codes, rounds, lambda pairs, t=table: [t[p] for p in pairs],
+                                np.random.default_rng([s, len(pid), int(_u(pid) * 2**31)]),
+                                groups if share else None, share_votes=share)
             per_seed[s] += float(passed[res.winner])
             calls += res.judged
     n = len(pool)
