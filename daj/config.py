@@ -158,6 +158,8 @@ class ExecuteConfig(_OpenSection):
     sandbox_memory_mb: PositiveInt = 4096
     docker_image: str = "daj-sandbox:latest"
     seccomp: bool = True
+    sandbox_cpus: NonNegativeFloat = 1.0   # cgroup CPU quota per sandbox in cores (local; 0 = none)
+    retries: NonNegativeInt = 1            # reruns on a fresh server after an infrastructure fault
 
 
 class RewardConfig(Section):
