@@ -159,6 +159,7 @@ def scale_pairwise_rows(judges: dict[str, dict]) -> list[list[str]]:
                      f"{_pct(order.get('pass_second'))} {_ci(order_ci.get('pass_second'))}",
                      _pct(m.get("position1_rate")), _pct(m.get("swap_consistency")),
                      f"{_pct(m.get('swap_combined_accuracy'))} {_ci(m.get('swap_combined_accuracy_ci95'))}",
+                     "–" if m.get("mean_tag_margin") is None else f"{m['mean_tag_margin']:+.2f}",
                      str(m.get("n_pairs", "–"))])
     return rows
 
@@ -203,7 +204,8 @@ def render_scale(root: str | Path) -> str:
              f"(R = {cfg.get('rounds', '?')} uniform ordered pairs, ties at random).", "",
              "## Pairwise accuracy on the held-out mixed pairs (%, 95% bootstrap intervals over problems)", "",
              *_table(["judge", "accuracy", "95% CI", "pass shown 1st", "pass shown 2nd", "picks position 1",
-                      "swap consistency", "swap-combined accuracy", "pairs"], scale_pairwise_rows(judges)),
+                      "swap consistency", "swap-combined accuracy", "mean log p(1) - log p(2)", "pairs"],
+                     scale_pairwise_rows(judges)),
              "", "## Best-of-3 pass@1 (%)", "",
              *_table(["method", "overall", "easy", "medium", "hard", "problems"], scale_bon_rows(judges)), ""]
     full = results.get("references_all_test_problems") or {}

@@ -138,10 +138,13 @@ def evaluate_scores(problems: list[dict], pools: dict[str, list[PoolCandidate]],
         keep = [c for c in cands if c.public_passed] or cands
         calls["hybrid"] += rounds if len({c.passed for c in keep}) == 2 else 0
     bon = summarise(problems, values)
+    margins = [r["logp1"] - r["logp2"] for r in scores]
+    pairwise["mean_tag_margin"] = sum(margins) / len(margins) if margins else None  # log p(1) - log p(2)
     summary = {"accuracy": pairwise.get("accuracy"), "accuracy_ci95": pairwise.get("accuracy_ci95"),
                "position1_rate": pairwise.get("position1_rate"),
                "swap_consistency": pairwise.get("swap_consistency"),
                "swap_combined_accuracy": pairwise["swap_combined_accuracy"],
+               "mean_tag_margin": pairwise["mean_tag_margin"],
                **{f"bon_{m}": bon[m]["overall"] for m in ("judge", "hybrid", "judge_swap", "hybrid_swap")}}
     return {"summary": summary, "pairwise": pairwise, "bon": bon, "bon_judge_calls": calls,
             "scored_prompts": len(scores)}
