@@ -289,6 +289,16 @@ def test_live_container_has_the_promised_isolation(server):
     assert ok, error
 
 
+@pytest.mark.slow
+def test_live_container_runs_the_working_tree_harness(server):
+    import hashlib
+
+    want = hashlib.sha256((HARNESS_DIR / "harness.py").read_bytes()).hexdigest()
+    code = 'import hashlib\nprint(hashlib.sha256(open("/opt/daj-sandbox/harness.py", "rb").read()).hexdigest())'
+    ok, error = passes(server, code, want)
+    assert ok, error
+
+
 # hostile programs, each followed by the same probe, which must still pass on the same server
 PROBE = r"""
 import os
