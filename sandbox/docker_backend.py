@@ -30,6 +30,7 @@ from sandbox.server import HarnessServer, SandboxStartError
 log = logging.getLogger(__name__)
 HARNESS_ARGS = ["python", "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
 SHM_MB = 64
+API_TIMEOUT_S = 120.0
 LABEL = "daj.sandbox"
 OWNER_LABEL = "daj.sandbox.owner"  # <hostname>:<pid> of the process that created the container
 BUILD_HINT = ("build it offline with `make image` (BigCodeBench image, tagged daj-sandbox:latest) or "
@@ -173,7 +174,10 @@ class DockerChannel:
     """One sandbox container, its attached socket, and line framing over it."""
 
     def __init__(self, client: Any, config: SandboxConfig):
-        self.container = client.containers.create(**container_options(config))
+        try:
+            self.container = client.containers.create(**container_options(config))
+        except Exception as e:  # image gone, daemon gone or too slow: the backend cannot start
+            raise SandboxStartError(f"docker: cannot create a sandbox container: {e}") from e
         try:
             self.socket = self.container.attach_socket(
                 params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
@@ -241,7 +245,8 @@ _stale_checked = False
 def docker_server(config: SandboxConfig, client: Any | None = None) -> HarnessServer:
     """A HarnessServer running in a container; raises SandboxStartError without a daemon or image."""
     global _stale_checked
-    client = client or docker_client()
+    # container create/start/remove can take seconds on a loaded machine: not the probe's 5 s
+    client = client or docker_client(timeout=API_TIMEOUT_S)
     if client is None:
         raise SandboxStartError("execute.backend is docker but no docker daemon answers "
                                 "(start dockerd, or use execute.backend: local)")
