@@ -19,7 +19,7 @@ from daj.judge.prompt import build_messages, render_prompt
 
 REWEIGHTS = ["none", "domain", "instance_table", "instance_net"]
 PROFILES: dict[str, dict] = {
-    "cpu": {"seeds": ["0"], "reweights": ["none", "domain"], "objective": "dpo",
+    "cpu": {"seeds": ["0"], "reweights": REWEIGHTS, "objective": "dpo",
             "steps": 2, "grad_accum": 1, "meta_every": 1, "lr": 1e-4, "meta_lr": 1e-2,
             "precision": "fp32", "max_length": 1400, "max_prompt_chars": 2000,
             "lower_problems": 4, "upper_problems": 1, "test_problems": 3, "rounds": 3, "diagnose": 1},
