@@ -82,6 +82,11 @@ def settings(args: argparse.Namespace) -> dict:
             continue
         cfg[key] = [v for v in value.split(",") if v] if isinstance(PROFILES["cpu"][key], list) else value
     cfg["seeds"] = [int(s) for s in cfg["seeds"]]
+    if cfg["objective"] != "dpo":  # online GRPO needs scored rollouts and a sampler: docs/smol.md
+        raise DajError(f"only dpo is wired in this script, got {cfg['objective']!r}", field="--objective")
+    unknown = sorted(set(cfg["reweights"]) - set(PROFILES["gpu"]["reweights"]))
+    if unknown:
+        raise DajError(f"unknown reweighting {unknown[0]!r}", field="--reweights")
     return cfg
 
 
