@@ -89,7 +89,8 @@ def container_options(config: SandboxConfig, harness_dir: Path = HARNESS_DIR) ->
     cpus = float(getattr(config, "sandbox_cpus", 1.0) or 1.0)
     return {
         "image": config.docker_image,
-        "entrypoint": HARNESS_ARGS,
+        # execute.seccomp false: the harness loads no filter of its own (as the local backend)
+        "entrypoint": HARNESS_ARGS if getattr(config, "seccomp", True) else [*HARNESS_ARGS, "--no-seccomp"],
         "command": [],
         "stdin_open": True,
         "tty": False,

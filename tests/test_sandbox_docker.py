@@ -75,6 +75,7 @@ def test_container_is_offline_limited_and_mounts_the_harness_read_only():
     assert opts["volumes"] == {str(HARNESS_DIR): {"bind": "/opt/daj-sandbox", "mode": "ro"}}
     assert opts["image"] == "img:1" and opts["entrypoint"][-1] == "--own-pid-ns"
     assert opts["entrypoint"][2] == "/opt/daj-sandbox/harness.py"
+    assert container_options(SandboxConfig(seccomp=False))["entrypoint"][-1] == "--no-seccomp"
     assert opts["environment"]["TZ"] == "UTC" and opts["environment"]["MPLBACKEND"] == "Agg"
     assert opts["labels"][LABEL] == "1" and opts["labels"][OWNER_LABEL].endswith(f":{os.getpid()}")
 
@@ -287,6 +288,16 @@ def test_live_container_has_the_promised_isolation(server):
                 "caps=0000000000000000 nnp=1")
     ok, error = passes(server, GUARANTEES, expected)
     assert ok, error
+
+
+@pytest.mark.slow
+def test_live_seccomp_off_when_the_params_say_so():
+    live_image_or_skip()
+    srv = docker_server(SandboxConfig(**{**LIVE.__dict__, "seccomp": False}))
+    try:
+        assert srv.hello["seccomp"] is False and passes(srv, "print(3)", "3")[0]
+    finally:
+        srv.close()
 
 
 @pytest.mark.slow
