@@ -27,16 +27,29 @@ from sandbox.server import HarnessFault, HarnessServer, Interrupted, SandboxStar
 log = logging.getLogger(__name__)
 
 
-def choose_backend(config: SandboxConfig, docker_probe: Callable[[], object | None] | None = None) -> str:
-    """"local" or "docker": `auto` takes docker when a daemon answers, local otherwise."""
+def choose_backend(config: SandboxConfig, docker_probe: Callable[[SandboxConfig], str | None] | None = None) -> str:
+    """"local" or "docker": `auto` takes docker when a daemon answers and execute.docker_image exists,
+    local otherwise (`docker_probe(config)` says why docker cannot run, None when it can)."""
     if config.backend in ("local", "docker"):
         return config.backend
     if config.backend != "auto":
         raise DajError(f"unknown backend {config.backend!r}; expected auto, local or docker",
                        field="execute.backend")
     if docker_probe is None:
-        from sandbox.docker_backend import docker_client as docker_probe
-    return "docker" if docker_probe() is not None else "local"
+        from sandbox.docker_backend import docker_ready as docker_probe
+    why = docker_probe(config)
+    if why is not None:
+        log.info("execute.backend auto: local sandbox (%s)", why)
+    return "docker" if why is None else "local"
+
+
+def backend_identity(config: SandboxConfig, backend: str) -> str:
+    """What a verdict depends on besides its job: the backend, the harness files it runs (a harness
+    change never reuses old verdicts) and, for docker, the image."""
+    from sandbox.docker_backend import backend_identity as docker_identity
+    from sandbox.docker_backend import harness_digest
+
+    return docker_identity(config) if backend == "docker" else f"local:{harness_digest()[:16]}"
 
 
 def make_server(config: SandboxConfig, backend: str) -> HarnessServer:
@@ -120,7 +133,8 @@ class Runner:
     def judge(self, pairs: Sequence[tuple[dict, str]], desc: str = "execute") -> list[dict]:
         """Verdict fields (see sandbox.jobs.summarize) for each (problem, code), in order."""
         jobs = [build_job(problem, code, self.config, job_id=i) for i, (problem, code) in enumerate(pairs)]
-        keys = [cache_key(job, self.backend) for job in jobs]
+        identity = backend_identity(self.config, self.backend)
+        keys = [cache_key(job, identity) for job in jobs]
         verdicts: list[dict | None] = [self.cache.get(k) for k in keys]
         todo = [i for i, v in enumerate(verdicts) if v is None]
         self.cache_hits += len(jobs) - len(todo)

@@ -44,11 +44,13 @@ TEST_IMAGE = os.environ.get("DAJ_DOCKER_TEST_IMAGE", "daj-sandbox-test:latest")
 
 
 # ----------------------------------------------------------------------------- without a daemon
-def test_auto_uses_docker_only_when_a_daemon_answers():
-    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda: None) == "local"
-    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda: object()) == "docker"
-    assert choose_backend(SandboxConfig(backend="local"), docker_probe=lambda: object()) == "local"
-    assert choose_backend(SandboxConfig(backend="docker"), docker_probe=lambda: None) == "docker"
+def test_auto_uses_docker_only_when_daemon_and_image_are_there():
+    # the probe says why docker cannot run (no daemon, no image), None when it can
+    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda c: "no daemon") == "local"
+    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda c: "image missing") == "local"
+    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda c: None) == "docker"
+    assert choose_backend(SandboxConfig(backend="local"), docker_probe=lambda c: None) == "local"
+    assert choose_backend(SandboxConfig(backend="docker"), docker_probe=lambda c: "no daemon") == "docker"
     with pytest.raises(DajError, match="backend"):
         choose_backend(SandboxConfig(backend="podman"))
 
