@@ -17,6 +17,7 @@ from daj.data.schema import CANDIDATE_FIELDS
 from daj.errors import DajError
 from daj.io import atomic_dir, iter_jsonl, write_json, write_jsonl
 from daj.params import Params
+from daj.runlog import record
 from sandbox.config import SandboxConfig
 from sandbox.runner import Runner
 
@@ -94,7 +95,6 @@ def policy_metrics(rows: list[dict]) -> dict:
     m = {"candidates": len(rows), "passed": sum(r["passed"] for r in rows),
          "public_passed": sum(r["public_passed"] for r in rows),
          "sandbox_passed": sum(r["sandbox_passed"] for r in rows),
-         "seconds": round(sum(r["seconds"] for r in rows), 2),
          "status": dict(sorted(Counter(r["status"] for r in rows).items())),
          "missing_dependency": sum(r["status"] == "missing_dependency" for r in rows)}
     with_imported = [r for r in rows if "imported_passed" in r]
@@ -114,6 +114,7 @@ def main(params: Params) -> None:
     problems = {row["id"]: row for _, row in iter_jsonl(PROBLEMS, required=("id", "tests"))}
     by_policy = read_candidates(CANDIDATES, problems, policy_names(params))
     metrics: dict = {}
+    runs: dict = {}  # candidate seconds and cache hits: logs/execute.json, not results
     outputs: dict[str, list[dict]] = {}
     with Runner(config) as runner:
         log.info("backend: %s, %d workers", runner.backend, config.n_workers())
@@ -122,14 +123,16 @@ def main(params: Params) -> None:
             verdicts = runner.judge([(problems[c["problem_id"]], c["code"]) for c in cands], desc=policy)
             outputs[policy] = verdict_rows(cands, verdicts, source)
             metrics[policy] = policy_metrics(outputs[policy])
-            metrics[policy].update(backend=runner.backend, verdict_source=source,
-                                   cache_hits=runner.cache_hits - hits)
+            metrics[policy].update(backend=runner.backend, verdict_source=source)
+            runs[policy] = {"seconds": round(sum(r["seconds"] for r in outputs[policy]), 2),
+                            "cache_hits": runner.cache_hits - hits}
             log.info("%s: %d/%d passed (%s)", policy, metrics[policy]["passed"], len(cands),
                      metrics[policy]["status"])
     with atomic_dir(VERDICTS) as tmp:
         for policy, rows in outputs.items():
             write_jsonl(tmp / f"{policy}.jsonl", rows)
     write_json(METRICS, metrics)
+    record("execute", runs)
 
 
 if __name__ == "__main__":

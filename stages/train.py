@@ -138,13 +138,15 @@ class _NoCache:
 
 
 def main(params: Params) -> None:
-    from daj.train.run import from_params, run, summary
+    from daj.runlog import record
+    from daj.train.run import from_params, run, summary, timings
 
     cfg, opts = from_params(params)
     factory = rollout_sampler_factory(params) if cfg.objective == "grpo" and opts.grpo_mode == "online" else None
     result = run(cfg, opts, PAIRS, judge_out=JUDGE_OUT, metrics_json=METRICS, metrics_dir=METRICS_DIR,
                  ckpt_dir=CKPT, sampler_factory=factory)
-    s = summary(cfg, result)
+    s = {**summary(cfg, result), **timings(result)}
+    record("train", timings(result))
     logging.getLogger().info("%s/%s: %d iterations (%d optimizer steps), final loss %.4f, meta loss %.4f, "
                              "meta acc %.3f, %.3f s/optimizer step, peak RSS %.0f MiB", s["objective"],
                              s["reweight"], s["steps"], s["optimizer_steps"], s["final_loss"], s["meta_loss"],
