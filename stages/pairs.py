@@ -21,6 +21,7 @@ from daj.judge.reward import RewardLevels
 from daj.judge.runner import JudgeSettings, judge_engine_spec
 from daj.judge.trajectories import TrajectoryRunners, parse_trajectories
 from daj.params import Params
+from daj.runlog import record, split_run_fields
 from stages._main import policy_list, positive_int
 
 SPLITS_DIR = "data/splits"
@@ -82,7 +83,9 @@ def main(params: Params) -> None:
                                          ", ".join(m.name for m in models))
     finally:
         runners.close()
-    write_json(METRICS, metrics)
+    results, run = split_run_fields(metrics)  # model calls vs cache hits: how this run went
+    write_json(METRICS, results)
+    record("pairs", run)
 
 
 if __name__ == "__main__":

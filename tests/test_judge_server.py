@@ -142,7 +142,8 @@ def test_malformed_answers_become_rejected_format_errors_end_to_end(tmp_path, mo
         m = metrics[split]
         assert m["format_error_rate"] == pytest.approx(4 / 6) and m["raw_format_error_rate"] == pytest.approx(4 / 6)
         assert m["mean_reward"] == pytest.approx(sum(LEVELS[lab] for lab in labels) / len(labels))
-        assert m["judge_cost"]["model_calls"] == m["prompts"] and m["forced_rate"] == 0
+        calls = json.loads((tmp_path / "logs/pairs.json").read_text())[split]["judge_cost"]["model_calls"]
+        assert calls == m["prompts"] and m["forced_rate"] == 0
 
 
 def test_judge_server_from_params_drives_pairs_bon_and_pairwise(tmp_path, monkeypatch, tiny_server):
@@ -163,7 +164,8 @@ def test_judge_server_from_params_drives_pairs_bon_and_pairwise(tmp_path, monkey
     monkeypatch.setenv("DAJ_JUDGE_KEY", "sekret")
     pairs_stage.main(load_params())
     m = json.loads((tmp_path / "metrics/pairs.json").read_text())["lower"]
-    assert m["judge_cost"]["model_calls"] == m["prompts"] == 12 and m["forced_rate"] == 0
+    calls = json.loads((tmp_path / "logs/pairs.json").read_text())["lower"]["judge_cost"]["model_calls"]
+    assert calls == m["prompts"] == 12 and m["forced_rate"] == 0
     assert m["trajectory_models"] == [{"name": "judge", "backend": "openai", "model": "tiny", "adapter": None,
                                        "base_url": tiny_server}]
     assert m["judge_cost"]["completion_tokens"] > 0  # generated over HTTP by the tiny model
@@ -204,6 +206,7 @@ def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_se
     monkeypatch.setenv("DAJ_JUDGE_KEY", "sekret")
     pairs_stage.main(load_params())
     metrics = json.loads((root / "metrics/pairs.json").read_text())
+    run_log = json.loads((root / "logs/pairs.json").read_text())
     names = {"lower": ["cheap_hf", "cheap_http"], "upper": ["judge", "strong_http"]}
     for split in ("lower", "upper"):
         scored = read_jsonl(root / f"data/pairs/{split}_scored.jsonl")
@@ -215,7 +218,7 @@ def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_se
             mine = [r for r in scored if r["trajectory_model"] == name]
             assert len(mine) == 2 * m["prompts"] == m["by_trajectory_model"][name]["responses"]
             # the cache is keyed on the trajectory model: each one was asked every prompt
-            assert m["by_trajectory_model"][name]["judge_cost"]["model_calls"] == m["prompts"]
+            assert run_log[split]["by_trajectory_model"][name]["judge_cost"]["model_calls"] == m["prompts"]
         assert len({r["id"] for r in scored}) == len(scored)
         by_model = {r["id"]: r["trajectory_model"] for r in scored}
         for rec in records:  # a record pairs two responses of one trajectory model and says which
@@ -239,8 +242,9 @@ def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_se
     assert any(rec["chosen"].startswith(c.text.rstrip()) for c in raw)
     # a rerun is served from the cache, model by model
     pairs_stage.main(load_params())
-    again = json.loads((root / "metrics/pairs.json").read_text())
+    again = json.loads((root / "logs/pairs.json").read_text())
     assert all(again[s]["judge_cost"]["model_calls"] == 0 for s in ("lower", "upper"))
+    assert json.loads((root / "metrics/pairs.json").read_text()) == metrics  # results: unchanged
     assert read_jsonl(root / "data/pairs/upper_scored.jsonl") == upper_rows
 
 
