@@ -39,11 +39,6 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
 
-class _OpenSection(Section):
-    # INTEGRATION-TODO: sections being extended in parallel; forbid again once their keys are listed
-    model_config = ConfigDict(extra="allow", strict=True, validate_default=True)
-
-
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Probability = Annotated[float, Field(gt=0, le=1)]
 PolicyName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
@@ -143,7 +138,7 @@ class SampleConfig(Section):
     work_dir: str = ".cache/sample"
 
 
-class ExecuteConfig(_OpenSection):
+class ExecuteConfig(Section):
     backend: Literal["auto", "local", "docker"] = "auto"
     allow_unsandboxed: bool = False
     verdict_source: Literal["sandbox", "imported"] = "sandbox"
@@ -260,15 +255,16 @@ class TrainConfig(Section):
         return self
 
 
-class BonConfig(_OpenSection):
+class BonConfig(Section):
     policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
     rounds: PositiveInt = 8
     split: Literal["test", "upper", "lower"] = "test"
     scaling_n: list[PositiveInt] | None = Field(default_factory=lambda: [1, 2, 4, 8])
     scaling_judge: bool = True
+    share_votes: bool = False   # identical candidates share votes (off: the paper's tally)
 
 
-class PairwiseConfig(_OpenSection):
+class PairwiseConfig(Section):
     max_pairs_per_problem: PositiveInt | None = 4
     responses_per_pair: PositiveInt | None = 1
 
