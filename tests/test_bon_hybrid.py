@@ -45,7 +45,7 @@ PROBLEM = {"id": "t/0", "title": "T", "platform": "atcoder", "difficulty": "easy
 
 def run(cands: list[PoolCandidate], rounds: int = 6, seed: int = 0):
     engine = Recorder()
-    res = evaluate_policy("p", [PROBLEM], {"t/0": cands}, JudgeRunner(engine, JudgeSettings(max_new_tokens=8)),
+    res = evaluate_policy("p", [PROBLEM], {"t/0": cands}, JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=False, force_sampling=False)),
                           rounds, seed, progress=False)
     rows = {r["method"]: r for r in res.rows}
     return res, rows, engine

@@ -149,7 +149,7 @@ class AlwaysFirst:
 
 def test_runner_select_asks_once_per_ordered_pair():
     engine = AlwaysFirst()
-    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8))
+    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=False, force_sampling=False))
     prompts = pair_prompts("test", PROBLEMS, POOLS, max_pairs=1, seed=0)
     m = evaluate_judge(prompts, runner_select(runner, seed=0))
     assert engine.prompts == len(prompts) == 4  # one pair per problem, two orders

@@ -114,13 +114,13 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
     chat = build_messages(problem, [problem["reference"], problem["prompt"] + "    return 0\n", problem["reference"]],
                           2000)
     engine = tiny_engine()
-    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=True))
+    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=True, force_sampling=False))
     [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
     assert resp.forced and resp.raw_selection is None and stats.model_calls == 1
     scores = engine.score_continuations(chat, force_prefix(resp.raw_text), [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.selection == 1 + max(range(3), key=lambda i: scores[i])
     # selection only on the same engine: no generation, the tag alone, from the prompt's own scores
-    runner = JudgeRunner(engine, JudgeSettings(mode="select"))
+    runner = JudgeRunner(engine, JudgeSettings(mode="select", force_selection=False, force_sampling=False))
     [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
     scores = engine.score_continuations(chat, "<selection>", [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.text == f"<selection>{1 + max(range(3), key=lambda i: scores[i])}</selection>"

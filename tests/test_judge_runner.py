@@ -76,7 +76,7 @@ def test_truncation_keeps_head_and_tail_and_is_fair():
 
 def test_same_prompt_twice_is_one_model_call(tmp_path):
     engine = FakeJudgeEngine(lambda p, k: "Candidate 1 handles the counts. <selection>1</selection>")
-    settings = JudgeSettings(max_new_tokens=32)
+    settings = JudgeSettings(max_new_tokens=32, force_selection=False, force_sampling=False)
     req = JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)
     runner = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
     out, stats = runner.respond([req, req])
@@ -89,21 +89,21 @@ def test_same_prompt_twice_is_one_model_call(tmp_path):
     again.respond([req])
     assert engine.generated == [1]
     # ... and is keyed by the settings and the seed
-    JudgeRunner(engine, JudgeSettings(max_new_tokens=33), JudgeCache(tmp_path / "cache")).respond([req])
+    JudgeRunner(engine, JudgeSettings(max_new_tokens=33, force_selection=False, force_sampling=False), JudgeCache(tmp_path / "cache")).respond([req])
     again.respond([JudgeRequest(req.messages, 2, seed=1)])
     assert engine.generated == [1, 1, 1]
 
 
 def test_forced_selection_appends_the_likeliest_index():
     engine = FakeJudgeEngine(lambda p, k: "Both look similar but candidate", scores=[-3.0, -0.5])
-    runner = JudgeRunner(engine, JudgeSettings(force_selection=True))
+    runner = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=False))
     [[resp]], stats = runner.respond([JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)])
     assert resp.forced and resp.raw_selection is None and resp.selection == 2
     assert resp.text.endswith("<selection>2</selection>") and resp.text.startswith(resp.raw_text)
     assert stats.forced == 1 and engine.scored == 1
     # a valid answer is kept as it is
     engine = FakeJudgeEngine(lambda p, k: "<selection>1</selection>", scores=[-3.0, -0.5])
-    [[resp]], _ = JudgeRunner(engine, JudgeSettings(force_selection=True)).respond(
+    [[resp]], _ = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=False)).respond(
         [JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)])
     assert not resp.forced and resp.selection == 1 and engine.scored == 0
 
@@ -125,7 +125,7 @@ def test_forced_selection_needs_a_scoring_engine():
             pass
 
     with pytest.raises(DajError, match="force_selection"):
-        JudgeRunner(NoScore(), JudgeSettings(force_selection=True))
+        JudgeRunner(NoScore(), JudgeSettings(force_selection=True, force_sampling=False))
 
 
 def test_fingerprint_follows_content(tmp_path):
@@ -151,7 +151,7 @@ def test_forced_sampling_follows_the_option_probabilities():
 
     engine = FakeJudgeEngine(lambda p, k: "no tag", scores=[math.log(0.2), math.log(0.8)])
     chats = [build_messages({**PROBLEM, "title": f"T{i}"}, [GOOD, BAD], 6000) for i in range(400)]
-    argmax = JudgeRunner(engine, JudgeSettings(force_selection=True, temperature=1.0))
+    argmax = JudgeRunner(engine, JudgeSettings(force_selection=True, temperature=1.0, force_sampling=False))
     assert {r[0].selection for r in argmax.respond([JudgeRequest(c, 2) for c in chats])[0]} == {2}
     sampled = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=1.0))
     picks = [r[0].selection for r in sampled.respond([JudgeRequest(c, 2) for c in chats])[0]]
@@ -165,7 +165,7 @@ def test_forced_sampling_follows_the_option_probabilities():
 
 def test_selection_only_scores_each_prompt_once_and_generates_nothing(tmp_path):
     engine = FakeJudgeEngine(lambda p, k: pytest.fail("selection only must not generate"), scores=[-0.7, -0.7])
-    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0)
+    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0, force_selection=False)
     runner = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
     reqs = [JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2, n=8, seed=s) for s in range(3)]
     out, stats = runner.respond(reqs)
@@ -189,11 +189,11 @@ def test_modes_need_a_scoring_engine_only_when_they_score_options():
             pass
 
     with pytest.raises(DajError, match="judge.mode: select needs an engine that scores") as err:
-        JudgeRunner(NoScore(), JudgeSettings(mode="select"))
+        JudgeRunner(NoScore(), JudgeSettings(mode="select", force_selection=False, force_sampling=False))
     assert err.value.field == "judge.mode"
     with pytest.raises(DajError, match="judge.force_selection needs an engine that scores"):
-        JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=True))
-    JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=False))  # writes its own tags
+        JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=True, force_sampling=False))
+    JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=False, force_sampling=False))  # writes its own tags
 
 
 BASE = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0, "max_prompt_chars": 2000,
@@ -231,7 +231,7 @@ def test_select_mode_keeps_the_cache_key_of_max_new_tokens_zero():
 
     engine = FakeJudgeEngine(lambda p, k: "", scores=[-1.0, -2.0])
     req = JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2, n=3, seed=5)
-    settings = JudgeSettings(mode="select", force_sampling=True, max_new_tokens=16)
+    settings = JudgeSettings(mode="select", force_sampling=True, max_new_tokens=16, force_selection=False)
     legacy = cache_key(messages=req.messages, model="fake-judge",
                        sampling={**settings.sampling(3, 5).to_dict(), "max_new_tokens": 0}, force=True,
                        force_sampling=True, k=2)
@@ -292,7 +292,7 @@ def test_select_mode_scores_a_chunk_in_one_batch_like_one_by_one():
     codes = [GOOD, BAD, GOOD + "\n# note\n", "print(input()[::-1])\n"]
     reqs = [JudgeRequest(build_messages(PROBLEM, [a, b], 6000), 2, n=4, seed=7)
             for a in codes for b in codes if a != b]
-    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0)
+    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0, force_selection=False)
     one = JudgeRunner(engine, settings, batch_size=1).respond(reqs)[0]
     engine.score_continuations_batch = counting
     try:

@@ -66,10 +66,10 @@ class JudgeSettings:
     top_p: float = 0.8
     top_k: int = 20
     repetition_penalty: float = 1.05
-    max_new_tokens: int = 8192
-    force_selection: bool = False
+    max_new_tokens: int = 16          # these defaults are params.yaml's (daj.config.JudgeConfig)
+    force_selection: bool = True
     max_prompt_chars: int = 6000
-    force_sampling: bool = False
+    force_sampling: bool = True
     mode: str = "reason"
     swap: bool = False
 
