@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from daj.data.bcb import load_bcb_snapshot  # noqa: E402
 from daj.io import write_json  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.runner import Runner  # noqa: E402
+from sandbox.pool import SandboxPool  # noqa: E402
 
 DATA = Path(os.environ.get("DAJ_SHARED_DATA", ROOT.parent / "shared" / "data")) / "bigcodebench"
 
@@ -43,8 +43,8 @@ def main() -> None:
     config = SandboxConfig(backend=args.backend, docker_image=args.image, workers=args.workers,
                            cache_dir=None)
     start = time.perf_counter()
-    with Runner(config) as runner:
-        verdicts = runner.judge([(p, p["reference"]) for p in problems], desc="bcb canonical")
+    with SandboxPool(config) as runner:
+        verdicts = runner.check([(p, p["reference"]) for p in problems], desc="bcb canonical")
     missing = collections.Counter()
     other = []
     for p, v in zip(problems, verdicts, strict=True):

@@ -26,7 +26,7 @@ from lcb_agreement import load  # noqa: E402
 
 from daj.io import write_json  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.runner import Runner  # noqa: E402
+from sandbox.pool import SandboxPool  # noqa: E402
 
 DATA = Path(os.environ.get("DAJ_SHARED_DATA", ROOT.parent / "shared" / "data")) / "lcb"
 VERDICT_KEYS = ("passed", "public_passed", "status", "tests_passed")
@@ -35,14 +35,14 @@ VERDICT_KEYS = ("passed", "public_passed", "status", "tests_passed")
 def judge(backend: str, pairs: list, workers: int, image: str) -> tuple[dict, list[dict]]:
     """Judge `pairs` on one backend; its figures and the verdicts."""
     config = SandboxConfig(backend=backend, workers=workers, cache_dir=None, docker_image=image)
-    with Runner(config) as runner:
+    with SandboxPool(config) as runner:
         start = time.perf_counter()
-        runner.judge(pairs[:1], desc=f"{backend} warm-up")  # one sandbox up; not timed below
+        runner.check(pairs[:1], desc=f"{backend} warm-up")  # one sandbox up; not timed below
         startup = time.perf_counter() - start
         runner._ensure_servers(config.n_workers())  # all sandboxes up before the clock starts
         startup_all = time.perf_counter() - start
         start = time.perf_counter()
-        verdicts = runner.judge(pairs, desc=f"execute ({backend})")
+        verdicts = runner.check(pairs, desc=f"execute ({backend})")
         seconds = time.perf_counter() - start
     tests = sum(v["tests_total"] if v["passed"] else v["tests_passed"] + 1 for v in verdicts)
     figures = {"workers": config.n_workers(), "seconds": round(seconds, 1),

@@ -23,7 +23,7 @@ from daj.data.lcb import load_lcb_snapshot  # noqa: E402
 from daj.engines.file import read_lcb_eval_all  # noqa: E402
 from daj.io import write_json  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.runner import Runner  # noqa: E402
+from sandbox.pool import SandboxPool  # noqa: E402
 
 DATA = Path("/work/shared/data/lcb")
 POOLS = ("O1-Mini-2024-09-12", "O1-Preview-2024-09-12", "Kimi-k1.6-IOI-high")
@@ -81,8 +81,8 @@ def main() -> None:
     triples = load(args.mode, args.limit)
     config = SandboxConfig(backend="local", workers=args.workers, cache_dir=args.cache)
     start = time.perf_counter()
-    with Runner(config) as runner:
-        verdicts = runner.judge([(p, c["code"]) for _, p, c in triples], desc=f"lcb {args.mode}")
+    with SandboxPool(config) as runner:
+        verdicts = runner.check([(p, c["code"]) for _, p, c in triples], desc=f"lcb {args.mode}")
     seconds = time.perf_counter() - start
     key = "passed" if args.mode == "full" else "public_passed"
     report = agreement(triples, verdicts, key)

@@ -34,7 +34,7 @@ from lcb_agreement import agreement, load  # noqa: E402
 from daj.io import write_json  # noqa: E402
 from sandbox import local  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.runner import Runner  # noqa: E402
+from sandbox.pool import SandboxPool  # noqa: E402
 
 
 def lcb_sample(problem: dict) -> dict:
@@ -73,10 +73,10 @@ def run_daj(triples, workers: int, harness_dir: Path | None = None) -> dict:
         local.HARNESS_DIR = harness_dir
     try:
         pairs = [(p, c["code"]) for _, p, c in triples]
-        with Runner(config, progress=True) as runner:
-            runner.judge(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
+        with SandboxPool(config, progress=True) as runner:
+            runner.check(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
             start = time.perf_counter()
-            verdicts = runner.judge(pairs, desc="daj" if harness_dir is None else "daj (old harness)")
+            verdicts = runner.check(pairs, desc="daj" if harness_dir is None else "daj (old harness)")
             seconds = time.perf_counter() - start
     finally:
         local.HARNESS_DIR = original

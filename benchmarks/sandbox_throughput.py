@@ -31,7 +31,7 @@ from daj.io import write_json  # noqa: E402
 from sandbox.compare import functional_matches, stdout_matches  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.harness import PRELUDE  # noqa: E402
-from sandbox.runner import Runner  # noqa: E402
+from sandbox.pool import SandboxPool  # noqa: E402
 
 TIMEOUT_S = 6.0
 # the baseline's functional driver: prelude + candidate, then one call; prints the JSON result
@@ -92,10 +92,10 @@ def trivial_pairs(n: int) -> list[tuple[dict, str]]:
 def compare_runners(pairs: list[tuple[dict, str]], workers: int, desc: str) -> dict:
     """Judge `pairs` with the sandbox, then with the naive runner; the figures of both."""
     config = SandboxConfig(backend="local", workers=workers, cache_dir=None, timeout_s=TIMEOUT_S)
-    with Runner(config, progress=True) as runner:
-        runner.judge(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
+    with SandboxPool(config, progress=True) as runner:
+        runner.check(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
         start = time.perf_counter()
-        verdicts = runner.judge(pairs, desc=f"sandbox {desc}")
+        verdicts = runner.check(pairs, desc=f"sandbox {desc}")
     sandbox_s = time.perf_counter() - start
     sandbox_tests = sum(len(v["outcomes"]) for v in verdicts)
 

@@ -1,4 +1,4 @@
-"""The in-sandbox harness: judges one candidate per job (stdlib only; pyseccomp optional).
+"""The in-sandbox harness: checks one candidate per job (stdlib only; pyseccomp optional).
 
 Run inside the isolation (bwrap or a container) as `python harness.py --tmp-root /tmp [--own-pid-ns]`.
 It writes one JSON hello line, then reads one JSON job per line on stdin and writes one JSON result
@@ -847,7 +847,7 @@ class Session:
         return ev["status"]
 
     # -- stdin
-    def judge_stdin(self) -> None:
+    def check_stdin(self) -> None:
         ready = self._host_ready()
         if not ready:
             return
@@ -957,7 +957,7 @@ class Session:
                 raise Candidate(WRONG, "result is not plain data") from None
         raise Candidate(_status(msg.get("status")), _text(msg.get("error")))
 
-    def judge_functional(self) -> None:
+    def check_functional(self) -> None:
         if not self._runner_ready(time.monotonic() + self.timeout * self.wall):
             return
         for i, test in enumerate(self.job["tests"]):
@@ -976,7 +976,7 @@ class Session:
             else:
                 return self.emit(WRONG, f"got {_short(got)}")
 
-    def judge_humaneval(self) -> None:
+    def check_humaneval(self) -> None:
         if not self._runner_ready(time.monotonic() + self.timeout * self.wall):
             return
         entry = self.job["entry_point"]
@@ -1012,7 +1012,7 @@ class Session:
                 self.emit(RUNTIME, _describe(e))
 
     # -- unittest
-    def judge_unittest(self) -> None:
+    def check_unittest(self) -> None:
         deadline = time.monotonic() + self.timeout  # BCB: one wall-clock limit for the module
         expected = self.job["expected_names"]
         self.names = list(expected)
@@ -1264,7 +1264,7 @@ class Server:
                     raise Fault(f"the test code does not parse: {e}") from None
                 spec.update(test_code=job["test_code"], expected_names=job["expected_names"])
             session.open(spec)
-            getattr(session, f"judge_{job['kind']}")()
+            getattr(session, f"check_{job['kind']}")()
             fault = ""
         except Fault as e:
             fault = str(e)

@@ -57,7 +57,7 @@ def cache_key(job: dict, backend: str) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def summarize(job: dict, result: dict) -> dict:
+def summarise(job: dict, result: dict) -> dict:
     """The verdict fields of one candidate from its job and the harness result."""
     outcomes = [o if o in STATUSES else "runtime_error" for o in result.get("outcomes") or []]
     n_public = int(job.get("n_public", 0))

@@ -19,7 +19,7 @@ from daj.io import atomic_dir, iter_jsonl, write_json, write_jsonl
 from daj.params import Params
 from daj.runlog import record
 from sandbox.config import SandboxConfig
-from sandbox.runner import Runner
+from sandbox.pool import SandboxPool
 
 PROBLEMS = "data/problems.jsonl"
 CANDIDATES = "data/candidates"
@@ -116,11 +116,11 @@ def main(params: Params) -> None:
     metrics: dict = {}
     runs: dict = {}  # candidate seconds and cache hits: logs/execute.json, not results
     outputs: dict[str, list[dict]] = {}
-    with Runner(config) as runner:
+    with SandboxPool(config) as runner:
         log.info("backend: %s, %d workers", runner.backend, config.n_workers())
         for policy, cands in sorted(by_policy.items()):
             hits = runner.cache_hits
-            verdicts = runner.judge([(problems[c["problem_id"]], c["code"]) for c in cands], desc=policy)
+            verdicts = runner.check([(problems[c["problem_id"]], c["code"]) for c in cands], desc=policy)
             outputs[policy] = verdict_rows(cands, verdicts, source)
             metrics[policy] = policy_metrics(outputs[policy])
             metrics[policy].update(backend=runner.backend, verdict_source=source)

@@ -17,7 +17,7 @@ import pytest
 from daj.data.humaneval import load_humaneval_package
 from sandbox.config import HARNESS_DIR, SandboxConfig
 from sandbox.local import Cgroup
-from sandbox.runner import Runner
+from sandbox.pool import SandboxPool
 
 CFG = SandboxConfig(backend="local", timeout_s=1, wall_factor=4, workers=1, cache_dir=None,
                     memory_mb=512, output_mb=8, pids_limit=64, sandbox_memory_mb=2048)
@@ -26,7 +26,7 @@ SECRET = "7c1d0e5a9b-answer"
 
 @pytest.fixture(scope="module")
 def runner():
-    with Runner(CFG, progress=False) as r:
+    with SandboxPool(CFG, progress=False) as r:
         yield r
 
 
@@ -48,7 +48,7 @@ DOUBLE_WRONG = "class Solution:\n    def f(self, x):\n        return x + 1"
 
 
 def passed(runner, pairs) -> list[bool]:
-    return [v["passed"] for v in runner.judge([(p, textwrap.dedent(c)) for p, c in pairs])]
+    return [v["passed"] for v in runner.check([(p, textwrap.dedent(c)) for p, c in pairs])]
 
 
 # 1. reading the answers -------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_unittest_tampering_fails(runner):
                                         "code": UNITTEST, "timeout_s": 20}}
     pairs = [(problem, code) for code in UNITTEST_ATTACKS.values()]
     pairs.append((problem, "def task_func(x):\n    return x * x"))
-    verdicts = runner.judge(pairs)
+    verdicts = runner.check(pairs)
     assert [v["passed"] for v in verdicts] == [False] * len(UNITTEST_ATTACKS) + [True], verdicts
     assert verdicts[-1]["tests_total"] == 2
 
@@ -289,7 +289,7 @@ print(opened, calls)
 
 def test_trusted_processes_are_out_of_reach(runner):
     problem = stdin_problem([("", "0 []")])
-    v = runner.judge([(problem, REACH)])[0]
+    v = runner.check([(problem, REACH)])[0]
     assert v["passed"], v
 
 
@@ -328,7 +328,7 @@ def test_garbage_and_survivors_cannot_touch_later_candidates(runner):
                          (ECHO, "import time\ntime.sleep(0.3)\n" + ECHO_RIGHT)])
     assert ok == [False, False, True]
     census = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))"
-    v = runner.judge([(stdin_problem([("", "4")]), census)])[0]  # server, zygote, host, itself
+    v = runner.check([(stdin_problem([("", "4")]), census)])[0]  # server, zygote, host, itself
     assert v["passed"], v
 
 
@@ -373,8 +373,8 @@ def test_seccomp_is_reported_only_when_the_filter_loads(tmp_path):
 
 # 11. infrastructure faults are never verdicts ---------------------------------------------------------
 def test_a_server_killed_from_outside_is_retried():
-    with Runner(CFG, progress=False) as r:
-        r.judge([(ECHO, ECHO_RIGHT)])  # start the server
+    with SandboxPool(CFG, progress=False) as r:
+        r.check([(ECHO, ECHO_RIGHT)])  # start the server
         server = r.servers[0]
         channel = server.channel
 
@@ -384,7 +384,7 @@ def test_a_server_killed_from_outside_is_retried():
 
         killer = threading.Thread(target=kill_soon)
         killer.start()
-        v = r.judge([(ECHO, "import time\ntime.sleep(1.0)\n" + ECHO_RIGHT)])[0]
+        v = r.check([(ECHO, "import time\ntime.sleep(1.0)\n" + ECHO_RIGHT)])[0]
         killer.join()
         assert v["passed"] and v["status"] == "pass", v
         assert server.restarts == 1
@@ -414,8 +414,8 @@ def test_a_harness_fault_is_an_error_not_a_verdict(tmp_path):
     broken = {"id": "lcb/b", "tests": {"type": "functional", "func_name": "f",
                                        "public": [{"input": "not json", "output": "1"}], "private": []}}
     cfg = SandboxConfig(**{**CFG.__dict__, "cache_dir": str(tmp_path / "cache")})
-    with Runner(cfg, progress=False) as r, pytest.raises(DajError, match="not JSON"):
-        r.judge([(broken, DOUBLE_RIGHT)])
+    with SandboxPool(cfg, progress=False) as r, pytest.raises(DajError, match="not JSON"):
+        r.check([(broken, DOUBLE_RIGHT)])
     assert not list((tmp_path / "cache").rglob("*.json"))
 
 
@@ -423,11 +423,11 @@ def test_without_seccomp_a_killed_zygote_only_costs_a_fresh_server():
     cfg = SandboxConfig(**{**CFG.__dict__, "seccomp": False})
     kill_zygote = ("import os\nstat = open(f'/proc/{os.getppid()}/stat').read()\n"  # the host's parent
                    "os.kill(int(stat[stat.rfind(')') + 2:].split()[1]), 9)\n")
-    with Runner(cfg, progress=False) as r:
-        first = r.judge([(ECHO, kill_zygote + ECHO_RIGHT)])[0]
+    with SandboxPool(cfg, progress=False) as r:
+        first = r.check([(ECHO, kill_zygote + ECHO_RIGHT)])[0]
         assert r.servers[0].hello["seccomp"] is False
         assert r.servers[0].channel is None  # the server asked to be replaced
-        after = r.judge([(ECHO, ECHO_RIGHT), (ECHO, "print('wrong')")])
+        after = r.check([(ECHO, ECHO_RIGHT), (ECHO, "print('wrong')")])
     assert first["status"] in ("pass", "runtime_error")
     assert [v["passed"] for v in after] == [True, False]
 
@@ -460,5 +460,5 @@ def test_unittest_guard_accepts_real_test_idioms(runner):
     problem = {"id": "bcb/i", "tests": {"type": "unittest", "public": [], "private": [], "code": tests,
                                         "timeout_s": 20}}
     right = "from unittest import mock\ndef task_func(x):\n    if x < 0:\n        raise ValueError\n    return x * x"
-    verdicts = runner.judge([(problem, right), (problem, right.replace("return x * x", "return x * x + (x == 2)"))])
+    verdicts = runner.check([(problem, right), (problem, right.replace("return x * x", "return x * x + (x == 2)"))])
     assert [(v["passed"], v["tests_passed"], v["tests_total"]) for v in verdicts] == [(True, 4, 4), (False, 2, 4)]

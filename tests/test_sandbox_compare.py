@@ -7,7 +7,7 @@ import pytest
 from daj.errors import DajError
 from sandbox.compare import functional_matches, stdout_matches
 from sandbox.config import SandboxConfig
-from sandbox.jobs import build_job, cache_key, summarize
+from sandbox.jobs import build_job, cache_key, summarise
 
 
 @pytest.mark.parametrize("actual, expected, ok", [
@@ -70,23 +70,23 @@ def test_cache_key_depends_on_code_tests_and_backend():
     assert cache_key(a, "local") != cache_key(build_job(other, "print(1)", cfg), "local")
 
 
-def test_summarize_public_private_and_status():
+def test_summarise_public_private_and_status():
     job = build_job(STDIN, "x", SandboxConfig())
-    v = summarize(job, {"outcomes": ["pass", "pass", "pass"], "seconds": 0.5})
+    v = summarise(job, {"outcomes": ["pass", "pass", "pass"], "seconds": 0.5})
     assert (v["passed"], v["public_passed"], v["status"], v["tests_passed"], v["tests_total"]) == (
         True, True, "pass", 3, 3)
-    v = summarize(job, {"outcomes": ["pass", "wrong_answer"]})
+    v = summarise(job, {"outcomes": ["pass", "wrong_answer"]})
     assert (v["passed"], v["public_passed"], v["status"], v["tests_passed"]) == (
         False, True, "wrong_answer", 1)
-    v = summarize(job, {"outcomes": ["timeout"]})
+    v = summarise(job, {"outcomes": ["timeout"]})
     assert (v["passed"], v["public_passed"], v["status"]) == (False, False, "timeout")
-    v = summarize(job, {"outcomes": ["compile_error"]})
+    v = summarise(job, {"outcomes": ["compile_error"]})
     assert v["status"] == "compile_error" and not v["public_passed"]
     none_public = {"id": "p", "tests": {"type": "stdin", "public": [], "private": [{"input": "", "output": ""}]}}
-    v = summarize(build_job(none_public, "x", SandboxConfig()), {"outcomes": ["wrong_answer"]})
+    v = summarise(build_job(none_public, "x", SandboxConfig()), {"outcomes": ["wrong_answer"]})
     assert v["public_passed"] and not v["passed"]                      # vacuously true
     ut = build_job({"id": "b", "tests": {"type": "unittest", "code": ""}}, "x", SandboxConfig())
-    v = summarize(ut, {"outcomes": ["pass", "wrong_answer", "missing_dependency"], "names": ["a", "b", "c"]})
+    v = summarise(ut, {"outcomes": ["pass", "wrong_answer", "missing_dependency"], "names": ["a", "b", "c"]})
     assert v["status"] == "missing_dependency" and v["tests_total"] == 3 and v["tests_passed"] == 1
-    v = summarize(ut, {"outcomes": ["pass"], "names": ["a", "b"]})     # cut short: not a pass
+    v = summarise(ut, {"outcomes": ["pass"], "names": ["a", "b"]})     # cut short: not a pass
     assert not v["passed"]

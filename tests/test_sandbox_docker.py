@@ -36,7 +36,7 @@ from sandbox.docker_backend import (
     remove_stale,
 )
 from sandbox.jobs import build_job
-from sandbox.runner import Runner, choose_backend
+from sandbox.pool import SandboxPool, choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DAJ_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -470,8 +470,8 @@ def test_live_same_verdicts_as_local_on_humaneval_and_livecodebench():
     verdicts = {}
     for backend in ("local", "docker"):
         config = SandboxConfig(backend=backend, docker_image=TEST_IMAGE, **base)
-        with Runner(config, progress=False) as runner:
-            verdicts[backend] = runner.judge(pairs)
+        with SandboxPool(config, progress=False) as runner:
+            verdicts[backend] = runner.check(pairs)
     key = ("passed", "public_passed", "status", "tests_passed", "tests_total", "outcomes")
     differ = [(p["id"], {k: v[k] for k in key}, {k: d[k] for k in key})
               for (p, _), v, d in zip(pairs, verdicts["local"], verdicts["docker"], strict=True)

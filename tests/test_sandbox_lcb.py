@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lcb_agreement import DATA, agreement, load  # noqa: E402
 
 from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.runner import Runner  # noqa: E402
+from sandbox.pool import SandboxPool  # noqa: E402
 
 # Official fail that a real stdin accepts (an LCB harness artefact, see the agreement report):
 # O1-Preview abc301_b reads open(0), which LCB's mocked stdin leaves empty.
@@ -34,8 +34,8 @@ def test_hidden_tests_subset_matches_official_verdicts():
     triples = [t for t in load("full", 16) if t[1]["id"] in SUBSET]
     assert len(triples) == 39
     config = SandboxConfig(backend="local", workers=2, cache_dir=None)
-    with Runner(config, progress=False) as runner:
-        verdicts = runner.judge([(p, c["code"]) for _, p, c in triples])
+    with SandboxPool(config, progress=False) as runner:
+        verdicts = runner.check([(p, c["code"]) for _, p, c in triples])
     report = agreement(triples, verdicts, "passed")
     total = report["total"]
     assert total["official_pass"] == 36 and total["official_fail"] == 3

@@ -12,7 +12,7 @@ from daj.data.humaneval import load_humaneval_package
 from daj.errors import DajError
 from sandbox import local
 from sandbox.config import SandboxConfig
-from sandbox.runner import Runner
+from sandbox.pool import SandboxPool
 
 CFG = SandboxConfig(backend="local", timeout_s=1, wall_factor=4, workers=1, cache_dir=None,
                     memory_mb=512, output_mb=8, pids_limit=64, sandbox_memory_mb=2048)
@@ -20,7 +20,7 @@ CFG = SandboxConfig(backend="local", timeout_s=1, wall_factor=4, workers=1, cach
 
 @pytest.fixture(scope="module")
 def runner():
-    with Runner(CFG, progress=False) as r:
+    with SandboxPool(CFG, progress=False) as r:
         yield r
 
 
@@ -33,7 +33,7 @@ ADD = stdin_problem([("1 2\n", "3\n"), ("5 5", "10"), ("-1 1", "0")])
 
 
 def judge(runner, problem, code):
-    return runner.judge([(problem, textwrap.dedent(code))])[0]
+    return runner.check([(problem, textwrap.dedent(code))])[0]
 
 
 def test_stdin_real_stdin_and_stop_at_first_failure(runner):
@@ -84,9 +84,9 @@ def test_functional_shared_solution_and_json_arguments(runner):
 
 def test_humaneval_canonical_pass_and_wrong_fail(runner):
     problems = load_humaneval_package()
-    canon = runner.judge([(p, p["reference"]) for p in problems])
+    canon = runner.check([(p, p["reference"]) for p in problems])
     assert sum(v["passed"] for v in canon) == len(problems) == 164
-    verdicts = runner.judge([(p, p["prompt"] + "\n    return None\n") for p in problems])
+    verdicts = runner.check([(p, p["prompt"] + "\n    return None\n") for p in problems])
     assert not any(v["passed"] for v in verdicts)
     assert {v["status"] for v in verdicts} <= {"wrong_answer", "runtime_error"}
 
@@ -141,7 +141,7 @@ def test_hostile_programs_are_contained(runner, tmp_path):
     try:
         problem = stdin_problem([("", "3\n")])
         codes = {k: v.format(marker=marker, secret=secret) for k, v in HOSTILE.items()}
-        verdicts = dict(zip(codes, runner.judge([(problem, c) for c in codes.values()]), strict=True))
+        verdicts = dict(zip(codes, runner.check([(problem, c) for c in codes.values()]), strict=True))
     finally:
         secret.unlink()
         del os.environ["DAJ_TEST_SECRET"]
@@ -176,32 +176,32 @@ def test_hostile_programs_are_contained(runner, tmp_path):
 def test_verdicts_are_deterministic(runner):
     codes = ["a, b = map(int, input().split())\nprint(a + b)", "print(1/0)", "while True: pass",
              "import random\nprint(random.choice([3, 10, 0]))"]
-    first = runner.judge([(ADD, c) for c in codes])
-    second = runner.judge([(ADD, c) for c in codes])
+    first = runner.check([(ADD, c) for c in codes])
+    second = runner.check([(ADD, c) for c in codes])
     strip = [{k: v for k, v in d.items() if k != "seconds"} for d in first]
     assert strip == [{k: v for k, v in d.items() if k != "seconds"} for d in second]
 
 
 def test_cache_makes_a_rerun_free(tmp_path, monkeypatch):
     cfg = SandboxConfig(**{**CFG.__dict__, "cache_dir": str(tmp_path / "cache")})
-    with Runner(cfg, progress=False) as r:
-        first = r.judge([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])
+    with SandboxPool(cfg, progress=False) as r:
+        first = r.check([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])
     calls = []
-    with Runner(cfg, progress=False) as r:
+    with SandboxPool(cfg, progress=False) as r:
         monkeypatch.setattr(r, "_ensure_servers", lambda n: calls.append(n))
-        again = r.judge([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])
+        again = r.check([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])
         assert r.cache_hits == 1
     assert calls == [] and again == first
 
 
 def test_bwrap_failure_is_loud_and_unsandboxed_needs_the_param(monkeypatch):
     monkeypatch.setattr(local, "find_bwrap", lambda: None)
-    with pytest.raises(DajError, match="allow_unsandboxed"), Runner(CFG, progress=False) as r:
-        r.judge([(ADD, "print(3)")])
+    with pytest.raises(DajError, match="allow_unsandboxed"), SandboxPool(CFG, progress=False) as r:
+        r.check([(ADD, "print(3)")])
     monkeypatch.setattr(local, "find_bwrap", lambda: "/bin/false")  # a bwrap that cannot start
-    with pytest.raises(DajError, match="did not start"), Runner(CFG, progress=False) as r:
-        r.judge([(ADD, "print(3)")])
+    with pytest.raises(DajError, match="did not start"), SandboxPool(CFG, progress=False) as r:
+        r.check([(ADD, "print(3)")])
     cfg = SandboxConfig(**{**CFG.__dict__, "allow_unsandboxed": True})
-    with pytest.warns(UserWarning, match="WITHOUT"), Runner(cfg, progress=False) as r:
-        v = r.judge([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])[0]
+    with pytest.warns(UserWarning, match="WITHOUT"), SandboxPool(cfg, progress=False) as r:
+        v = r.check([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])[0]
     assert v["passed"]

@@ -1,8 +1,8 @@
-"""Judge many candidates: a pool of sandboxes (one per core), a verdict cache, a progress bar.
+"""Check many candidates: a pool of sandboxes (one per core), a verdict cache, a progress bar.
 
-    runner = Runner(SandboxConfig(...))
-    verdicts = runner.judge([(problem, code), ...])   # one dict per pair, in order
-    runner.close()
+    pool = SandboxPool(SandboxConfig(...))
+    verdicts = pool.check([(problem, code), ...])   # one dict per pair, in order
+    pool.close()
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from daj.errors import DajError
 from daj.io import atomic_open
 from sandbox.config import SandboxConfig
-from sandbox.jobs import build_job, cache_key, summarize
+from sandbox.jobs import build_job, cache_key, summarise
 from sandbox.server import HarnessFault, HarnessServer, Interrupted, SandboxStartError
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class VerdictCache:
             json.dump(verdict, fh)
 
 
-class Runner:
+class SandboxPool:
     """A lazily started pool of harness servers plus the verdict cache."""
 
     def __init__(self, config: SandboxConfig, progress: bool = True, backend: str | None = None):
@@ -97,7 +97,7 @@ class Runner:
         self.progress = progress
         self.servers: list[HarnessServer] = []
         self.cache_hits = 0
-        # One executor for the Runner's life: bwrap --die-with-parent follows the *thread* that
+        # One executor for the SandboxPool's life: bwrap --die-with-parent follows the *thread* that
         # started it, so servers restarted by a worker thread must not outlive that thread.
         self.executor: ThreadPoolExecutor | None = None
 
@@ -130,8 +130,8 @@ class Runner:
             log.warning("execute.seccomp is true but the seccomp filter did not load (pyseccomp/libseccomp "
                         "missing?): candidates can signal the sandbox's own processes")
 
-    def judge(self, pairs: Sequence[tuple[dict, str]], desc: str = "execute") -> list[dict]:
-        """Verdict fields (see sandbox.jobs.summarize) for each (problem, code), in order."""
+    def check(self, pairs: Sequence[tuple[dict, str]], desc: str = "execute") -> list[dict]:
+        """Verdict fields (see sandbox.jobs.summarise) for each (problem, code), in order."""
         jobs = [build_job(problem, code, self.config, job_id=i) for i, (problem, code) in enumerate(pairs)]
         identity = backend_identity(self.config, self.backend)
         keys = [cache_key(job, identity) for job in jobs]
@@ -157,7 +157,7 @@ class Runner:
                     pool.put(server)
                 if stop.is_set():  # a verdict finished while stopping may come from a killed server
                     return
-                verdict = summarize(jobs[i], result)
+                verdict = summarise(jobs[i], result)
                 self.cache.put(keys[i], verdict)
                 verdicts[i] = verdict
                 with lock:
@@ -208,7 +208,7 @@ class Runner:
             self.executor.shutdown()
             self.executor = None
 
-    def __enter__(self) -> Runner:
+    def __enter__(self) -> SandboxPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
