@@ -22,6 +22,7 @@ from daj.eval.scaling import scaling_n, scaling_r, wide
 from daj.io import atomic_open, read_jsonl, write_json
 from daj.judge.runner import build_runner
 from daj.params import Params
+from daj.runlog import record, split_run_fields
 from stages._main import judge_adapter, policy_list, positive_int
 
 SPLITS_DIR = "data/splits"
@@ -91,7 +92,9 @@ def main(params: Params) -> None:
                  ", ".join(f"{m} {v['overall']:.2f}" for m, v in result.summary.items()))
     runner.engine.close()
     write_json(METRICS, summary)
-    write_json(COST, cost)
+    cost_results, run = split_run_fields(cost)  # model calls vs cache hits: how this run went
+    write_json(COST, cost_results)
+    record("bon", run)
     write_csv(PROBLEMS_CSV, rows)
     write_csv(SCALING_N, wide(long_n, "n"))
     write_csv(SCALING_R, wide(long_r, "rounds"))

@@ -28,6 +28,7 @@ from daj.io import read_jsonl, write_json
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import build_runner
 from daj.params import Params
+from daj.runlog import record, split_run_fields
 from stages._main import judge_adapter, policy_list, positive_int
 
 SPLITS_DIR = "data/splits"
@@ -64,8 +65,10 @@ def main(params: Params) -> None:
                  "(%.1f s)", name, _fmt(metrics["accuracy"]), "n/a" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}",
                  _fmt(metrics["position1_rate"]), _fmt(metrics["swap_consistency"]),
                  _fmt(metrics["format_error_rate"]), metrics["seconds"])
+    results, run = split_run_fields(out)  # seconds and cache hits: how this run went
     write_json(METRICS, {"split": split, "policies": policies, "max_pairs_per_problem": max_pairs,
-                         "responses_per_pair": responses, "judges": out})
+                         "responses_per_pair": responses, "judges": results})
+    record("pairwise", run)
 
 
 def _fmt(x: float | None) -> str:
