@@ -55,6 +55,12 @@ class Store:
         # ASCII JSON: any string (a lone surrogate too) round-trips
         self.put_bytes(key, json.dumps(value).encode("ascii"))
 
+    def json_values(self) -> list[Any]:
+        """Every JSON value held (inspection and tests; order unspecified)."""
+        with self._lock:
+            rows = self._db.execute("SELECT value FROM kv").fetchall()
+        return [json.loads(bytes(r[0]).decode("ascii")) for r in rows]
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM kv").fetchone()[0]

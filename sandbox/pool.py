@@ -7,19 +7,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from tqdm import tqdm
 
 from daj.errors import DajError
-from daj.io import atomic_open
+from daj.store import Store
 from sandbox.config import SandboxConfig
 from sandbox.jobs import build_job, cache_key, summarise
 from sandbox.server import HarnessFault, HarnessServer, Interrupted, SandboxStartError
@@ -63,28 +61,18 @@ def make_server(config: SandboxConfig, backend: str) -> HarnessServer:
 
 
 class VerdictCache:
-    """One JSON file per verdict under `root/<key[:2]>/<key>.json`."""
+    """key -> verdict in `root`/verdicts.sqlite (the pipeline's one store, daj.store); no root, no cache."""
 
     def __init__(self, root: str | os.PathLike | None):
-        self.root = Path(root) if root else None
-
-    def _path(self, key: str) -> Path:
-        assert self.root is not None
-        return self.root / key[:2] / f"{key}.json"
+        self.store = Store(root, "verdicts") if root else None
 
     def get(self, key: str) -> dict | None:
-        if self.root is None:
-            return None
-        try:
-            return json.loads(self._path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        value = self.store.get_json(key) if self.store is not None else None
+        return value if isinstance(value, dict) else None
 
     def put(self, key: str, verdict: dict) -> None:
-        if self.root is None:
-            return
-        with atomic_open(self._path(key)) as fh:
-            json.dump(verdict, fh)
+        if self.store is not None:
+            self.store.put_json(key, verdict)
 
 
 class SandboxPool:

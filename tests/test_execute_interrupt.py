@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from daj.io import read_jsonl, write_jsonl
+from daj.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = {"id": "lcb/sum", "benchmark": "lcb", "title": "sum", "prompt": "", "starter_code": "",
@@ -69,7 +70,9 @@ def verdicts(workdir: Path) -> list[dict]:
 
 
 def cached(workdir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in (workdir / ".cache").rglob("*.json")]
+    if not (workdir / ".cache" / "verdicts" / "verdicts.sqlite").exists():
+        return []
+    return Store(workdir / ".cache" / "verdicts", "verdicts").json_values()
 
 
 @pytest.mark.slow

@@ -238,11 +238,11 @@ def test_reference_store_is_shared_across_runs_and_changes_nothing(assets, tmp_p
     first = summary(cfg, run(cfg, opts, assets / "pairs", progress=False))
     key = model_key(opts.model, opts.precision)
     store = ReferenceStore(tmp_path / "ref", key)
-    stored = store._db.execute("SELECT COUNT(*) FROM ref").fetchone()[0]
+    stored = len(store)
     assert stored > 0
     second = summary(dataclasses.replace(cfg, reweight="none"), run(dataclasses.replace(cfg, reweight="none"), opts,
                                                                      assets / "pairs", progress=False))
-    assert store._db.execute("SELECT COUNT(*) FROM ref").fetchone()[0] >= stored  # reused, added only new ones
+    assert len(store) >= stored  # reused, added only new ones
     again = summary(cfg, run(cfg, opts, assets / "pairs", progress=False))
     for name in ("final_loss", "meta_loss", "meta_acc"):
         assert again[name] == first[name]  # identical whatever the store held

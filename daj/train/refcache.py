@@ -10,48 +10,45 @@ so they do not depend on which other sequences shared a padded batch (or on what
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from daj.hashing import sha256_hex
+from daj.store import Store
 from daj.train.logprobs import TokenizedSeq
 
 STORE_VERSION = 1
 
 
 class ReferenceStore:
-    """(model, sequence) -> per-token reference log-probs, in `directory`/reference.sqlite."""
+    """(model, sequence) -> per-token reference log-probs, in `directory`/reference.sqlite (daj.store)."""
 
     def __init__(self, directory: str | Path, model_key: str):
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(Path(directory) / "reference.sqlite"), timeout=60)
-        self._db.execute("CREATE TABLE IF NOT EXISTS ref (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-        self._db.commit()
+        self._store = Store(directory, "reference")
         self.model_key = model_key
         self.hits = self.misses = 0
 
     def key(self, seq: TokenizedSeq) -> str:
-        blob = f"{STORE_VERSION}\0{self.model_key}\0{seq.start}\0" + ",".join(map(str, seq.ids))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return sha256_hex(f"{STORE_VERSION}\0{self.model_key}\0{seq.start}\0" + ",".join(map(str, seq.ids)))
 
     def get(self, seq: TokenizedSeq) -> torch.Tensor | None:
-        row = self._db.execute("SELECT value FROM ref WHERE key = ?", (self.key(seq),)).fetchone()
-        if row is None or len(row[0]) != 4 * seq.n_response:  # a torn or foreign value is recomputed
+        blob = self._store.get_bytes(self.key(seq))
+        if blob is None or len(blob) != 4 * seq.n_response:  # a torn or foreign value is recomputed
             self.misses += 1
             return None
         self.hits += 1
-        return torch.from_numpy(np.frombuffer(row[0], dtype=np.float32).copy())
+        return torch.from_numpy(np.frombuffer(blob, dtype=np.float32).copy())
 
     def put(self, seq: TokenizedSeq, values: torch.Tensor) -> None:
-        blob = values.detach().to(torch.float32).cpu().numpy().tobytes()
-        self._db.execute("INSERT OR REPLACE INTO ref (key, value) VALUES (?, ?)", (self.key(seq), blob))
-        self._db.commit()
+        self._store.put_bytes(self.key(seq), values.detach().to(torch.float32).cpu().numpy().tobytes())
+
+    def __len__(self) -> int:
+        return len(self._store)
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()
 
 
 def model_key(model_ref: str, precision: str) -> str | None:
