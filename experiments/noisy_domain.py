@@ -29,7 +29,7 @@ def run_seed(seed: int, steps: int, workdir: Path, objective: str = "dpo", lr: f
     """Train none and `reweight` on one seed's data and tiny model; return their summaries and histories."""
     from daj.models.tiny import build_tiny_model
     from daj.train.bilevel import TrainConfig
-    from daj.train.run import RunOptions, run, summary
+    from daj.train.run import RunOptions, run, summary, timings
     from daj.train.synthetic import corpus, write_noisy_domain_data
 
     model_dir, pairs = workdir / f"model{seed}", workdir / f"pairs{seed}"
@@ -43,7 +43,7 @@ def run_seed(seed: int, steps: int, workdir: Path, objective: str = "dpo", lr: f
         cfg = TrainConfig(objective=objective, reweight=arm, steps=steps, lr=lr, meta_lr=meta_lr, grad_accum=2,
                           eval_every=eval_every, seed=seed)
         res = run(cfg, opts, pairs, progress=progress)
-        out[arm] = {"summary": summary(cfg, res), "history": res.history,
+        out[arm] = {"summary": {**summary(cfg, res), **timings(res)}, "history": res.history,
                     "instance_weights": res.final.get("instance_weights")}
     return out
 

@@ -37,6 +37,8 @@ for rw in $REWEIGHTS; do
   echo $(( $(date +%s) - start )) > "$dir/seconds"
   for f in split execute pairs train pairwise bon; do
     if [ -f "metrics/$f.json" ]; then cp "metrics/$f.json" "$dir/"; fi
+    # timings and cache counts of the run (logs/, kept apart from the results)
+    if [ -f "logs/$f.json" ]; then cp "logs/$f.json" "$dir/$f.run.json"; fi
   done
 done
 

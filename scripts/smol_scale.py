@@ -108,7 +108,7 @@ def train_runs(cfg: dict, model: str, work: Path, out: Path, device: str) -> lis
     import torch
 
     from daj.train.bilevel import TrainConfig
-    from daj.train.run import RunOptions, run, summary
+    from daj.train.run import RunOptions, run, summary, timings
 
     names = []
     for seed in cfg["seeds"]:
@@ -129,7 +129,7 @@ def train_runs(cfg: dict, model: str, work: Path, out: Path, device: str) -> lis
                 torch.set_num_threads(max(os.cpu_count() or 1, 1))
             start = time.perf_counter()
             result = run(tc, opts, work / "pairs", judge_out=adapter, progress=True)
-            s = summary(tc, result)
+            s = {**summary(tc, result), **timings(result)}
             s["wall_seconds"] = round(time.perf_counter() - start, 1)
             write_json(out / "runs" / name / "train.json", s)
     return names

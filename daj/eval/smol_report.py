@@ -50,6 +50,7 @@ def load_runs(root: str | Path) -> dict[str, dict]:
         log = (d / "run.log").read_text(encoding="utf-8", errors="replace") if (d / "run.log").is_file() else ""
         seconds = (d / "seconds").read_text().strip() if (d / "seconds").is_file() else ""
         runs[d.name] = {name: _read(d / f"{name}.json") for name in ("pairwise", "bon", "train", "pairs")}
+        runs[d.name]["train_run"] = _read(d / "train.run.json")  # timings (logs/train.json), if kept
         runs[d.name]["stages"] = {m.group(1): float(m.group(2)) for m in DONE.finditer(log)}
         runs[d.name]["seconds"] = float(seconds) if seconds else None
     if not runs:
@@ -134,7 +135,8 @@ def render(runs: dict[str, dict]) -> str:
         if train:
             lines.append(f"- {name}: {train.get('objective')} {train.get('steps')} steps, final loss "
                          f"{train.get('final_loss')}, meta loss {train.get('meta_loss')}, meta accuracy "
-                         f"{train.get('meta_acc')}, {train.get('seconds_per_step')} s/step"
+                         f"{train.get('meta_acc')}, "
+                         f"{train.get('seconds_per_step', (run.get('train_run') or {}).get('seconds_per_step'))} s/step"
                          + (f", domain weights {train['domain_weights']}" if train.get("domain_weights") else ""))
     return "\n".join(lines).rstrip() + "\n"
 
