@@ -56,6 +56,9 @@ def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path | 
                   seccomp: bool = True) -> list[str]:
     """The bwrap command line that starts the harness server (of `harness_dir`, default HARNESS_DIR)."""
     harness_dir = harness_dir or HARNESS_DIR
+    # absolute, not resolved: `python` is relative when PATH holds a relative venv (PATH=.venv/bin:...),
+    # and the sandbox starts in another directory; a venv's symlinked interpreter must stay a venv's
+    python = os.path.abspath(python)
     # --as-pid-1: the harness server is the sandbox's init (no bwrap reaper holding the protocol pipes
     # inside the sandbox), and init cannot be killed from inside its own pid namespace
     cmd = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--clearenv",

@@ -205,3 +205,16 @@ def test_bwrap_failure_is_loud_and_unsandboxed_needs_the_param(monkeypatch):
     with pytest.warns(UserWarning, match="WITHOUT"), SandboxPool(cfg, progress=False) as r:
         v = r.check([(ADD, "a, b = map(int, input().split())\nprint(a + b)")])[0]
     assert v["passed"]
+
+
+def test_a_relative_interpreter_path_still_starts_the_sandbox(tmp_path):
+    """`PATH=.venv/bin:$PATH dvc repro` makes sys.executable relative; the sandbox starts elsewhere."""
+    import os
+    import sys
+
+    from sandbox.local import bwrap_command, find_bwrap
+
+    relative = os.path.relpath(sys.executable)
+    cmd = bwrap_command(find_bwrap() or "bwrap", relative)
+    inner = cmd[cmd.index("--") + 1]
+    assert os.path.isabs(inner) and not inner.startswith(".")
