@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 from daj.data.bcb import load_bcb_snapshot  # noqa: E402
 from daj.io import write_json  # noqa: E402
+from daj.paths import shared_data  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.pool import SandboxPool  # noqa: E402
 
-DATA = Path(os.environ.get("DAJ_SHARED_DATA", ROOT.parent / "shared" / "data")) / "bigcodebench"
+DATA = shared_data("bigcodebench")
 
 
 def main() -> None:

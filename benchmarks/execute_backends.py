@@ -25,10 +25,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lcb_agreement import load  # noqa: E402
 
 from daj.io import write_json  # noqa: E402
+from daj.paths import shared_data  # noqa: E402
 from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.pool import SandboxPool  # noqa: E402
 
-DATA = Path(os.environ.get("DAJ_SHARED_DATA", ROOT.parent / "shared" / "data")) / "lcb"
+DATA = shared_data("lcb")
 VERDICT_KEYS = ("passed", "public_passed", "status", "tests_passed")
 
 

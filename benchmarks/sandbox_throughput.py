@@ -2,7 +2,7 @@
 
     python benchmarks/sandbox_throughput.py [--candidates 300] [--workers 0] [--seed 0] [--out f.json]
 
-Candidates: a seeded sample of the three real pools (/work/shared/data/lcb/submissions), judged on the
+Candidates: a seeded sample of the three real pools (shared/data/lcb/submissions beside the repository), judged on the
 public tests of code_generation_lite. Both sides use the same worker count, stop at the first failing
 test and use the LCB comparison; the sandbox runs with its cache off. tests/s counts tests actually run.
 Reported twice: over all candidates (wall clock), and over the candidates that timed out on neither

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,9 @@ from daj.engines.file import pool_candidates, read_pool
 from daj.eval.bon import evaluate_policy
 from daj.io import write_jsonl
 from daj.params import Params
+from daj.paths import shared_data
 
-DATA = Path("/work/shared/data/lcb")
+DATA = shared_data("lcb")
 POOLS = [DATA / "submissions" / f"submissions_v5_{name}_N1_eval_all.json.gz"
          for name in ("O1-Mini-2024-09-12", "O1-Preview-2024-09-12", "Kimi-k1.6-IOI-high")]
 pytestmark = pytest.mark.skipif(not all(p.exists() for p in POOLS), reason="real LCB pools not staged here")

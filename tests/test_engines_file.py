@@ -10,8 +10,9 @@ import pytest
 
 from daj.engines.file import pool_candidates, read_lcb_eval_all, read_pool
 from daj.errors import DajError
+from daj.paths import shared_data
 
-SUBMISSIONS = Path("/work/shared/data/lcb/submissions")
+SUBMISSIONS = shared_data("lcb", "submissions")
 REAL_POOLS = {
     "submissions_v5_O1-Mini-2024-09-12_N1_eval_all.json.gz": 602,
     "submissions_v5_O1-Preview-2024-09-12_N1_eval_all.json.gz": 489,
@@ -82,7 +83,7 @@ def test_bad_path_type():
         read_pool([])
 
 
-@pytest.mark.skipif(not SUBMISSIONS.is_dir(), reason="real LCB pools are staged in /work/shared only")
+@pytest.mark.skipif(not SUBMISSIONS.is_dir(), reason="real LCB pools are in shared/ (DAJ_SHARED)")
 def test_real_lcb_pools():
     for name, passing in REAL_POOLS.items():
         rows = read_lcb_eval_all(SUBMISSIONS / name)

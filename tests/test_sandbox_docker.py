@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from daj.errors import DajError
+from daj.paths import shared_data
 from sandbox.config import HARNESS_DIR, SandboxConfig
 from sandbox.docker_backend import (
     LABEL,
@@ -39,7 +40,7 @@ from sandbox.jobs import build_job
 from sandbox.pool import SandboxPool, choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DAJ_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = shared_data()
 TEST_IMAGE = os.environ.get("DAJ_DOCKER_TEST_IMAGE", "daj-sandbox-test:latest")
 
 
@@ -454,8 +455,7 @@ SLOW = {"lcb/abc301_e"}
 
 def lcb_pairs(limit: int = 12) -> list[tuple[dict, str]]:
     """Real submissions of the three LiveCodeBench pools on the first problems, public tests."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from lcb_agreement import load
+    from daj.eval.agreement import load
 
     return [(p, c["code"]) for _, p, c in load("public", limit, data=DATA / "lcb") if p["id"] not in SLOW]
 

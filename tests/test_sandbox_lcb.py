@@ -5,18 +5,11 @@ The full runs (880 x 3 on public tests, 184 x 3 on hidden tests) are benchmarks/
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from lcb_agreement import DATA, agreement, load  # noqa: E402
-
-from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.pool import SandboxPool  # noqa: E402
+from daj.eval.agreement import DATA, agreement, load
+from sandbox.config import SandboxConfig
+from sandbox.pool import SandboxPool
 
 # Official fail that a real stdin accepts (an LCB harness artefact, see the agreement report):
 # O1-Preview abc301_b reads open(0), which LCB's mocked stdin leaves empty.
