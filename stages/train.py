@@ -33,8 +33,8 @@ def rollout_sampler_factory(params: Params):
     judge.backend hf: the in-memory model (daj.engines.live.LiveEngine). judge.backend openai: a
     `vllm serve --enable-lora` server (judge.base_url), to which the current adapter is pushed after
     every optimizer step (daj.engines.live.push_adapter, written under train.rollout_adapter_dir,
-    which the server must see at the same path). Judge decoding follows judge.* (the select mode /
-    max_new_tokens 0 draws `<selection>K</selection>` from the option probabilities). Nothing is
+    which the server must see at the same path). Judge decoding follows judge.* (judge.mode select
+    draws `<selection>K</selection>` from the option probabilities). Nothing is
     cached: every draw asks the current weights."""
     from daj.judge.reward import RewardLevels
     from daj.judge.runner import JudgeSettings
