@@ -338,17 +338,17 @@ def validate_params(raw: dict, path: str = "params.yaml", text: str | None = Non
         raise DajError(message + more, path=path, line=line, field=key or None) from None
 
 
+_UNION_TAGS = {"int", "float", "str", "bool", "none"} | {m.__name__ for m in Section.__subclasses__()}
+
+
 def dotted(loc: tuple) -> str:
     """('policies', 0, 'name') -> 'policies[0].name'; pydantic's union tags are dropped."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and (part.startswith(("function-", "constrained-")) or part in (
-                "int", "float", "str", "bool", "list[str]", "SplitCaps", "list[constrained-int]", "none")):
-            continue
-        elif isinstance(part, str) and "[" in part and part.endswith("]"):
-            continue  # a union member such as 'list[int]'
+        elif part.startswith(("function-", "constrained-")) or part in _UNION_TAGS or part.endswith("]"):
+            continue  # a union member's tag: 'int', 'SplitCaps', 'list[str]', ...
         else:
             out += f".{part}" if out else str(part)
     return out
