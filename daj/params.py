@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,28 @@ from daj.errors import DajError
 
 PARAMS_FILE = os.environ.get("DAJ_PARAMS", "params.yaml")
 _MISSING = object()
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: `1e-06`, `1E5` and `.5` are numbers.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (`1.0e-6`), so `1e-06`, which DVC writes for
+    `-S train.lr=1e-6`, would load as a string. Quoted values stay strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+
+                  |[-+]?(?:[0-9][0-9_]*)\.[0-9_]*
+                  |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse a params or preset text (YAML 1.2 numbers; raises yaml.YAMLError)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class Params(dict):
@@ -47,7 +70,7 @@ def load_params(path: str | os.PathLike | None = None, validate: bool = False) -
     path = Path(path or PARAMS_FILE)
     try:
         text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except FileNotFoundError:
         raise DajError("params file not found", path=str(path)) from None
     except yaml.YAMLError as e:

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from daj.errors import DajError
+from daj.params import load_yaml
 
 _MISSING = object()
 
@@ -45,7 +46,7 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except FileNotFoundError:
         raise DajError("preset file not found", path=str(path)) from None
     except yaml.YAMLError as e:
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preset = load_preset(args.preset)
         params_text = Path(args.params).read_text(encoding="utf-8")
-        params = yaml.safe_load(params_text)
+        params = load_yaml(params_text)
         check_keys(preset, params, args.preset, args.params)
         from daj.config import validate_params  # the preset must give params the stages accept
 

@@ -1,7 +1,7 @@
 """sample: write data/candidates/<policy>.jsonl for every policy (or one, with --policy NAME).
 
 Reads `policies`, the `sampling:` defaults, `seed`, `split.exclude_platforms` and `sample.work_dir`
-from params.yaml and data/problems.jsonl; the work is in daj.engines.sampler (resumable: an
+from params.yaml and data/problems.jsonl; the work is in daj.policies.sampler (resumable: an
 interrupted run continues where it stopped). Writes metrics/sample/<policy>.json per policy.
 
 dvc.yaml runs one `sample@<i>` stage per policy and puts that policy's settings in the command line
@@ -16,10 +16,10 @@ import logging
 from pathlib import Path
 
 from daj.data.schema import PROBLEM_FIELDS
-from daj.engines.sampler import check_policies, sample_policy
 from daj.errors import DajError
 from daj.io import read_jsonl, write_json
 from daj.params import Params
+from daj.policies.sampler import check_policies, sample_policy
 
 PROBLEMS = "data/problems.jsonl"
 OUT_DIR = "data/candidates"

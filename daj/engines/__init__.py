@@ -1,1 +1,1 @@
-"""Text generation engines: hf (transformers), vllm, openai-compatible; plus file and mutants pools."""
+"""Text generation shared by the policies and the judge: hf (transformers), vllm, openai-compatible."""

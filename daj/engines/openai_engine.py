@@ -1,4 +1,4 @@
-"""The `openai` backend: any OpenAI-compatible chat-completions server (`vllm serve`, daj.engines.serve).
+"""The `openai` backend: any OpenAI-compatible chat-completions server (`vllm serve`, daj.testing.openai_server).
 
 Plain HTTP with urllib (no extra dependency). One request per prompt asks for all `n` completions;
 `concurrency` requests run at once in threads. Connection failures, timeouts, 429 and 5xx answers
@@ -39,7 +39,7 @@ class ServerError(Exception):
         self.status = status
 
 
-# vllm: an OpenAI-compatible server that reads vLLM's sampling fields (vllm serve, daj.engines.serve);
+# vllm: an OpenAI-compatible server that reads vLLM's sampling fields (vllm serve, daj.testing.openai_server);
 # openai-reasoning: OpenAI's own API for o-series models (no sampling settings, max_completion_tokens)
 API_STYLES = ("vllm", "openai-reasoning")
 

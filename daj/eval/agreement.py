@@ -2,7 +2,7 @@
 
 The pools (O1-Mini, O1-Preview, Kimi-k1.6; one sample per problem, `*_eval_all.json.gz`) carry the
 official verdict on the full hidden tests. Used by benchmarks/lcb_agreement.py, the side-by-side
-benchmark and tests/test_sandbox_lcb.py.
+benchmark and tests/sandbox/test_sandbox_lcb.py.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import collections
 from pathlib import Path
 
 from daj.data.lcb import load_lcb_snapshot
-from daj.engines.file import read_lcb_eval_all
 from daj.paths import shared_data
+from daj.policies.file import read_lcb_eval_all
 
 DATA = shared_data("lcb")
 POOLS = ("O1-Mini-2024-09-12", "O1-Preview-2024-09-12", "Kimi-k1.6-IOI-high")

@@ -5,7 +5,7 @@ built by daj.train.data and return the per-sample losses. Reference log-probs ar
 batch (daj.train.data, under PEFT's disable_adapter()), so a training step is deterministic and free
 of side effects, as Betty's finite-difference hypergradient requires.
 
-Conventions, checked against TRL 1.16 in tests/test_train_losses.py:
+Conventions, checked against TRL 1.16 in tests/train/test_train_losses.py:
   DPO   sigmoid loss on summed response log-probs (TRL DPOTrainer, loss_type="sigmoid").
   KTO   TRL's KTOTrainer loss (loss_type="kto"): the KL reference term is the detached batch mean of
         log pi(y'|x) - log pi_ref(y'|x) over mismatched (prompt, response) pairs, clamped at 0.
