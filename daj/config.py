@@ -1,15 +1,15 @@
-"""The typed contract of params.yaml: one pydantic model per section, defaults in one place.
+"""The typed contract of params.yaml: one pydantic model per section, where every default lives.
 
-`validate_params(raw, path)` checks a whole params mapping once, when a stage starts: an unknown
-key, a wrong type or a value out of range stops the stage with one line naming the file, the line,
-the dotted key and what was expected. Stages then read the validated mapping, where every default
-is filled in from the models below (and nowhere else).
+These models are THE settings objects: stages validate params.yaml once (daj.params.load_config)
+and pass the models, or their sections, to library code, which reads them and re-checks nothing.
+Enumerations are the models' Literal types; the tuples below are derived from them.
+This module imports nothing of the library.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -19,29 +19,40 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from daj.errors import DajError
+Benchmark = Literal["humaneval", "lcb", "bcb"]
+Reweight = Literal["none", "domain", "instance_table", "instance_net"]
+Objective = Literal["dpo", "kto", "orpo", "grpo"]
+EngineBackend = Literal["hf", "vllm", "openai"]
+PolicyBackend = Literal["file", "mutants", "hf", "vllm", "openai"]
+ExecuteBackend = Literal["auto", "local", "docker"]
+VerdictSource = Literal["sandbox", "imported"]
+JudgeMode = Literal["reason", "select"]
+Precision = Literal["fp32", "bf16"]
+GrpoMode = Literal["online", "offline"]
+SplitName = Literal["lower", "upper", "test"]
 
-REWEIGHTS = ("none", "domain", "instance_table", "instance_net")
-OBJECTIVES = ("dpo", "kto", "orpo", "grpo")
-POLICY_BACKENDS = ("file", "mutants", "hf", "vllm", "openai")
-GENERATIVE = ("hf", "vllm", "openai")
-SAMPLING_KEYS = ("n", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
+BENCHMARKS: tuple[str, ...] = get_args(Benchmark)
+REWEIGHTS: tuple[str, ...] = get_args(Reweight)
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+ENGINE_BACKENDS: tuple[str, ...] = get_args(EngineBackend)
+POLICY_BACKENDS: tuple[str, ...] = get_args(PolicyBackend)
+SPLITS: tuple[str, ...] = get_args(SplitName)
 
 
 class Section(BaseModel):
-    """A params section: unknown keys rejected, no silent coercion (YAML gives real types)."""
+    """A params section: unknown keys rejected, no silent coercion (YAML gives real types), finite numbers."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False,
+                              frozen=True)
 
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Probability = Annotated[float, Field(gt=0, le=1)]
-PolicyName = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")]
 
 
 def _iso_date(value: Any) -> str:
@@ -55,7 +66,7 @@ def _iso_date(value: Any) -> str:
 
 
 class DataConfig(Section):
-    source: str = "package"             # package / hf / a local snapshot directory
+    source: str = Field("package", min_length=1)  # package / hf / a local snapshot directory
     lcb_release: str = "release_v6"
     bcb_version: str = "v0.1.4"
     limit: PositiveInt | None = None
@@ -87,11 +98,20 @@ class SplitConfig(Section):
             raise ValueError("expected lcb_upper_start < lcb_test_start < lcb_test_end")
         return self
 
+    @property
+    def excluded(self) -> set[str]:
+        """The excluded platforms, lower case."""
+        return {p.lower() for p in self.exclude_platforms}
 
-class SamplingConfig(Section):
-    """The paper's decoding settings; every policy may override them."""
+    def lcb_windows(self) -> dict[str, tuple[str | None, str]]:
+        """split -> [start, end) release-date window (start None = open)."""
+        return {"lower": (None, self.lcb_upper_start), "upper": (self.lcb_upper_start, self.lcb_test_start),
+                "test": (self.lcb_test_start, self.lcb_test_end)}
 
-    n: PositiveInt = 4
+
+class Decoding(Section):
+    """The paper's decoding settings (policies and judge alike)."""
+
     temperature: NonNegativeFloat = 0.7
     top_p: Probability = 0.8
     top_k: NonNegativeInt = 20
@@ -99,54 +119,73 @@ class SamplingConfig(Section):
     max_new_tokens: PositiveInt = 8192
 
 
+class SamplingConfig(Decoding):
+    """Defaults of every policy; a policy may override each key."""
+
+    n: PositiveInt = 4
+
+
 class PolicyConfig(BaseModel):
-    """One candidate pool. Backend options (model, base_url, path, ...) are checked per backend."""
+    """One candidate pool. Engine options of a generative backend (base_url, batch_size, ...) are
+    extra keys, checked where the engine is built (daj.engines.registry) and before any stage runs."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, frozen=True)
 
-    name: PolicyName
-    backend: Literal["file", "mutants", "hf", "vllm", "openai"]
+    name: Name
+    backend: PolicyBackend
     n: PositiveInt | None = None
-    problems: PositiveInt | None = None
+    problems: PositiveInt | None = None      # keep the first N problems
+    chunk: PositiveInt | None = None         # problems per resumable chunk (mutants 16, engines 8)
+    seed: NonNegativeInt | None = None       # the policy's own seed (default: the global seed)
+    path: str | list[str] | None = None      # file: a pool file or a list of them
+    model: str | None = None                 # hf / vllm / openai
+    adapter: str | None = None
+    temperature: NonNegativeFloat | None = None
+    top_p: Probability | None = None
+    top_k: NonNegativeInt | None = None
+    repetition_penalty: PositiveFloat | None = None
+    max_new_tokens: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _backend_options(self) -> PolicyConfig:
-        extra = dict(self.model_extra or {})
+        extra = sorted(self.model_extra or {})
         if self.backend == "file":
-            if not extra.get("path"):
+            if not self.path:
                 raise ValueError("a file policy needs 'path' (a pool file or a list of them)")
-            unknown = set(extra) - {"path", "chunk"}
+            unknown = extra + [k for k in ("model", "adapter") if getattr(self, k) is not None]
         elif self.backend == "mutants":
-            unknown = set(extra) - {"seed", "chunk"}
+            unknown = extra + [k for k in ("path", "model", "adapter") if getattr(self, k) is not None]
         else:
-            if not extra.get("model"):
+            if not self.model:
                 raise ValueError(f"a {self.backend} policy needs 'model'")
-            from daj.engines.registry import engine_options
-
-            options = {k: v for k, v in extra.items() if k not in ("chunk",)}
-            try:
-                engine_options({"backend": self.backend, **options})
-            except DajError as e:
-                raise ValueError(str(e).split(": ", 1)[-1]) from None
-            unknown = set()
+            unknown = ["path"] if self.path is not None else []
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))} for a {self.backend} policy")
+            raise ValueError(f"unknown option(s) {', '.join(unknown)} for a {self.backend} policy")
         return self
 
+    @property
+    def engine_options(self) -> dict[str, Any]:
+        """The backend options of a generative policy (everything not a policy or sampling key)."""
+        return dict(self.model_extra or {})
 
-class SampleConfig(Section):
-    work_dir: str = ".cache/sample"
+    def engine_spec(self) -> dict[str, Any]:
+        """The spec daj.engines.registry.make_engine builds this policy's engine from."""
+        return {"backend": self.backend, "model": self.model, "adapter": self.adapter, **self.engine_options}
+
+    def sampling(self, defaults: SamplingConfig) -> SamplingConfig:
+        """The `sampling:` defaults with this policy's own overrides."""
+        own = {k: getattr(self, k) for k in SamplingConfig.model_fields if getattr(self, k, None) is not None}
+        return defaults.model_copy(update=own)
 
 
 class ExecuteConfig(Section):
-    backend: Literal["auto", "local", "docker"] = "auto"
+    backend: ExecuteBackend = "auto"
     allow_unsandboxed: bool = False
-    verdict_source: Literal["sandbox", "imported"] = "sandbox"
+    verdict_source: VerdictSource = "sandbox"
     timeout_s: PositiveFloat = 6.0
     wall_factor: Annotated[float, Field(ge=1)] = 4.0
     memory_mb: PositiveInt = 2048
     workers: NonNegativeInt = 0
-    cache_dir: str | None = ".cache/verdicts"
     unittest_memory_mb: PositiveInt = 30720
     output_mb: PositiveInt = 64
     pids_limit: PositiveInt = 128
@@ -158,6 +197,8 @@ class ExecuteConfig(Section):
 
 
 class RewardConfig(Section):
+    """The verifiable reward of a judge response: correct selection, wrong one, format error."""
+
     correct: float = 1.0
     wrong: float = 0.0
     format_error: float = -1.0
@@ -169,34 +210,52 @@ class RewardConfig(Section):
         return self
 
 
-class JudgeConfig(Section):
-    backend: Literal["hf", "vllm", "openai"] = "hf"
-    model: str = "models/tiny"
+class JudgeConfig(Decoding):
+    """Everything that decides the judge's answers (stages depend on the section as a whole):
+    the engine, the prompt and the decoding (the paper's defaults, with a tiny reasoning budget)."""
+
+    backend: EngineBackend = "hf"
+    model: str = Field("models/tiny", min_length=1)
     adapter: str | None = None
-    base_url: str | None = None          # openai backend only (null = http://127.0.0.1:8000/v1)
-    api_key_env: str | None = None       # openai backend only (null = OPENAI_API_KEY)
-    mode: Literal["reason", "select"] = "reason"
-    max_new_tokens: NonNegativeInt = 16  # mode reason only (>= 1 there)
-    temperature: NonNegativeFloat = 0.7
-    top_p: Probability = 0.8
-    top_k: NonNegativeInt = 20
-    repetition_penalty: PositiveFloat = 1.05
-    force_selection: bool = True
-    force_sampling: bool = True
-    swap: bool = False
-    max_prompt_chars: PositiveInt = 6000
-    cache_dir: str | None = ".cache/judge"
+    base_url: str | None = Field(None, min_length=1)     # openai backend only (null = http://127.0.0.1:8000/v1)
+    api_key_env: str | None = Field(None, min_length=1)  # openai backend only (null = OPENAI_API_KEY)
     engine_options: dict[str, Any] = Field(default_factory=dict)
     tokenizer: str | None = None
-    reward: RewardConfig = Field(default_factory=RewardConfig)
+    mode: JudgeMode = "reason"
+    max_new_tokens: PositiveInt = 16      # reasoning budget in mode reason (unused in mode select)
+    force_selection: bool = True
+    force_sampling: bool = True
+    max_prompt_chars: PositiveInt = 6000
 
     @model_validator(mode="after")
     def _server_options(self) -> JudgeConfig:
         if self.backend != "openai" and (self.base_url or self.api_key_env):
             raise ValueError("base_url and api_key_env are options of the openai backend")
-        if self.mode == "reason" and self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens 0 generates nothing: use mode select for selection only")
+        twice = sorted({"base_url", "api_key_env"} & set(self.engine_options))
+        if twice:
+            raise ValueError(f"{twice[0]} is a judge key; do not repeat it in engine_options")
         return self
+
+    @property
+    def selection_only(self) -> bool:
+        """Mode select: no generation, the selection drawn from the option log-probabilities."""
+        return self.mode == "select"
+
+    @property
+    def scores_options(self) -> bool:
+        """Responses may be completed from the engine's option scores (needs score_continuations)."""
+        return self.selection_only or self.force_selection
+
+    def with_settings(self, settings: dict[str, Any]) -> JudgeConfig:
+        """These settings with some replaced (a trajectory model's own), validated again."""
+        return type(self).model_validate({**self.model_dump(), **settings})
+
+    def engine_spec(self, adapter: str | None) -> dict[str, Any]:
+        """The spec daj.engines.registry.make_engine builds the judge from, with `adapter`."""
+        spec: dict[str, Any] = {"backend": self.backend, "model": self.model, "adapter": adapter,
+                                **self.engine_options}
+        spec.update({k: v for k in ("base_url", "api_key_env") if (v := getattr(self, k)) is not None})
+        return spec
 
 
 class SplitCaps(Section):
@@ -204,27 +263,92 @@ class SplitCaps(Section):
     upper: PositiveInt | None = None
 
 
-# who writes a level's judge responses: null = the judge; else "judge" or an engine spec
-# {name, backend, model, ...} (checked in full by daj.judge.trajectories before any work)
-Trajectories = list[Literal["judge"] | dict[str, Any]] | None
+# the judge settings a trajectory model may set for itself (the rest come from judge.*)
+TRAJECTORY_SETTINGS = ("mode", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens",
+                       "force_selection", "force_sampling")
+
+
+class TrajectoryConfig(BaseModel):
+    """A model that writes judge responses for one level of `pairs` (daj.judge.trajectories): any
+    engine {name, backend, model, ...engine options}, with judge settings of its own and a seed."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, frozen=True)
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[^#/]+$")]
+    backend: EngineBackend
+    model: str = Field(min_length=1)
+    adapter: str | None = None
+    seed: NonNegativeInt | None = None   # base seed of its requests (null: the global seed)
+    mode: JudgeMode | None = None
+    temperature: NonNegativeFloat | None = None
+    top_p: Probability | None = None
+    top_k: NonNegativeInt | None = None
+    repetition_penalty: PositiveFloat | None = None
+    max_new_tokens: PositiveInt | None = None
+    force_selection: bool | None = None
+    force_sampling: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_judge(cls, v: str) -> str:
+        if v == "judge":
+            raise ValueError("the name 'judge' is reserved for the judge itself (write the item as the string 'judge')")
+        return v
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The judge settings it sets itself."""
+        return {k: getattr(self, k) for k in TRAJECTORY_SETTINGS if getattr(self, k) is not None}
+
+    def engine_spec(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "adapter": self.adapter, **(self.model_extra or {})}
+
+
+# who writes a level's judge responses: null = the judge; else a list of "judge" and engines
+Trajectories = list[Literal["judge"] | TrajectoryConfig] | None
 
 
 class PairsConfig(Section):
-    lower_policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
-    upper_policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
+    lower_policies: list[Name] = Field(default_factory=lambda: ["mutants"], min_length=1)
+    upper_policies: list[Name] = Field(default_factory=lambda: ["mutants"], min_length=1)
     max_pairs_per_problem: PositiveInt | None = 2
     responses_per_pair: PositiveInt = 2
     lower_trajectories: Trajectories = None
     upper_trajectories: Trajectories = None
     max_problems: PositiveInt | SplitCaps | None = None
 
+    @field_validator("lower_trajectories", "upper_trajectories")
+    @classmethod
+    def _unique_names(cls, v: Trajectories) -> Trajectories:
+        if v is not None:
+            if not v:
+                raise ValueError("expected null or a non-empty list of 'judge' / {name, backend, model, ...}")
+            names = [m if isinstance(m, str) else m.name for m in v]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"trajectory model name {dup[0]!r} is used twice")
+        return v
+
+    def problem_caps(self) -> dict[str, int | None]:
+        """split -> the most problems judged there (None = all)."""
+        caps = self.max_problems
+        if isinstance(caps, SplitCaps):
+            return {"lower": caps.lower, "upper": caps.upper}
+        return {"lower": caps, "upper": caps}
+
+    def policies(self, split: str) -> list[str]:
+        return list(self.lower_policies if split == "lower" else self.upper_policies)
+
+    def trajectories(self, split: str) -> Trajectories:
+        return self.lower_trajectories if split == "lower" else self.upper_trajectories
+
 
 class TrainConfig(Section):
-    objective: Literal["dpo", "kto", "orpo", "grpo"] = "dpo"
+    objective: Objective = "dpo"
     beta: PositiveFloat = 0.1
     grpo_group: Annotated[int, Field(ge=2)] = 4
-    grpo_mode: Literal["online", "offline"] = "online"
-    rollout_adapter_dir: str = ".cache/rollout_adapters"
+    grpo_mode: GrpoMode = "online"
+    rollout_adapter_dir: str = Field(".cache/rollout_adapters", min_length=1)
     steps: PositiveInt = 12               # lower iterations (micro-batches); optimizer steps = steps / grad_accum
     lr: PositiveFloat = 1.0e-4
     meta_lr: PositiveFloat = 1.0e-2
@@ -233,7 +357,7 @@ class TrainConfig(Section):
     meta_every: PositiveInt = 1
     batch_size: PositiveInt = 1
     max_length: PositiveInt = 1024
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
     lora_r: PositiveInt = 32
     lora_alpha: PositiveInt = 64
     lora_targets: list[str] = Field(
@@ -245,7 +369,7 @@ class TrainConfig(Section):
     grpo_kl: NonNegativeFloat = 0.0
     eval_every: NonNegativeInt = 0
     ckpt_every: NonNegativeInt = 0
-    ref_cache_dir: str | None = ".cache/train_ref"
+    weight_param: Literal["paper", "softmax"] = "paper"  # how weights are parametrised: daj/train/weights.py
 
     @model_validator(mode="after")
     def _whole_optimizer_steps(self) -> TrainConfig:
@@ -254,58 +378,82 @@ class TrainConfig(Section):
                              f"grad_accum ({self.grad_accum})")
         return self
 
+    @property
+    def optimizer_steps(self) -> int:
+        """Lower optimizer steps: `steps` iterations of `grad_accum` micro-batches each."""
+        return self.steps // self.grad_accum
+
 
 class BonConfig(Section):
-    policies: list[PolicyName] = Field(default_factory=lambda: ["mutants"], min_length=1)
+    policies: list[Name] = Field(default_factory=lambda: ["mutants"], min_length=1)
     rounds: PositiveInt = 8
-    split: Literal["test", "upper", "lower"] = "test"
+    split: SplitName = "test"
     scaling_n: list[PositiveInt] | None = Field(default_factory=lambda: [1, 2, 4, 8])
     scaling_judge: bool = True
     share_votes: bool = False   # identical candidates share votes (off: the paper's tally)
+    swap: bool = False          # bon and pairwise: score both orders of a pair and combine them
 
 
 class PairwiseConfig(Section):
     max_pairs_per_problem: PositiveInt | None = 4
-    responses_per_pair: PositiveInt | None = 1
+    responses_per_pair: PositiveInt = 1
+
+
+class CachesConfig(Section):
+    """Where the caches live (null = off). A cache only saves time: deleting one changes no result,
+    so no stage depends on these keys."""
+
+    verdicts: str | None = Field(".cache/verdicts", min_length=1)    # sandbox verdicts
+    judge: str | None = Field(".cache/judge", min_length=1)          # judge calls
+    train_ref: str | None = Field(".cache/train_ref", min_length=1)  # reference log-probs
+    sample: str = Field(".cache/sample", min_length=1)               # resumable partial samples
 
 
 class ParamsConfig(Section):
     """The whole params.yaml."""
 
     seed: NonNegativeInt = 0
-    benchmark: Literal["humaneval", "lcb", "bcb"] = "humaneval"
+    benchmark: Benchmark = "humaneval"
     cpu_threads: NonNegativeInt = 1   # torch CPU threads of every model stage (0 = torch's default)
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     policies: list[PolicyConfig] = Field(
         default_factory=lambda: [PolicyConfig(name="mutants", backend="mutants", n=8)], min_length=1)
-    sample: SampleConfig = Field(default_factory=SampleConfig)
     execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
     pairs: PairsConfig = Field(default_factory=PairsConfig)
-    reweight: Literal["none", "domain", "instance_table", "instance_net"] = "none"
+    reweight: Reweight = "none"
     train: TrainConfig = Field(default_factory=TrainConfig)
     bon: BonConfig = Field(default_factory=BonConfig)
     pairwise: PairwiseConfig = Field(default_factory=PairwiseConfig)
+    caches: CachesConfig = Field(default_factory=CachesConfig)
 
     @model_validator(mode="after")
     def _policy_names(self) -> ParamsConfig:
         names = [p.name for p in self.policies]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise _CrossFieldError("policies", f"duplicate policy name {dup[0]!r}")
+            raise CrossFieldError("policies", f"duplicate policy name {dup[0]!r}")
         for key in ("pairs.lower_policies", "pairs.upper_policies", "bon.policies"):
             section, field = key.split(".")
             if section not in self.model_fields_set or field not in getattr(self, section).model_fields_set:
                 continue  # a default names the default policy; only what the file says must match
             unknown = [n for n in getattr(getattr(self, section), field) if n not in names]
             if unknown:
-                raise _CrossFieldError(key, f"unknown policy {unknown[0]!r}; the policies are {', '.join(names)}")
+                raise CrossFieldError(key, f"unknown policy {unknown[0]!r}; the policies are {', '.join(names)}")
         return self
 
+    def policy(self, name: str) -> PolicyConfig:
+        """The policy called `name` (KeyError when there is none)."""
+        for p in self.policies:
+            if p.name == name:
+                return p
+        raise KeyError(name)
 
-class _CrossFieldError(ValueError):
+
+class CrossFieldError(ValueError):
     """A rule between sections; carries the dotted key it is about."""
 
     def __init__(self, key: str, message: str):
@@ -318,90 +466,3 @@ def to_dict(config: ParamsConfig) -> dict:
     out = config.model_dump(mode="json", exclude={"policies"})
     out["policies"] = [p.model_dump(mode="json", exclude_unset=True) for p in config.policies]
     return out
-
-
-def validate_params(raw: dict, path: str = "params.yaml", text: str | None = None) -> ParamsConfig:
-    """The typed params, or a DajError naming the file, line, dotted key and what was expected."""
-    try:
-        return ParamsConfig.model_validate(raw)
-    except ValidationError as e:
-        # the deepest location names the real culprit (a union reports one error per member)
-        err = max(e.errors(include_url=False), key=lambda x: len(x["loc"]))
-        ctx_error = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, _CrossFieldError):
-            key, message = ctx_error.key, str(ctx_error)
-        else:
-            key = dotted(err["loc"])
-            message = _explain(err, key)
-        line = key_line(text, key) if text is not None else None
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise DajError(message + more, path=path, line=line, field=key or None) from None
-
-
-_UNION_TAGS = {"int", "float", "str", "bool", "none"} | {m.__name__ for m in Section.__subclasses__()}
-
-
-def dotted(loc: tuple) -> str:
-    """('policies', 0, 'name') -> 'policies[0].name'; pydantic's union tags are dropped."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith(("function-", "constrained-")) or part in _UNION_TAGS or part.endswith("]"):
-            continue  # a union member's tag: 'int', 'SplitCaps', 'list[str]', ...
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _explain(err: dict, key: str) -> str:
-    if err["type"] == "extra_forbidden":
-        section = key.rsplit(".", 1)[0] if "." in key else None
-        model = _section_model(section)
-        allowed = f"; expected one of {', '.join(model.model_fields)}" if model else ""
-        return f"unknown key{allowed}"
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    msg = msg.replace("Input should be", "expected").replace("String should", "expected the text to")
-    shown = "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict | list)
-    return f"{msg}, got {err['input']!r}" if shown else msg
-
-
-def _section_model(section: str | None) -> type[BaseModel] | None:
-    model: type[BaseModel] = ParamsConfig
-    if section is None:
-        return model
-    for part in section.split("."):
-        field = model.model_fields.get(part.split("[")[0])
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-def key_line(text: str | None, key: str) -> int | None:
-    """1-based line of a dotted key in a YAML text (the deepest part found)."""
-    import yaml
-
-    if not text or not key:
-        return None
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    parts = key.replace("]", "").replace("[", ".").split(".")
-    for part in parts:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line

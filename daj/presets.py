@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         params_text = Path(args.params).read_text(encoding="utf-8")
         params = load_yaml(params_text)
         check_keys(preset, params, args.preset, args.params)
-        from daj.config import validate_params  # the preset must give params the stages accept
+        from daj.params import validate_params  # the preset must give params the stages accept
 
         validate_params(apply_to_params(preset, params), args.preset)
         if args.apply:

@@ -1,4 +1,4 @@
-"""Shared entry point for stage scripts: clean error output and a non-zero exit on bad input."""
+"""Shared entry point for stage scripts: validated params in, clean error output and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from daj.config import ParamsConfig
 from daj.errors import DajError
-from daj.params import Params, load_params
+from daj.params import load_config, params_path
+from daj.preflight import check_engine_options
 
 TRAINED_ADAPTER = "models/judge"  # written by the train stage; bon and pairwise load it when present
 
@@ -32,18 +34,19 @@ def set_cpu_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def run_stage(name: str, body: Callable[[Params], None]) -> None:
-    """Load params, run `body`, print DajError as one line and exit 2."""
+def run_stage(name: str, body: Callable[[ParamsConfig], None]) -> None:
+    """Validate params.yaml, run `body` on the typed params, print a DajError as one line and exit 2."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")
     start = time.perf_counter()
     try:
-        params = load_params(validate=True)
-        set_cpu_threads(int(params.get("cpu_threads", 1)))
+        config = load_config()
+        check_engine_options(config, str(params_path()))
+        set_cpu_threads(config.cpu_threads)
         if name in JUDGE_MODEL_STAGES:
             from daj.models.loading import check_model_ref
 
-            check_model_ref(str(params.get_path("judge.model")), field="judge.model", path=params.path)
-        body(params)
+            check_model_ref(config.judge.model, field="judge.model", path=str(params_path()))
+        body(config)
     except DajError as e:
         print(f"error in stage '{name}': {e}", file=sys.stderr)
         sys.exit(2)
@@ -53,30 +56,11 @@ def run_stage(name: str, body: Callable[[Params], None]) -> None:
     logging.getLogger().info("done in %.1f s", time.perf_counter() - start)
 
 
-def positive_int(params: Params, key: str, allow_none: bool = False) -> int | None:
-    value = params.get_path(key)
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DajError(f"expected a positive integer{' or null' if allow_none else ''}, got {value!r}",
-                       path=params.path, field=key)
-    return value
-
-
-def policy_list(params: Params, key: str) -> list[str]:
-    value = params.get_path(key)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise DajError(f"expected a non-empty list of policy names, got {value!r}", path=params.path, field=key)
-    return value
-
-
-def judge_adapter(params: Params) -> str | None:
+def judge_adapter(config: ParamsConfig) -> str | None:
     """models/judge when train has written it, else judge.adapter."""
     trained = Path(TRAINED_ADAPTER)
     if trained.is_dir():
         if not (trained / "adapter_config.json").is_file():
             raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
         return str(trained)
-    return params.get_path("judge.adapter", None)
-
-
+    return config.judge.adapter

@@ -15,15 +15,16 @@ import csv
 import io
 import logging
 
+from daj.config import ParamsConfig
 from daj.data.pools import load_pools
 from daj.errors import DajError
 from daj.eval.bon import evaluate_policy
 from daj.eval.scaling import scaling_n, scaling_r, wide
 from daj.io import atomic_open, read_jsonl, write_json
 from daj.judge.runner import build_runner
-from daj.params import Params
+from daj.params import params_path
 from daj.runlog import record, split_run_fields
-from stages._main import judge_adapter, policy_list, positive_int
+from stages._main import judge_adapter
 
 SPLITS_DIR = "data/splits"
 METRICS = "metrics/bon.json"
@@ -48,33 +49,26 @@ def write_csv(path: str, rows: list[dict]) -> None:
         fh.write(buffer.getvalue())
 
 
-def main(params: Params) -> None:
-    seed = int(params.get_path("seed"))
-    rounds = positive_int(params, "bon.rounds")
-    split = params.choice("bon.split", ["test", "upper", "lower"])
-    policies = policy_list(params, "bon.policies")
-    sizes = params.get_path("bon.scaling_n", None)
-    if sizes is not None and (not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 1 for s in sizes)):
-        raise DajError(f"expected null or a list of positive integers, got {sizes!r}", path=params.path,
-                       field="bon.scaling_n")
-    scale_judge = params.get_path("bon.scaling_judge", True)
-    share = params.get_path("bon.share_votes", False)  # absent: the paper's tally
-    if not isinstance(share, bool):
-        raise DajError(f"expected true or false, got {share!r}", path=params.path, field="bon.share_votes")
+def main(config: ParamsConfig) -> None:
+    bon = config.bon
+    seed, rounds, split, policies, sizes, share = (config.seed, bon.rounds, bon.split, bon.policies,
+                                                    bon.scaling_n, bon.share_votes)
+    scale_judge = bon.scaling_judge
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
     if not problems:
         raise DajError(f"split {split!r} has no problems", path=f"{SPLITS_DIR}/{split}.jsonl")
     ids = [p["id"] for p in problems]
     pools = {policy: load_pools([policy], ids) for policy in policies}
 
-    adapter = judge_adapter(params)
-    log.info("judge: %s%s", params.get_path("judge.model"), f" + {adapter}" if adapter else "")
-    runner, _ = build_runner(params, adapter, progress=False)  # the problem bar shows progress
+    adapter = judge_adapter(config)
+    log.info("judge: %s%s", config.judge.model, f" + {adapter}" if adapter else "")
+    # the problem bar shows progress
+    runner, _ = build_runner(config.judge, adapter, config.caches.judge, progress=False, where=str(params_path()))
     summary, cost, rows, long_n, long_r = {}, {}, [], [], []
     for policy in policies:
         result = evaluate_policy(policy, problems, pools[policy], runner, rounds, seed, share_votes=share)
         summary[policy] = result.summary
-        cost[policy] = {"judge": {"model": params.get_path("judge.model"), "adapter": adapter,
+        cost[policy] = {"judge": {"model": config.judge.model, "adapter": adapter,
                                   "rounds": rounds, "split": split, "share_votes": share}, **result.cost}
         rows += result.rows
         largest = max((len(c) for c in pools[policy].values()), default=1)

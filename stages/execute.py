@@ -13,10 +13,10 @@ import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from daj.config import ParamsConfig
 from daj.data.schema import CANDIDATE_FIELDS
 from daj.errors import DajError
 from daj.io import atomic_dir, iter_jsonl, write_json, write_jsonl
-from daj.params import Params
 from daj.runlog import record
 from sandbox.config import SandboxConfig
 from sandbox.pool import SandboxPool
@@ -26,20 +26,6 @@ CANDIDATES = "data/candidates"
 VERDICTS = "data/verdicts"
 METRICS = "metrics/execute.json"
 log = logging.getLogger(__name__)
-
-
-def policy_names(params: Params) -> list[str]:
-    """The names of the policies in params `policies` (the candidate files execute judges)."""
-    policies = params.get_path("policies")
-    if not isinstance(policies, list) or not policies:
-        raise DajError("expected a non-empty list of policies", path=params.path, field="policies")
-    names = []
-    for i, policy in enumerate(policies):
-        name = policy.get("name") if isinstance(policy, dict) else None
-        if not isinstance(name, str) or not name:
-            raise DajError("each policy needs a name", path=params.path, field=f"policies[{i}].name")
-        names.append(name)
-    return names
 
 
 def read_candidates(directory: str | Path, problems: dict[str, dict],
@@ -106,13 +92,11 @@ def policy_metrics(rows: list[dict]) -> dict:
     return m
 
 
-def main(params: Params) -> None:
-    section = params.get_path("execute")
-    source = params.choice("execute.verdict_source", ("sandbox", "imported"))
-    params.choice("execute.backend", ("auto", "local", "docker"))
-    config = SandboxConfig.from_params(section)
+def main(params: ParamsConfig) -> None:
+    source = params.execute.verdict_source
+    config = SandboxConfig.from_params({**params.execute.model_dump(), "cache_dir": params.caches.verdicts})
     problems = {row["id"]: row for _, row in iter_jsonl(PROBLEMS, required=("id", "tests"))}
-    by_policy = read_candidates(CANDIDATES, problems, policy_names(params))
+    by_policy = read_candidates(CANDIDATES, problems, [p.name for p in params.policies])
     metrics: dict = {}
     runs: dict = {}  # candidate seconds and cache hits: logs/execute.json, not results
     outputs: dict[str, list[dict]] = {}

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from daj.config import ParamsConfig
 from daj.data.sources import load_problems
 from daj.io import write_jsonl
-from daj.params import Params
 
 OUT = "data/problems.jsonl"
 
 
-def main(params: Params) -> None:
-    problems = load_problems(params)
+def main(config: ParamsConfig) -> None:
+    problems = load_problems(config.benchmark, config.data)
     n = write_jsonl(OUT, problems)
     platforms = Counter(p["platform"] for p in problems)
     logging.getLogger().info("wrote %d problems to %s (%s)", n, OUT,

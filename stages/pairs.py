@@ -13,56 +13,33 @@ from __future__ import annotations
 
 import logging
 
+from daj.config import ParamsConfig
 from daj.data.pools import load_pools
-from daj.errors import DajError
 from daj.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from daj.judge.pairs import Writer, choose_problems, judge_pairs, pair_prompts
-from daj.judge.reward import RewardLevels
-from daj.judge.runner import JudgeSettings, judge_engine_spec
 from daj.judge.trajectories import TrajectoryRunners, parse_trajectories
-from daj.params import Params
+from daj.params import params_path
 from daj.runlog import record, split_run_fields
-from stages._main import policy_list, positive_int
 
 SPLITS_DIR = "data/splits"
 OUT_DIR = "data/pairs"
 METRICS = "metrics/pairs.json"
 
 
-def max_problems_per_split(params: Params) -> dict[str, int | None]:
-    """pairs.max_problems: null (no cap), a positive int (both splits) or {lower: int|null, upper: int|null}."""
-    key = "pairs.max_problems"
-    value = params.get_path(key, None)
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - {"lower", "upper"})
-        if unknown:
-            raise DajError(f"unknown split {unknown[0]!r} (expected lower, upper)", path=params.path,
-                           field=f"{key}.{unknown[0]}")
-        return {split: positive_int(params, f"{key}.{split}", allow_none=True) for split in ("lower", "upper")}
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise DajError(f"expected null, a positive integer or {{lower: int|null, upper: int|null}}, got {value!r}",
-                       path=params.path, field=key)
-    return {"lower": value, "upper": value}
-
-
-def main(params: Params) -> None:
-    seed = int(params.get_path("seed"))
-    max_pairs = positive_int(params, "pairs.max_pairs_per_problem", allow_none=True)
-    responses = positive_int(params, "pairs.responses_per_pair")
-    levels = RewardLevels.from_params(params)
-    caps = max_problems_per_split(params)
-    settings = JudgeSettings.from_params(params)
-    judge_spec = judge_engine_spec(params, params.get_path("judge.adapter", None))
+def main(config: ParamsConfig) -> None:
+    seed, pairs, where = config.seed, config.pairs, str(params_path())
+    caps = pairs.problem_caps()
+    judge_spec = config.judge.engine_spec(config.judge.adapter)
     work = {}
     for split in ("lower", "upper"):
         problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "domain"))
-        policies = policy_list(params, f"pairs.{split}_policies")
-        models = parse_trajectories(params, split, settings)
+        policies = pairs.policies(split)
+        models = parse_trajectories(config, split, where)
         pools = load_pools(policies, [p["id"] for p in problems])
         chosen, counts = choose_problems(split, problems, pools, caps[split], seed)
         work[split] = (policies, models, {"max_problems": caps[split], **counts},
-                       pair_prompts(split, chosen, pools, max_pairs, seed))
-    runners = TrajectoryRunners(params, settings, {split: w[1] for split, w in work.items()})
+                       pair_prompts(split, chosen, pools, pairs.max_pairs_per_problem, seed))
+    runners = TrajectoryRunners(config, {split: w[1] for split, w in work.items()}, where)
     metrics = {}
     try:
         tokenizer = runners.tokenizer()
@@ -70,8 +47,8 @@ def main(params: Params) -> None:
             for split, (policies, models, counts, prompts) in work.items():
                 writers = [Writer(m.name, lambda m=m: runners.runner(m), seed if m.seed is None else m.seed,
                                   done=lambda m=m, split=split: runners.release(split, m)) for m in models]
-                result = judge_pairs(split, prompts, writers, tokenizer, responses, levels, seed,
-                                     max_chars=settings.max_prompt_chars)
+                result = judge_pairs(split, prompts, writers, tokenizer, pairs.responses_per_pair, config.reward,
+                                     seed, max_chars=config.judge.max_prompt_chars)
                 write_jsonl(tmp / f"{split}.jsonl", result.records)
                 write_jsonl(tmp / f"{split}_scored.jsonl", result.scored)
                 metrics[split] = {"policies": policies, "trajectory_models": [m.describe(judge_spec) for m in models],

@@ -22,51 +22,48 @@ from __future__ import annotations
 
 import logging
 
+from daj.config import ParamsConfig
 from daj.data.pools import load_pools
 from daj.eval.pairwise import evaluate_judge, runner_select
 from daj.io import read_jsonl, write_json
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import build_runner
-from daj.params import Params
+from daj.params import params_path
 from daj.runlog import record, split_run_fields
-from stages._main import judge_adapter, policy_list, positive_int
+from stages._main import judge_adapter
 
 SPLITS_DIR = "data/splits"
 METRICS = "metrics/pairwise.json"
 log = logging.getLogger(__name__)
 
 
-def main(params: Params) -> None:
-    seed = int(params.get_path("seed"))
-    split = params.choice("bon.split", ["test", "upper", "lower"])
-    policies = policy_list(params, "bon.policies")
-    max_pairs = positive_int(params, "pairwise.max_pairs_per_problem", allow_none=True)
-    responses = 1 if params.get_path("pairwise.responses_per_pair", None) is None else positive_int(
-        params, "pairwise.responses_per_pair")  # absent or null: one answer per ordered pair
+def main(config: ParamsConfig) -> None:
+    seed, split, policies = config.seed, config.bon.split, config.bon.policies
+    max_pairs, responses = config.pairwise.max_pairs_per_problem, config.pairwise.responses_per_pair
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
     pools = load_pools(policies, [p["id"] for p in problems])
     prompts = pair_prompts(split, problems, pools, max_pairs, seed)
     log.info("%s: %d problems, %d mixed pairs (%d ordered prompts)", split, len(problems), len(prompts) // 2,
              len(prompts))
     judges = {"base": None}
-    adapter = judge_adapter(params)
+    adapter = judge_adapter(config)
     if adapter:
         judges["trained"] = adapter
     out = {}
     for name, adapter in judges.items():
-        runner, _ = build_runner(params, adapter)
+        runner, _ = build_runner(config.judge, adapter, config.caches.judge, where=str(params_path()))
         try:
             metrics = evaluate_judge(prompts, runner_select(runner, seed, responses))
         finally:
             runner.engine.close()
-        out[name] = {"model": params.get_path("judge.model"), "adapter": adapter, **metrics}
+        out[name] = {"model": config.judge.model, "adapter": adapter, **metrics}
         ci = metrics.get("accuracy_ci95")
         log.info("%s judge: accuracy %s (95%% CI %s), position-1 rate %s, swap consistency %s, format errors %s "
                  "(%.1f s)", name, _fmt(metrics["accuracy"]), "n/a" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}",
                  _fmt(metrics["position1_rate"]), _fmt(metrics["swap_consistency"]),
                  _fmt(metrics["format_error_rate"]), metrics["seconds"])
     results, run = split_run_fields(out)  # seconds and cache hits: how this run went
-    write_json(METRICS, {"split": split, "policies": policies, "max_pairs_per_problem": max_pairs,
+    write_json(METRICS, {"split": split, "policies": list(policies), "max_pairs_per_problem": max_pairs,
                          "responses_per_pair": responses, "judges": results})
     record("pairwise", run)
 

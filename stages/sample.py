@@ -1,6 +1,6 @@
 """sample: write data/candidates/<policy>.jsonl for every policy (or one, with --policy NAME).
 
-Reads `policies`, the `sampling:` defaults, `seed`, `split.exclude_platforms` and `sample.work_dir`
+Reads `policies`, the `sampling:` defaults, `seed`, `split.exclude_platforms` and `caches.sample`
 from params.yaml and data/problems.jsonl; the work is in daj.policies.sampler (resumable: an
 interrupted run continues where it stopped). Writes metrics/sample/<policy>.json per policy.
 
@@ -15,35 +15,36 @@ import argparse
 import logging
 from pathlib import Path
 
+from daj.config import ParamsConfig
 from daj.data.schema import PROBLEM_FIELDS
 from daj.errors import DajError
 from daj.io import read_jsonl, write_json
-from daj.params import Params
-from daj.policies.sampler import check_policies, sample_policy
+from daj.params import params_path
+from daj.policies.sampler import sample_policy
+from daj.runlog import record
 
 PROBLEMS = "data/problems.jsonl"
 OUT_DIR = "data/candidates"
 METRICS_DIR = "metrics/sample"
 
 
-def main(params: Params, only: str | None = None) -> None:
-    policies = check_policies(params.get_path("policies"), where=params.path)
+def main(config: ParamsConfig, only: str | None = None) -> None:
+    policies = config.policies
     if only is not None:
-        policies = [p for p in policies if p["name"] == only]
+        policies = [p for p in policies if p.name == only]
         if not policies:
-            raise DajError(f"no policy named {only!r}", path=params.path, field="policies")
-    defaults = params.get_path("sampling", {}) or {}
-    seed = params.get_path("seed")
-    excluded = {str(p).lower() for p in params.get_path("split.exclude_platforms", []) or []}
-    work_dir = params.get_path("sample.work_dir", ".cache/sample")
-    problems = [p for p in read_jsonl(PROBLEMS, required=PROBLEM_FIELDS) if p["platform"] not in excluded]
+            raise DajError(f"no policy named {only!r}", path=str(params_path()), field="policies")
+    problems = [p for p in read_jsonl(PROBLEMS, required=PROBLEM_FIELDS)
+                if p["platform"].lower() not in config.split.excluded]
     if not problems:
         raise DajError("no problems left after split.exclude_platforms", path=PROBLEMS)
     for policy in policies:
-        stats = sample_policy(policy, problems, defaults, seed, Path(OUT_DIR) / f"{policy['name']}.jsonl",
-                              work_dir, where=params.path)
-        write_json(Path(METRICS_DIR) / f"{policy['name']}.json", stats)
-        logging.getLogger().info("%s: %s", policy["name"], {k: v for k, v in stats.items() if k != "missing_ids"})
+        stats, run = sample_policy(policy, problems, config.sampling, config.seed,
+                                   Path(OUT_DIR) / f"{policy.name}.jsonl", config.caches.sample,
+                                   where=str(params_path()))
+        write_json(Path(METRICS_DIR) / f"{policy.name}.json", stats)
+        record("sample", {policy.name: run})
+        logging.getLogger().info("%s: %s", policy.name, {k: v for k, v in stats.items() if k != "missing_ids"})
 
 
 if __name__ == "__main__":
@@ -52,4 +53,4 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="sample candidates for the policies in params.yaml")
     ap.add_argument("--policy", default=None, help="sample only this policy")
     args, _settings = ap.parse_known_args()  # the policy's settings, for DVC's change detection only
-    run_stage("sample", lambda params: main(params, only=args.policy))
+    run_stage("sample", lambda config: main(config, only=args.policy))

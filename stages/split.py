@@ -7,10 +7,10 @@ import json
 import logging
 from pathlib import Path
 
+from daj.config import ParamsConfig
 from daj.data.sources import check_problem
 from daj.data.splits import read_verdicts, split_problems
 from daj.io import atomic_dir, iter_jsonl, write_json, write_jsonl
-from daj.params import Params
 
 PROBLEMS = "data/problems.jsonl"
 VERDICTS = "data/verdicts"
@@ -18,13 +18,13 @@ SPLITS_DIR = "data/splits"
 METRICS = "metrics/split.json"
 
 
-def main(params: Params) -> None:
+def main(config: ParamsConfig) -> None:
     problems = []
     for line, row in iter_jsonl(PROBLEMS, required=("id",)):
         check_problem(row, path=PROBLEMS, line=line)
         problems.append(row)
     verdicts, files = read_verdicts(VERDICTS)
-    splits, metrics = split_problems(problems, params, verdicts, source=PROBLEMS)
+    splits, metrics = split_problems(problems, config.split, verdicts, source=PROBLEMS)
     metrics["verdict_files"] = [Path(f).name for f in files]
     with atomic_dir(SPLITS_DIR) as tmp:
         for name, rows in splits.items():

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from daj.config import ParamsConfig
 from daj.io import atomic_dir
-from daj.params import Params
 
 OUT = "models/tiny"
 
@@ -24,8 +24,8 @@ def build(out: str | Path, seed: int) -> Path:
     return Path(out)
 
 
-def main(params: Params) -> None:
-    seed = int(params.get_path("seed"))
+def main(config: ParamsConfig) -> None:
+    seed = config.seed
     out = build(OUT, seed)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     logging.getLogger().info("wrote %s (seed %d, %.1f MB)", out, seed, size / 1e6)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 
+from daj.config import ParamsConfig
 from daj.errors import DajError
-from daj.params import Params
+from daj.params import params_path
 
 PAIRS = "data/pairs"
 JUDGE_OUT = "models/judge"
@@ -23,12 +24,10 @@ METRICS = "metrics/train.json"
 METRICS_DIR = "metrics/train"
 
 
-ROLLOUT_ADAPTERS = ".cache/rollout_adapters"
 
-
-def rollout_sampler_factory(params: Params):
+def rollout_sampler_factory(config: ParamsConfig):
     """A daj.train.rollouts.SamplerFactory: judge responses of the model being trained to the scored
-    files' prompts, with the three-level verifiable reward (judge.reward).
+    files' prompts, with the three-level verifiable reward (`reward`).
 
     judge.backend hf: the in-memory model (daj.engines.live.LiveEngine). judge.backend openai: a
     `vllm serve --enable-lora` server (judge.base_url), to which the current adapter is pushed after
@@ -36,25 +35,14 @@ def rollout_sampler_factory(params: Params):
     which the server must see at the same path). Judge decoding follows judge.* (judge.mode select
     draws `<selection>K</selection>` from the option probabilities). Nothing is
     cached: every draw asks the current weights."""
-    from daj.judge.reward import RewardLevels
-    from daj.judge.runner import JudgeSettings
-
-    settings = JudgeSettings.from_params(params)
-    levels = RewardLevels.from_params(params)
-    backend = params.get_path("judge.backend")
-    if backend == "hf":
-        return _live_factory(settings, levels)
-    if backend == "openai":
-        from daj.judge.runner import judge_engine_spec
-
-        adapter_dir = params.get_path("train.rollout_adapter_dir", ROLLOUT_ADAPTERS)
-        if not isinstance(adapter_dir, str) or not adapter_dir:
-            raise DajError(f"expected a directory, got {adapter_dir!r}", path=params.path,
-                           field="train.rollout_adapter_dir")
-        return _server_factory(settings, levels, judge_engine_spec(params, None), adapter_dir)
+    judge, levels = config.judge, config.reward
+    if judge.backend == "hf":
+        return _live_factory(judge, levels)
+    if judge.backend == "openai":
+        return _server_factory(judge, levels, judge.engine_spec(None), config.train.rollout_adapter_dir)
     raise DajError(f"online GRPO samples from the judge being trained: judge.backend hf (in memory) or openai "
-                   f"(a vLLM server with --enable-lora), not {backend!r}; or train.grpo_mode: offline",
-                   path=params.path, field="judge.backend")
+                   f"(a vLLM server with --enable-lora), not {judge.backend!r}; or train.grpo_mode: offline",
+                   path=str(params_path()), field="judge.backend")
 
 
 def _requests(rows: list[dict], n: int, seed: int, chat_of):
@@ -137,12 +125,12 @@ class _NoCache:
         pass
 
 
-def main(params: Params) -> None:
+def main(config: ParamsConfig) -> None:
     from daj.runlog import record
     from daj.train.run import from_params, run, summary, timings
 
-    cfg, opts = from_params(params)
-    factory = rollout_sampler_factory(params) if cfg.objective == "grpo" and opts.grpo_mode == "online" else None
+    cfg, opts = from_params(config)
+    factory = rollout_sampler_factory(config) if cfg.objective == "grpo" and opts.grpo_mode == "online" else None
     result = run(cfg, opts, PAIRS, judge_out=JUDGE_OUT, metrics_json=METRICS, metrics_dir=METRICS_DIR,
                  ckpt_dir=CKPT, sampler_factory=factory)
     s = {**summary(cfg, result), **timings(result)}

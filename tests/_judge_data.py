@@ -34,12 +34,13 @@ def make_workspace(root: Path, model_dir: str, per_split: int = 3, **overrides) 
             cands.append({"problem_id": p["id"], "policy": "mutants", "index": i, "code": code})
             verdicts.append({"problem_id": p["id"], "policy": "mutants", "index": i, "passed": passed,
                              "public_passed": public, "status": "pass" if passed else "fail",
-                             "tests_passed": 1 if passed else 0, "tests_total": 1, "seconds": 0.01})
+                             "tests_passed": 1 if passed else 0, "tests_total": 1})
     write_jsonl(root / "data/candidates/mutants.jsonl", cands)
     write_jsonl(root / "data/verdicts/mutants.jsonl", verdicts)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["judge"].update({"model": model_dir, "max_new_tokens": 12, "cache_dir": str(root / ".cache/judge"),
+    params["judge"].update({"model": model_dir, "max_new_tokens": 12,
                             "engine_options": {"device": "cpu", "batch_size": 8}})
+    params["caches"]["judge"] = str(root / ".cache/judge")
     params["bon"]["rounds"] = 4
     for dotted, value in overrides.items():
         section, key = dotted.split("__")

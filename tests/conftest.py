@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from daj.params import Params, load_params
+from daj.config import ParamsConfig
+from daj.params import load_config, with_overrides
 from daj.paths import REPO, shared_data
 
 SHARED_DATA = shared_data()
 
 
-def repo_params(**overrides) -> Params:
-    """The repo's params.yaml with dotted overrides: repo_params(**{"data.source": "hf"})."""
-    params = Params(copy.deepcopy(dict(load_params(REPO / "params.yaml"))))
-    params.path = "params.yaml"
-    for dotted, value in overrides.items():
-        node = params
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return params
+def repo_params(**overrides) -> ParamsConfig:
+    """The repo's params.yaml with dotted overrides, validated like the file itself:
+    repo_params(**{"data.source": "hf"}). A bad override is the DajError a stage would raise."""
+    return with_overrides(load_config(REPO / "params.yaml"), **overrides)
 
 
 @pytest.fixture()
-def make_params() -> Callable[..., Params]:
+def make_params() -> Callable[..., ParamsConfig]:
     return repo_params
 
 

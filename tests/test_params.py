@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from daj.config import ParamsConfig, key_line, to_dict, validate_params
+from daj.config import ParamsConfig, to_dict
 from daj.errors import DajError
+from daj.params import key_line, load_yaml, validate_params
 from daj.paths import REPO
 from daj.presets import apply_to_params, load_preset
 
 PARAMS_TEXT = (REPO / "params.yaml").read_text(encoding="utf-8")
-PARAMS = yaml.safe_load(PARAMS_TEXT)
+PARAMS = load_yaml(PARAMS_TEXT)
 
 
 def test_repo_params_validate_and_defaults_live_in_the_models():
@@ -55,7 +55,9 @@ def _set(raw: dict, dotted: str, value) -> dict:
     ("bon.rounds", 1.5, "integer"),
     ("train.stepz", 3, "unknown key"),
     ("execute.seccomp", "yes", "boolean"),
-    ("judge.reward.correct", -3.0, "correct > wrong"),
+    ("reward.correct", -3.0, "correct > wrong"),
+    ("train.lr", "1e-06", "valid number"),
+    ("train.lr", float("inf"), "finite"),
     ("split.lcb_test_start", "2025-13-01", "month"),
     ("pairs.max_problems", {"lower": 3, "uper": 2}, "unknown key"),
     ("bon.policies", ["nope"], "unknown policy 'nope'"),
@@ -74,14 +76,34 @@ def test_bad_values_name_the_key_and_line(dotted, value, words):
 
 
 def test_policy_options_are_checked_per_backend():
+    from daj.preflight import check_engine_options
+
     raw = copy.deepcopy(PARAMS)
     raw["policies"].append({"name": "gen", "backend": "hf", "model": "m", "tempreature": 0.3})
-    with pytest.raises(DajError, match="tempreature"):
-        validate_params(raw)
+    config = validate_params(raw)  # engine options are the backend's: checked before any stage runs
+    with pytest.raises(DajError, match="tempreature") as info:
+        check_engine_options(config, "params.yaml")
+    assert info.value.field == "policies[1].tempreature"
     raw["policies"][-1] = {"name": "pool", "backend": "file"}
     with pytest.raises(DajError, match="needs 'path'") as info:
         validate_params(raw)
     assert info.value.field == "policies[1]"
+    raw["policies"][-1] = {"name": "pool", "backend": "mutants", "model": "m"}
+    with pytest.raises(DajError, match="unknown option"):
+        validate_params(raw)
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e-06", 1e-06), ("1E5", 1e5), (".5", 0.5), ("1.0e-4", 1e-4),
+                                             ("-2.5E-3", -2.5e-3)])
+def test_numbers_as_dvc_and_yaml_1_2_write_them(text, value):
+    """DVC writes `-S train.lr=1e-6` as `lr: 1e-06`, a float in YAML 1.2 and a string to PyYAML."""
+    raw = load_yaml(PARAMS_TEXT.replace("  lr: 1.0e-4", f"  lr: {text}"))
+    assert raw["train"]["lr"] == value and isinstance(raw["train"]["lr"], float)
+    if value > 0:
+        assert validate_params(raw).train.lr == value
+    quoted = load_yaml(PARAMS_TEXT.replace("  lr: 1.0e-4", f'  lr: "{text}"'))
+    with pytest.raises(DajError, match="train.lr"):
+        validate_params(quoted)
 
 
 def test_key_line_finds_nested_and_listed_keys():
@@ -98,23 +120,3 @@ def test_a_stage_stops_before_any_work_on_a_bad_key(tmp_path, stage):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "params.yaml:" in lines[0] and "'train.stepz'" in lines[0], proc.stderr
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["params.yaml"]  # nothing written
-
-
-def test_library_defaults_agree_with_the_params_models():
-    """Settings objects built in code (tests, benchmarks, notebooks) default to what params.yaml means;
-    the one deliberate difference: code opts in to the reference store (no .cache writes by surprise)."""
-    from dataclasses import fields
-
-    from daj.config import ExecuteConfig, JudgeConfig, TrainConfig
-    from daj.judge.runner import JudgeSettings
-    from daj.train.bilevel import TrainConfig as LoopConfig
-    from daj.train.run import RunOptions
-    from sandbox.config import SandboxConfig
-
-    differ = []
-    for lib, model in ((SandboxConfig, ExecuteConfig), (LoopConfig, TrainConfig), (RunOptions, TrainConfig),
-                       (JudgeSettings, JudgeConfig)):
-        built, typed = lib(), model()
-        differ += [f"{lib.__name__}.{f.name}" for f in fields(lib)
-                   if f.name in model.model_fields and getattr(built, f.name) != getattr(typed, f.name)]
-    assert differ == ["RunOptions.ref_cache_dir"]

@@ -106,7 +106,7 @@ def _get(params: dict, dotted: str):
 
 
 def test_paper_preset_matches_the_paper():
-    from daj.config import validate_params
+    from daj.params import validate_params
 
     preset = load_preset(REPO / "presets" / "paper.yaml")
     params = apply_to_params(preset, yaml.safe_load((REPO / "params.yaml").read_text()))

@@ -29,15 +29,15 @@ tests:
 
 from __future__ import annotations
 
-BENCHMARKS = ("humaneval", "lcb", "bcb")
+from daj.config import BENCHMARKS, SPLITS  # noqa: F401 - the params' enumerations, re-exported
+
 TEST_TYPES = ("stdin", "functional", "unittest", "humaneval")
 DIFFICULTIES = ("easy", "medium", "hard")
 PROBLEM_FIELDS = ("id", "benchmark", "title", "prompt", "starter_code", "platform", "difficulty",
                   "release_date", "tests")
-SPLITS = ("lower", "upper", "test")
 CANDIDATE_FIELDS = ("problem_id", "policy", "index", "code")
 VERDICT_FIELDS = ("problem_id", "policy", "index", "passed", "public_passed", "status", "tests_passed",
-                  "tests_total", "seconds")
+                  "tests_total")
 PAIR_FIELDS = ("problem_id", "domain", "prompt", "chosen", "rejected")
 
 

@@ -10,48 +10,42 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from daj.config import DataConfig
 from daj.data import bcb, humaneval, lcb
 from daj.data.measures import natural_key
 from daj.data.schema import BENCHMARKS, DIFFICULTIES, PROBLEM_FIELDS, TEST_TYPES
 from daj.errors import DajError
-from daj.params import Params
 
 log = logging.getLogger(__name__)
 
 
-def load_problems(params: Params) -> list[dict]:
-    """The benchmark's problems, sorted by id (natural order), cut to `data.limit`."""
-    benchmark = params.choice("benchmark", BENCHMARKS)
-    source = params.get_path("data.source")
-    where = {"path": params.path, "field": "data.source"}
-    if not isinstance(source, str) or not source:
-        raise DajError(f"expected package, hf or a directory, got {source!r}", **where)
+def load_problems(benchmark: str, data: DataConfig, where: str = "params.yaml") -> list[dict]:
+    """The benchmark's problems from `data.source`, sorted by id (natural order), cut to `data.limit`.
+    Errors about the source name its key in `where`."""
+    source = data.source
+    at = {"path": where, "field": "data.source"}
     if source == "package":
         if benchmark != "humaneval":
             raise DajError(f"source 'package' is only for benchmark humaneval (benchmark is {benchmark!r}); "
-                           "use hf or a snapshot directory", **where)
+                           "use hf or a snapshot directory", **at)
         problems = humaneval.load_humaneval_package()
     elif source == "hf":
         if benchmark == "humaneval":
             problems = humaneval.load_humaneval_hub()
         elif benchmark == "lcb":
-            problems = lcb.load_lcb_hub(str(params.get_path("data.lcb_release")), params_path=params.path)
+            problems = lcb.load_lcb_hub(data.lcb_release, params_path=where)
         else:
-            problems = bcb.load_bcb_hub(str(params.get_path("data.bcb_version")), params_path=params.path)
+            problems = bcb.load_bcb_hub(data.bcb_version, params_path=where)
     else:
         directory = Path(source).expanduser()
         if not directory.is_dir():
-            raise DajError(f"unknown source {source!r}: not package, hf, nor an existing directory", **where)
+            raise DajError(f"unknown source {source!r}: not package, hf, nor an existing directory", **at)
         loader = {"humaneval": humaneval.load_humaneval_dir, "lcb": lcb.load_lcb_snapshot,
                   "bcb": bcb.load_bcb_snapshot}[benchmark]
         problems = loader(directory)
     problems.sort(key=lambda p: natural_key(p["id"]))
-    limit = params.get_path("data.limit", None)
-    if limit is not None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise DajError(f"expected null or a non-negative integer, got {limit!r}",
-                           path=params.path, field="data.limit")
-        problems = problems[:limit]
+    if data.limit is not None:
+        problems = problems[:data.limit]
     for problem in problems:
         check_problem(problem)
     log.info("%d %s problems from %s", len(problems), benchmark, source)

@@ -14,22 +14,21 @@ Rules (all deterministic; problems on `split.exclude_platforms` are dropped firs
   "bcb_upper_rule". Domains: the seven categories.
 - humaneval: pseudo-temporal. Problems ordered by task number are cut by
   split.humaneval_fractions [lower, upper, test] (boundaries rounded half up on the cumulative
-  fractions; when they sum to less than 1 the last problems are dropped). Domains:
+  fractions, which sum to 1). Domains:
   humaneval x difficulty.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from daj.config import SplitConfig
 from daj.data.humaneval import task_number
 from daj.data.measures import ast_size, natural_key, round_half_up
 from daj.data.schema import SPLITS, domain_of
 from daj.errors import DajError
 from daj.io import iter_jsonl
-from daj.params import Params
 
 
 def read_verdicts(directory: str | Path) -> tuple[dict[str, list[bool]], list[str]]:
@@ -45,35 +44,9 @@ def read_verdicts(directory: str | Path) -> tuple[dict[str, list[bool]], list[st
     return dict(passed), [str(f) for f in files]
 
 
-def _date_param(params: Params, key: str) -> str:
-    value = params.get_path(key)
-    if isinstance(value, dt.date):  # YAML turns an unquoted 2024-08-01 into a date
-        return value.isoformat()
-    try:
-        return dt.date.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        raise DajError(f"expected a date YYYY-MM-DD, got {value!r}", path=params.path, field=key) from None
-
-
-def _fraction(params: Params, key: str) -> float:
-    value = params.get_path(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise DajError(f"expected a number between 0 and 1, got {value!r}", path=params.path, field=key)
-    return float(value)
-
-
-def lcb_windows(params: Params) -> dict[str, tuple[str, str | None]]:
-    """split -> [start, end) date window (start None = open)."""
-    upper, test, end = (_date_param(params, f"split.lcb_{k}") for k in ("upper_start", "test_start", "test_end"))
-    if not upper <= test <= end:
-        raise DajError(f"expected lcb_upper_start <= lcb_test_start <= lcb_test_end, got {upper}, {test}, {end}",
-                       path=params.path, field="split")
-    return {"lower": (None, upper), "upper": (upper, test), "test": (test, end)}
-
-
-def assign_lcb(problems: list[dict], params: Params, source: str | None = None) -> tuple[dict[str, str], dict]:
+def assign_lcb(problems: list[dict], split: SplitConfig, source: str | None = None) -> tuple[dict[str, str], dict]:
     """problem id -> split by the temporal windows; extras for the metrics."""
-    windows = lcb_windows(params)
+    windows = split.lcb_windows()
     out, late = {}, 0
     for p in problems:
         date = p.get("release_date")
@@ -97,9 +70,10 @@ def _size(p: dict) -> int:
     return ast_size(p.get("reference") or "") or 0
 
 
-def assign_bcb(problems: list[dict], params: Params, verdicts: dict[str, list[bool]]) -> tuple[dict[str, str], dict]:
+def assign_bcb(problems: list[dict], split: SplitConfig,
+               verdicts: dict[str, list[bool]]) -> tuple[dict[str, str], dict]:
     """Hard -> test; the rest ranked by policy pass rate (or the size fallback) into upper/lower."""
-    fraction = _fraction(params, "split.bcb_upper_fraction")
+    fraction = split.bcb_upper_fraction
     out = {p["id"]: "test" for p in problems if p.get("hard")}
     rest = [p for p in problems if not p.get("hard")]
     covered = [p for p in rest if verdicts.get(p["id"])]
@@ -118,15 +92,9 @@ def assign_bcb(problems: list[dict], params: Params, verdicts: dict[str, list[bo
                  "pass_rate": rate}
 
 
-def assign_humaneval(problems: list[dict], params: Params) -> tuple[dict[str, str], dict]:
+def assign_humaneval(problems: list[dict], split: SplitConfig) -> tuple[dict[str, str], dict]:
     """Cut the problems, ordered by task number, by split.humaneval_fractions."""
-    key = "split.humaneval_fractions"
-    fr = params.get_path(key)
-    if (not isinstance(fr, list) or len(fr) != 3
-            or any(isinstance(x, bool) or not isinstance(x, int | float) or x < 0 for x in fr)
-            or sum(fr) > 1 + 1e-9):
-        raise DajError(f"expected three non-negative fractions summing to at most 1, got {fr!r}",
-                       path=params.path, field=key)
+    fr = split.humaneval_fractions
     ordered = sorted(problems, key=lambda p: p["order"] if "order" in p else task_number(p["title"]))
     n = len(ordered)
     bounds = [round_half_up(fr[0] * n), round_half_up((fr[0] + fr[1]) * n), round_half_up(sum(fr) * n)]
@@ -140,31 +108,26 @@ def assign_humaneval(problems: list[dict], params: Params) -> tuple[dict[str, st
                  "dropped_after_test_end": n - bounds[2]}
 
 
-def split_problems(problems: list[dict], params: Params, verdicts: dict[str, list[bool]] | None = None,
+def split_problems(problems: list[dict], split: SplitConfig, verdicts: dict[str, list[bool]] | None = None,
                    source: str | None = None) -> tuple[dict[str, list[dict]], dict]:
     """split name -> rows (problem fields + split + domain), and the metrics/split.json object.
 
     `source` (the problems file) only names the file in error messages.
     """
-    excluded_platforms = params.get_path("split.exclude_platforms")
-    if not isinstance(excluded_platforms, list):
-        raise DajError("expected a list of platforms", path=params.path, field="split.exclude_platforms")
-    excluded_platforms = {str(x).lower() for x in excluded_platforms}
+    excluded_platforms = split.excluded
     benchmarks = {p["benchmark"] for p in problems}
-    if len(benchmarks) > 1:
-        raise DajError(f"problems of several benchmarks ({', '.join(sorted(benchmarks))})", path=source,
-                       field="benchmark")
-    benchmark = benchmarks.pop() if benchmarks else params.get_path("benchmark")
+    if len(benchmarks) != 1:
+        raise DajError(f"expected the problems of one benchmark, got {', '.join(sorted(benchmarks)) or 'none'}",
+                       path=source, field="benchmark")
+    benchmark = benchmarks.pop()
     kept = [p for p in problems if p["platform"].lower() not in excluded_platforms]
     excluded = Counter(p["platform"] for p in problems if p["platform"].lower() in excluded_platforms)
     if benchmark == "lcb":
-        assignment, extras = assign_lcb(kept, params, source)
+        assignment, extras = assign_lcb(kept, split, source)
     elif benchmark == "bcb":
-        assignment, extras = assign_bcb(kept, params, verdicts or {})
-    elif benchmark == "humaneval":
-        assignment, extras = assign_humaneval(kept, params)
+        assignment, extras = assign_bcb(kept, split, verdicts or {})
     else:
-        raise DajError(f"unknown benchmark {benchmark!r}", path=params.path, field="benchmark")
+        assignment, extras = assign_humaneval(kept, split)
     pass_rate = extras.pop("pass_rate", {})
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for p in kept:

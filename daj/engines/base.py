@@ -6,27 +6,26 @@ SamplingParams, and returns, per prompt, `n` Completions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from pydantic import NonNegativeInt, PositiveInt
+
+from daj.config import SamplingConfig
 
 Message = dict[str, str]
 Chat = list[Message]
 
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """Decoding settings with one meaning on every backend. Defaults are the paper's."""
+class SamplingParams(SamplingConfig):
+    """One generation call's settings: the params' decoding settings (daj.config.SamplingConfig, the
+    paper's defaults), the number of completions per prompt and the base seed."""
 
-    n: int = 1
-    temperature: float = 0.7
-    top_p: float = 0.8
-    top_k: int = 20
-    repetition_penalty: float = 1.05
-    max_new_tokens: int = 8192
-    seed: int = 0
+    n: PositiveInt = 1
+    seed: NonNegativeInt = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass

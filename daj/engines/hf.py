@@ -19,7 +19,7 @@ import logging
 
 from daj.engines.base import Chat, Completion, SamplingParams
 from daj.engines.penalty import FastRepetitionPenalty, hf_ignores_left_padding
-from daj.engines.settings import prompt_seed, to_hf, validate
+from daj.engines.settings import prompt_seed, to_hf
 from daj.errors import DajError
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,6 @@ class HFEngine:
     def generate(self, prompts: list[Chat], params: SamplingParams,
                  prefixes: list[str] | None = None) -> list[list[Completion]]:
         """`params.n` completions per prompt (see the module docstring for seeding)."""
-        validate(params)
         if prefixes is not None and len(prefixes) != len(prompts):
             raise DajError(f"{len(prefixes)} prefixes for {len(prompts)} prompts", field="prefixes")
         greedy = params.temperature == 0

@@ -24,7 +24,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from daj.engines.base import Chat, Completion, SamplingParams
-from daj.engines.settings import prompt_seed, to_openai, validate
+from daj.engines.settings import prompt_seed, to_openai
 from daj.errors import DajError
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,6 @@ class OpenAIEngine:
     def generate(self, prompts: list[Chat], params: SamplingParams,
                  prefixes: list[str] | None = None) -> list[list[Completion]]:
         """`params.n` completions per prompt, `concurrency` requests at a time."""
-        validate(params)
         if prefixes is not None and len(prefixes) != len(prompts):
             raise DajError(f"{len(prefixes)} prefixes for {len(prompts)} prompts", field="prefixes")
         if not prompts:

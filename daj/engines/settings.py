@@ -17,54 +17,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 
+from pydantic import ValidationError
+
 from daj.engines.base import Chat, SamplingParams
 from daj.errors import DajError
 
-FIELDS = ("n", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed")
-_INTS = ("n", "top_k", "max_new_tokens", "seed")
-
-
-def validate(params: SamplingParams) -> SamplingParams:
-    """Raise DajError for settings no backend accepts."""
-    checks = [
-        (params.n >= 1, "n", "must be >= 1"),
-        (params.temperature >= 0, "temperature", "must be >= 0"),
-        (0 < params.top_p <= 1, "top_p", "must be in (0, 1]"),
-        (params.top_k >= 0, "top_k", "must be >= 0 (0 disables it)"),
-        (params.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
-        (params.max_new_tokens >= 1, "max_new_tokens", "must be >= 1"),
-        (params.seed >= 0, "seed", "must be >= 0"),
-    ]
-    for ok, name, msg in checks:
-        if not ok:
-            raise DajError(f"{msg}, got {getattr(params, name)!r}", field=name)
-    return params
-
-
-def sampling_params(*layers: Mapping | None, where: str | None = None) -> SamplingParams:
-    """Build SamplingParams from settings dicts, later ones overriding earlier ones.
-
-    Keys other than the sampling fields are ignored (a policy dict carries name, backend, ...).
-    `where` names the params file for error messages.
-    """
-    merged: dict = {}
-    for layer in layers:
-        if layer:
-            merged.update({k: v for k, v in layer.items() if k in FIELDS and v is not None})
-    values = {}
-    for key, value in merged.items():
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            values[key] = int(value) if key in _INTS else float(value)
-            if key in _INTS and float(value) != int(value):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise DajError(f"expected a number, got {value!r}", path=where, field=key) from None
-    try:
-        return validate(SamplingParams(**values))
-    except DajError as e:
-        raise DajError(str(e).split(": ", 1)[-1], path=where, field=e.field) from None
+FIELDS = tuple(SamplingParams.model_fields)
 
 
 def prompt_seed(seed: int, prompt: Chat, prefix: str | None = None) -> int:
@@ -127,4 +85,8 @@ def from_openai(body: Mapping) -> SamplingParams:
         "max_new_tokens": 256 if max_tokens is None else max_tokens,
         "seed": body.get("seed", 0) or 0,
     }
-    return sampling_params(values)
+    try:
+        return SamplingParams.model_validate(values)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        raise DajError(f"{err['msg']}, got {err.get('input')!r}", field=".".join(map(str, err["loc"]))) from None

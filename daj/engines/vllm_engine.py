@@ -22,14 +22,13 @@ import shlex
 from pathlib import Path
 
 from daj.engines.base import Chat, Completion, SamplingParams
-from daj.engines.settings import prompt_seed, to_vllm, validate
+from daj.engines.settings import prompt_seed, to_vllm
 from daj.errors import DajError
 
 
 def vllm_sampling_kwargs(prompts: list[Chat], params: SamplingParams,
                          prefixes: list[str] | None = None) -> list[dict]:
     """Per-prompt keyword arguments of vllm.SamplingParams (pure; unit-tested without vLLM)."""
-    validate(params)
     return [to_vllm(params, prompt_seed(params.seed, p, prefixes[i] if prefixes else None))
             for i, p in enumerate(prompts)]
 

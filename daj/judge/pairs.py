@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from daj.config import RewardConfig
 from daj.data.pools import PoolCandidate
 from daj.judge.prompt import build_messages, render_prompt
-from daj.judge.reward import RewardLevels, reward_of
+from daj.judge.reward import reward_of
 from daj.judge.runner import CallStats, JudgeRequest, JudgeRunner
 from daj.judge.voting import stable_seed
 
@@ -134,7 +135,7 @@ def _runner(w: Writer) -> JudgeRunner:
 
 
 def judge_pairs(split: str, prompts: list[PairPrompt], writers: list[Writer] | JudgeRunner, tokenizer,
-                responses: int, levels: RewardLevels, seed: int, max_chars: int | None = None) -> PairsResult:
+                responses: int, levels: RewardConfig, seed: int, max_chars: int | None = None) -> PairsResult:
     """Sample `responses` answers per ordered pair from every writer, score them, build the records.
 
     A bare JudgeRunner is the judge as the only writer. Responses are numbered across writers (the

@@ -24,11 +24,12 @@ log-probabilities are kept on the response (`option_logprobs`) for swap-combined
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from tqdm import tqdm
 
+from daj.config import Decoding, JudgeConfig
 from daj.engines.base import Chat, Completion, Engine, SamplingParams
 from daj.errors import DajError
 from daj.hashing import json_digest
@@ -36,101 +37,10 @@ from daj.judge.cache import JudgeCache, cache_key, fingerprint
 from daj.judge.parse import CLOSE, OPEN, parse_selection
 from daj.judge.voting import stable_seed
 
-MODES = ("reason", "select")
-# every key the judge section of params.yaml may hold (anything else is a typo and an error)
-JUDGE_KEYS = ("backend", "model", "adapter", "base_url", "api_key_env", "mode", "max_new_tokens", "temperature",
-              "top_p", "top_k", "repetition_penalty", "force_selection", "force_sampling", "swap",
-              "max_prompt_chars", "cache_dir", "engine_options", "tokenizer", "reward")
-# the settings a trajectory model (pairs.<level>_trajectories) may set for itself
-SETTING_KEYS = ("mode", "temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens",
-                "force_selection", "force_sampling")
-_KINDS = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float, "max_new_tokens": int,
-          "force_selection": bool, "force_sampling": bool, "max_prompt_chars": int, "swap": bool, "mode": str}
-_DEFAULTS = {"mode": "reason", "force_sampling": False, "swap": False}  # optional keys (absent: these)
 
-
-def _check(value, kind: type) -> bool:
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is str:
-        return value in MODES
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and (kind is float or float(value).is_integer()))
-
-
-@dataclass(frozen=True)
-class JudgeSettings:
-    """Decoding and prompt settings of the judge (params judge.*)."""
-
-    temperature: float = 0.7
-    top_p: float = 0.8
-    top_k: int = 20
-    repetition_penalty: float = 1.05
-    max_new_tokens: int = 16          # these defaults are params.yaml's (daj.config.JudgeConfig)
-    force_selection: bool = True
-    max_prompt_chars: int = 6000
-    force_sampling: bool = True
-    mode: str = "reason"
-    swap: bool = False
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise DajError(f"expected one of {', '.join(MODES)}, got {self.mode!r}", field="judge.mode")
-        if self.max_new_tokens < (0 if self.selection_only else 1):  # unused in select mode
-            raise DajError(f"expected >= 1, got {self.max_new_tokens}"
-                           + ("; for selection only (no generation) use judge.mode: select"
-                              if self.max_new_tokens == 0 else ""), field="judge.max_new_tokens")
-
-    @property
-    def selection_only(self) -> bool:
-        return self.mode == "select"
-
-    @property
-    def scores_options(self) -> bool:
-        """True when responses may be completed from the engine's option scores (needs score_continuations)."""
-        return self.selection_only or self.force_selection
-
-    @classmethod
-    def from_params(cls, params) -> JudgeSettings:
-        section = params.get_path("judge", None)
-        if not isinstance(section, dict):
-            raise DajError(f"expected a mapping, got {section!r}", path=params.path, field="judge")
-        unknown = sorted(set(section) - set(JUDGE_KEYS))
-        if unknown:
-            raise DajError(f"unknown key {unknown[0]!r}; expected one of {', '.join(JUDGE_KEYS)}",
-                           path=params.path, field=f"judge.{unknown[0]}")
-        kw = {}
-        for name, kind in _KINDS.items():
-            value = section.get(name, _DEFAULTS[name]) if name in _DEFAULTS else params.get_path(f"judge.{name}")
-            kw[name] = _coerce(value, kind, params.path, f"judge.{name}")
-        return _build(cls, kw, params.path, "judge")
-
-    def override(self, values: dict, path: str | None, prefix: str) -> JudgeSettings:
-        """These settings with a trajectory model's own (`values` holds only SETTING_KEYS)."""
-        kw = {name: getattr(self, name) for name in (f.name for f in fields(self))}
-        for name, value in values.items():
-            kw[name] = _coerce(value, _KINDS[name], path, f"{prefix}.{name}")
-        return _build(type(self), kw, path, prefix)
-
-    def sampling(self, n: int, seed: int) -> SamplingParams:
-        return SamplingParams(n=n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                              repetition_penalty=self.repetition_penalty,
-                              max_new_tokens=self.max_new_tokens, seed=seed)
-
-
-def _coerce(value, kind: type, path: str | None, field: str):
-    if not _check(value, kind):
-        expected = f"one of {', '.join(MODES)}" if kind is str else kind.__name__
-        raise DajError(f"expected {expected}, got {value!r}", path=path, field=field)
-    return value if kind is str else kind(value)
-
-
-def _build(cls, kw: dict, path: str | None, prefix: str) -> JudgeSettings:
-    try:
-        return cls(**kw)
-    except DajError as e:
-        raise DajError(str(e).split(": ", 1)[-1], path=path,
-                       field=f"{prefix}.{e.field.split('.', 1)[1]}") from None
+def sampling_of(judge: JudgeConfig, n: int, seed: int) -> SamplingParams:
+    """The engine settings of `n` judge responses with base seed `seed`."""
+    return SamplingParams(n=n, seed=seed, **{k: getattr(judge, k) for k in Decoding.model_fields})
 
 
 @dataclass(frozen=True)
@@ -199,11 +109,11 @@ class JudgeRunner:
     `label` names the judge in progress bars (default: the engine name).
     """
 
-    def __init__(self, engine: Engine, settings: JudgeSettings, cache: JudgeCache | None = None,
+    def __init__(self, engine: Engine, settings: JudgeConfig, cache: JudgeCache | None = None,
                  batch_size: int = 16, progress: bool = False, label: str | None = None):
         if settings.scores_options and not callable(getattr(engine, "score_continuations", None)):
-            field = "judge.mode" if settings.selection_only else "judge.force_selection"
-            what = "judge.mode: select" if settings.selection_only else "judge.force_selection"
+            field = "mode" if settings.selection_only else "force_selection"
+            what = "mode select" if settings.selection_only else "force_selection"
             raise DajError(f"{what} needs an engine that scores continuations (the hf backend); engine "
                            f"{engine.name!r} cannot", field=field)
         self.engine, self.settings = engine, settings
@@ -214,7 +124,7 @@ class JudgeRunner:
     def _key(self, req: JudgeRequest) -> str:
         # select mode keeps the key it had as `max_new_tokens: 0` with forced selection
         s = self.settings
-        sampling = s.sampling(req.n, req.seed).to_dict()
+        sampling = sampling_of(s, req.n, req.seed).to_dict()
         if s.selection_only:
             sampling["max_new_tokens"] = 0
         return cache_key(messages=req.messages, model=self.engine.name, sampling=sampling,
@@ -249,7 +159,7 @@ class JudgeRunner:
     def _complete(self, requests: list[JudgeRequest], n: int, seed: int) -> list[list[Completion]]:
         """The engine's completions, or in selection-only mode n empty ones (nothing to generate)."""
         if not self.settings.selection_only:
-            return self.engine.generate([r.messages for r in requests], self.settings.sampling(n, seed))
+            return self.engine.generate([r.messages for r in requests], sampling_of(self.settings, n, seed))
         count = getattr(self.engine, "prompt_tokens", None)
         out = []
         for req in requests:
@@ -321,7 +231,7 @@ class JudgeRunner:
         return out, stats
 
 
-def pick_option(scores: list[float], salt: str, settings: JudgeSettings) -> int:
+def pick_option(scores: list[float], salt: str, settings: JudgeConfig) -> int:
     """The chosen option index: the likeliest (ties: the first), or with force_sampling a draw from
     the options' probabilities at the judge's temperature, seeded by `salt`."""
     if not settings.force_sampling or settings.temperature <= 0:
@@ -348,43 +258,20 @@ def engine_cache_name(spec: dict) -> str:
     return f"{spec['backend']}:{name}" + (f"{{{json_digest(options, 12)}}}" if options else "")
 
 
-def judge_engine_spec(params, adapter: str | None) -> dict:
-    """The make_engine spec of the judge: judge.backend/model, the adapter, judge.base_url and
-    judge.api_key_env (openai backend), judge.engine_options."""
-    options = params.get_path("judge.engine_options", {}) or {}
-    if not isinstance(options, dict):
-        raise DajError(f"expected a mapping, got {options!r}", path=params.path, field="judge.engine_options")
-    backend = params.get_path("judge.backend")
-    spec = {"backend": backend, "model": params.get_path("judge.model"), "adapter": adapter, **options}
-    for key in ("base_url", "api_key_env"):
-        value = params.get_path(f"judge.{key}", None)
-        if value is None:
-            continue
-        if backend != "openai":
-            raise DajError(f"only the openai backend reads it (judge.backend is {backend!r}); set it to null",
-                           path=params.path, field=f"judge.{key}")
-        if not isinstance(value, str) or not value:
-            raise DajError(f"expected a non-empty string, got {value!r}", path=params.path, field=f"judge.{key}")
-        if key in options:
-            raise DajError(f"given twice: as judge.{key} and as judge.engine_options.{key}", path=params.path,
-                           field=f"judge.engine_options.{key}")
-        spec[key] = value
-    return spec
-
-
-def judge_tokenizer(engine: Engine | None, params):
-    """The tokenizer whose chat template renders judge prompts: the engine's own when it has one."""
+def judge_tokenizer(engine: Engine | None, judge: JudgeConfig):
+    """The tokenizer whose chat template renders judge prompts: the engine's own when it has one,
+    else judge.tokenizer (or judge.model) loaded."""
     tokenizer = getattr(engine, "tokenizer", None)
     if tokenizer is not None and hasattr(tokenizer, "apply_chat_template"):
         return tokenizer
     from daj.models.loading import load_tokenizer
 
-    ref = params.get_path("judge.tokenizer", None) or params.get_path("judge.model")
+    ref = judge.tokenizer or judge.model
     try:
         return load_tokenizer(ref)
     except (OSError, ValueError) as e:
-        raise DajError(f"cannot load the judge tokenizer {ref!r} to render prompts: {e}", path=params.path,
-                       field="judge.tokenizer") from None
+        raise DajError(f"cannot load the judge tokenizer {ref!r} to render prompts: {e}",
+                       field="tokenizer") from None
 
 
 def judge_name(model: str, adapter: str | None) -> str:
@@ -395,32 +282,30 @@ def judge_name(model: str, adapter: str | None) -> str:
     return name
 
 
-def make_named_engine(spec: dict, path: str | None, field_of) -> Engine:
-    """make_engine(spec) named for the cache (engine_cache_name); a bad option is a DajError naming
-    `field_of(option)`, its dotted key in the params file."""
+def make_named_engine(spec: dict) -> Engine:
+    """make_engine(spec), named for the cache (engine_cache_name). A bad option is a DajError whose
+    field is the option's name in the spec."""
     from daj.engines.registry import make_engine
 
-    try:
-        engine = make_engine(spec)
-    except DajError as e:
-        raise DajError(str(e).split(": ", 1)[-1] if e.field else str(e), path=path,
-                       field=field_of(e.field or "backend")) from None
+    engine = make_engine(spec)
     engine.name = engine_cache_name(spec)
     return engine
 
 
-def build_runner(params, adapter: str | None, progress: bool = True,
-                 settings: JudgeSettings | None = None) -> tuple[JudgeRunner, object]:
-    """(runner, tokenizer) for the judge described by params.yaml, with the persistent cache."""
-    settings = settings or JudgeSettings.from_params(params)
-    spec = judge_engine_spec(params, adapter)
-    options = params.get_path("judge.engine_options", {}) or {}
-    engine = make_named_engine(spec, params.path,
-                               lambda key: f"judge.engine_options.{key}" if key in options else f"judge.{key}")
+def build_runner(judge: JudgeConfig, adapter: str | None, cache_dir: str | None, progress: bool = True,
+                 where: str = "params.yaml") -> tuple[JudgeRunner, object]:
+    """(runner, tokenizer) of the judge, with the persistent cache in `cache_dir` (None = none).
+    Errors name the judge's key in `where` (judge.<key>, judge.engine_options.<option>)."""
     try:
-        runner = JudgeRunner(engine, settings, JudgeCache(params.get_path("judge.cache_dir", None)),
-                             progress=progress, label=spec["model"] + (f"+{adapter}" if adapter else ""))
+        engine = make_named_engine(judge.engine_spec(adapter))
+    except DajError as e:
+        option = e.field or "backend"
+        under = "judge.engine_options" if option in judge.engine_options else "judge"
+        raise DajError(e.message, field=option).at(path=where, under=under) from None
+    try:
+        runner = JudgeRunner(engine, judge, JudgeCache(cache_dir), progress=progress,
+                             label=judge.model + (f"+{adapter}" if adapter else ""))
+        return runner, judge_tokenizer(engine, judge)
     except DajError as e:
         engine.close()
-        raise DajError(str(e).split(": ", 1)[-1], path=params.path, field=e.field) from None
-    return runner, judge_tokenizer(engine, params)
+        raise e.at(path=where, under="judge") from None

@@ -18,37 +18,42 @@ Names are unique within a level; `judge` is reserved for the judge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from daj.config import ParamsConfig, TrajectoryConfig
 from daj.engines.registry import engine_options
 from daj.errors import DajError
 from daj.judge.cache import JudgeCache
-from daj.judge.runner import (
-    SETTING_KEYS,
-    JudgeRunner,
-    JudgeSettings,
-    build_runner,
-    engine_cache_name,
-    judge_tokenizer,
-    make_named_engine,
-)
+from daj.judge.runner import JudgeRunner, build_runner, engine_cache_name, judge_tokenizer, make_named_engine
 
 JUDGE = "judge"
 
 
 @dataclass(frozen=True)
 class TrajectoryModel:
-    """One writer of judge responses. `spec` None means the judge itself."""
+    """One writer of judge responses: `config` None means the judge itself."""
 
     name: str
-    spec: dict | None = None                       # make_engine spec
-    settings: dict = field(default_factory=dict)   # judge settings of its own (SETTING_KEYS)
-    seed: int | None = None                        # base seed of its requests (None: the global seed)
+    config: TrajectoryConfig | None = None
     where: str = ""                                # its dotted key in params.yaml
 
     @property
     def is_judge(self) -> bool:
-        return self.spec is None
+        return self.config is None
+
+    @property
+    def spec(self) -> dict | None:
+        """Its make_engine spec (None for the judge)."""
+        return None if self.config is None else self.config.engine_spec()
+
+    @property
+    def settings(self) -> dict:
+        """The judge settings it sets itself."""
+        return {} if self.config is None else self.config.settings
+
+    @property
+    def seed(self) -> int | None:
+        return None if self.config is None else self.config.seed
 
     def engine_key(self) -> str:
         """Identity of the engine (the judge, or the spec's cache name): equal keys share one engine."""
@@ -68,63 +73,32 @@ class TrajectoryModel:
         return out
 
 
-def parse_trajectories(params, level: str, judge_settings: JudgeSettings) -> list[TrajectoryModel]:
-    """The trajectory models of `level` (lower / upper) from pairs.<level>_trajectories, checked:
-    engine options against the backend, settings by type (the error names params.yaml and the key)."""
+def parse_trajectories(config: ParamsConfig, level: str, where: str = "params.yaml") -> list[TrajectoryModel]:
+    """The trajectory models of `level` (lower / upper), each engine's options checked against its
+    backend before any model is loaded (the error names the file and the key)."""
     key = f"pairs.{level}_trajectories"
-    value = params.get_path(key, None)
-    if value is None:
+    items = config.pairs.trajectories(level)
+    if items is None:
         return [TrajectoryModel(JUDGE, where=key)]
-    if not isinstance(value, list) or not value:
-        raise DajError(f"expected null or a non-empty list of 'judge' / {{name, backend, model, ...}}, got {value!r}",
-                       path=params.path, field=key)
-    out: list[TrajectoryModel] = []
-    for i, item in enumerate(value):
-        where = f"{key}[{i}]"
+    out = []
+    for i, item in enumerate(items):
+        at = f"{key}[{i}]"
         if item == JUDGE:
-            model = TrajectoryModel(JUDGE, where=where)
-        elif isinstance(item, dict):
-            model = _parse_spec(params, item, where, judge_settings)
-        else:
-            raise DajError(f"expected 'judge' or a mapping {{name, backend, model, ...}}, got {item!r}",
-                           path=params.path, field=where)
-        if model.name in {m.name for m in out}:
-            raise DajError(f"trajectory model name {model.name!r} is used twice in {key}", path=params.path,
-                           field=f"{where}.name")
-        out.append(model)
+            out.append(TrajectoryModel(JUDGE, where=at))
+            continue
+        try:
+            cls, _ = engine_options(item.engine_spec())  # unknown options fail now
+        except DajError as e:
+            raise e.at(path=where, under=at) from None
+        own = config.judge.with_settings(item.settings)
+        if own.scores_options and not callable(getattr(cls, "score_continuations", None)):
+            option = "mode" if own.selection_only else "force_selection"
+            what = "mode select" if own.selection_only else ("force_selection (inherited from "
+                                                             "judge.force_selection unless set here)")
+            raise DajError(f"{what} needs an engine that scores continuations (the hf backend); backend "
+                           f"{item.backend!r} cannot: set {option} here", path=where, field=f"{at}.{option}")
+        out.append(TrajectoryModel(item.name, item, at))
     return out
-
-
-def _parse_spec(params, item: dict, where: str, judge_settings: JudgeSettings) -> TrajectoryModel:
-    name = item.get("name")
-    if not isinstance(name, str) or not name or "#" in name or "/" in name:
-        raise DajError(f"expected a non-empty name without '#' or '/', got {name!r}", path=params.path,
-                       field=f"{where}.name")
-    if name == JUDGE:
-        raise DajError("the name 'judge' is reserved for the judge itself (write the item as the string 'judge')",
-                       path=params.path, field=f"{where}.name")
-    for required in ("backend", "model"):
-        if not isinstance(item.get(required), str) or not item[required]:
-            raise DajError(f"expected a non-empty string, got {item.get(required)!r}", path=params.path,
-                           field=f"{where}.{required}")
-    settings = {k: item[k] for k in SETTING_KEYS if k in item}
-    own = judge_settings.override(settings, params.path, where)  # type and range checks, naming the key
-    seed = item.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise DajError(f"expected a non-negative integer, got {seed!r}", path=params.path, field=f"{where}.seed")
-    spec = {k: v for k, v in item.items() if k not in set(SETTING_KEYS) | {"name", "seed"}}
-    spec.setdefault("adapter", None)
-    try:
-        cls, _ = engine_options(spec)  # unknown options fail now, before any model is loaded
-    except DajError as e:
-        raise DajError(str(e).split(": ", 1)[-1], path=params.path, field=f"{where}.{e.field}") from None
-    if own.scores_options and not callable(getattr(cls, "score_continuations", None)):
-        key = "mode" if own.selection_only else "force_selection"
-        what = "mode select" if own.selection_only else "force_selection (inherited from judge.force_selection " \
-            "unless set here)"
-        raise DajError(f"{what} needs an engine that scores continuations (the hf backend); backend "
-                       f"{spec['backend']!r} cannot: set {key} here", path=params.path, field=f"{where}.{key}")
-    return TrajectoryModel(name, spec, settings, seed, where)
 
 
 class TrajectoryRunners:
@@ -134,8 +108,8 @@ class TrajectoryRunners:
     as soon as no later trajectory model uses them (at paper scale each may hold a GPU).
     """
 
-    def __init__(self, params, settings: JudgeSettings, levels: dict[str, list[TrajectoryModel]]):
-        self.params, self.settings, self.levels = params, settings, levels
+    def __init__(self, config: ParamsConfig, levels: dict[str, list[TrajectoryModel]], where: str = "params.yaml"):
+        self.config, self.levels, self.where = config, levels, where
         self.engines: dict[str, object] = {}  # engine key -> engine
         self.runners: dict[tuple, JudgeRunner] = {}
         self._judge_tokenizer = None
@@ -143,8 +117,8 @@ class TrajectoryRunners:
     def _judge(self) -> JudgeRunner:
         ident = (JUDGE, ())
         if ident not in self.runners:
-            runner, self._judge_tokenizer = build_runner(self.params, self.params.get_path("judge.adapter", None),
-                                                         settings=self.settings)
+            runner, self._judge_tokenizer = build_runner(self.config.judge, self.config.judge.adapter,
+                                                         self.config.caches.judge, where=self.where)
             self.engines[JUDGE] = runner.engine
             self.runners[ident] = runner
         return self.runners[ident]
@@ -156,18 +130,14 @@ class TrajectoryRunners:
         key = model.engine_key()
         ident = (key, tuple(sorted(model.settings.items())))
         if ident not in self.runners:
-            if key not in self.engines:
-                self.engines[key] = make_named_engine(model.spec, self.params.path,
-                                                      lambda option: f"{model.where}.{option}")
-            settings = self.settings.override(model.settings, self.params.path, model.where)
             try:
-                self.runners[ident] = JudgeRunner(self.engines[key], settings,
-                                                  JudgeCache(self.params.get_path("judge.cache_dir", None)),
+                if key not in self.engines:
+                    self.engines[key] = make_named_engine(model.spec)
+                settings = self.config.judge.with_settings(model.settings)
+                self.runners[ident] = JudgeRunner(self.engines[key], settings, JudgeCache(self.config.caches.judge),
                                                   progress=True, label=model.spec["model"])
-            except DajError as e:  # e.g. forced selection on an engine that cannot score options
-                option = e.field.split(".", 1)[1] if e.field else "backend"
-                raise DajError(str(e).split(": ", 1)[-1], path=self.params.path,
-                               field=f"{model.where}.{option}") from None
+            except DajError as e:  # a bad option, forced selection on an engine that cannot score options
+                raise e.at(path=self.where, under=model.where) from None
         return self.runners[ident]
 
     def tokenizer(self):
@@ -177,8 +147,10 @@ class TrajectoryRunners:
         if any(m.is_judge for m in first):
             self._judge()
             return self._judge_tokenizer
-        return judge_tokenizer(None, self.params)
-
+        try:
+            return judge_tokenizer(None, self.config.judge)
+        except DajError as e:
+            raise e.at(path=self.where, under="judge") from None
     def release(self, level: str, model: TrajectoryModel) -> None:
         """Close `model`'s engine unless a later trajectory model (in run order) uses the same one."""
         order = [(name, m) for name, models in self.levels.items() for m in models]

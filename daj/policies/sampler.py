@@ -1,6 +1,6 @@
 """Sample one policy's candidates for a list of problems, resumably.
 
-A policy is a dict {name, backend, ...}: backend `file` (path: one pool file or a list), `mutants`
+A policy (daj.config.PolicyConfig) is {name, backend, ...}: backend `file` (path: one pool file or a list), `mutants`
 (n), or a generative engine (`hf`, `vllm`, `openai`: model, adapter and backend options, sampling
 settings overriding the `sampling:` defaults). `problems: N` keeps the first N problems.
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from daj.config import PolicyConfig, SamplingConfig
 from daj.engines.base import SamplingParams
 from daj.engines.registry import make_engine as registry_make_engine
-from daj.engines.settings import sampling_params
 from daj.errors import DajError
 from daj.io import write_json, write_jsonl
 from daj.policies.extract import extract_code
@@ -37,41 +37,7 @@ from daj.policies.mutants import problem_mutants
 from daj.policies.prompts import policy_prompt
 
 log = logging.getLogger(__name__)
-BACKENDS = ("file", "mutants", "hf", "vllm", "openai")
-GENERATIVE = ("hf", "vllm", "openai")
-# Policy keys that are not engine options (the registry ignores name, problems and sampling keys)
-POLICY_KEYS = {"chunk"}
-
-
-def check_policies(policies: object, where: str | None = None) -> list[dict]:
-    """Validate the `policies` list: names unique and file-safe, known backends, file paths given."""
-    if not isinstance(policies, list) or not policies:
-        raise DajError("expected a non-empty list of policies", path=where, field="policies")
-    seen = set()
-    for i, pol in enumerate(policies):
-        field = f"policies[{i}]"
-        if not isinstance(pol, dict):
-            raise DajError("expected a mapping {name, backend, ...}", path=where, field=field)
-        name = pol.get("name")
-        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) \
-                or name.startswith("."):
-            raise DajError(f"policy name must be a non-empty file-safe string, got {name!r}", path=where,
-                           field=f"{field}.name")
-        if name in seen:
-            raise DajError(f"duplicate policy name {name!r}", path=where, field=f"{field}.name")
-        seen.add(name)
-        if pol.get("backend") not in BACKENDS:
-            raise DajError(f"unknown backend {pol.get('backend')!r}; expected one of {', '.join(BACKENDS)}",
-                           path=where, field=f"{field}.backend")
-        if pol["backend"] == "file" and not pol.get("path"):
-            raise DajError("a file policy needs 'path' (a pool file or a list of them)", path=where,
-                           field=f"{field}.path")
-        if pol["backend"] in GENERATIVE and not pol.get("model"):
-            raise DajError(f"a {pol['backend']} policy needs 'model'", path=where, field=f"{field}.model")
-        limit = pol.get("problems")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise DajError(f"expected a positive integer, got {limit!r}", path=where, field=f"{field}.problems")
-    return policies
+DEFAULT_CHUNK = {"mutants": 16}  # problems per resumable chunk (engines: 8)
 
 
 def code_version() -> str:
@@ -83,9 +49,10 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(policy: dict, defaults: dict, seed: int, problem_ids: list[str]) -> str:
-    """What a policy's output depends on: its settings, the seed, the problems and the code."""
-    blob = json.dumps([policy, defaults, seed, problem_ids, code_version()], sort_keys=True, default=str)
+def fingerprint(policy: PolicyConfig, sampling: SamplingParams, problem_ids: list[str]) -> str:
+    """What a policy's output depends on: its settings, its decoding and seed, the problems and the code."""
+    blob = json.dumps([policy.model_dump(mode="json", exclude_unset=True), sampling.model_dump(mode="json"),
+                       problem_ids, code_version()], sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -152,43 +119,41 @@ class _Partial:
         self.fh.close()
 
 
-def _file_rows(policy: dict, problems: list[dict]) -> tuple[dict[str, list[dict]], list[str]]:
-    pool = read_pool(policy["path"])
-    return pool_candidates(pool, [p["id"] for p in problems], policy["name"], policy.get("n"))
+def _file_rows(policy: PolicyConfig, problems: list[dict]) -> tuple[dict[str, list[dict]], list[str]]:
+    pool = read_pool(policy.path)
+    return pool_candidates(pool, [p["id"] for p in problems], policy.name, policy.n)
 
 
-def _mutant_rows(policy: dict, problem: dict, sp: SamplingParams) -> list[dict]:
-    return [{"problem_id": problem["id"], "policy": policy["name"], **c}
+def _mutant_rows(policy: PolicyConfig, problem: dict, sp: SamplingParams) -> list[dict]:
+    return [{"problem_id": problem["id"], "policy": policy.name, **c}
             for c in problem_mutants(problem, sp.n, sp.seed)]
 
 
-def _engine_spec(policy: dict) -> dict:
-    return {k: v for k, v in policy.items() if k not in POLICY_KEYS}
+def sample_policy(policy: PolicyConfig, problems: list[dict], defaults: SamplingConfig, seed: int,
+                  out: str | Path, work_dir: str | Path, where: str | None = None,
+                  make_engine: Callable[[dict], object] | None = None) -> tuple[dict, dict]:
+    """Write `out` (candidates JSONL) for one policy; return (statistics, how the run went).
 
-
-def sample_policy(policy: dict, problems: list[dict], defaults: dict, seed: int, out: str | Path,
-                  work_dir: str | Path, where: str | None = None,
-                  make_engine: Callable[[dict], object] | None = None) -> dict:
-    """Write `out` (candidates JSONL) for one policy and return its statistics."""
-    name, backend = policy["name"], policy["backend"]
-    if policy.get("problems"):
-        problems = problems[:policy["problems"]]
+    The statistics depend only on the settings and the problems (metrics/sample/<policy>.json);
+    wall times, token rates and whether chunks were resumed or reused go to the run record."""
+    name, backend = policy.name, policy.backend
+    if policy.problems:
+        problems = problems[:policy.problems]
     ids = [p["id"] for p in problems]
-    layer = {k: v for k, v in policy.items() if k in ("n", "temperature", "top_p", "top_k",
-                                                      "repetition_penalty", "max_new_tokens")}
-    sp = sampling_params(defaults, layer, {"seed": policy.get("seed", seed)}, where=where)
-    fp = fingerprint(policy, defaults, seed, ids)
+    sp = SamplingParams(**policy.sampling(defaults).model_dump(), seed=seed if policy.seed is None else policy.seed)
+    fp = fingerprint(policy, sp, ids)
     work = Path(work_dir)
     done_path = work / f"{name}.done.json"
     out = Path(out)
     if out.exists() and done_path.exists():
         done = json.loads(done_path.read_text(encoding="utf-8"))
-        if done.get("fingerprint") == fp:
+        if done.get("fingerprint") == fp and "run" in done:
             log.info("policy %s: already complete (%s)", name, out)
-            return {**done["stats"], "reused": True}
+            return done["stats"], {**done["run"], "reused": True}
 
     start = time.perf_counter()
     stats: dict = {"backend": backend, "problems": len(problems)}
+    run: dict = {"reused": False}
     if backend == "file":
         found, missing = _file_rows(policy, problems)
         rows = [r for pid in ids if pid in found for r in found[pid]]
@@ -202,8 +167,9 @@ def sample_policy(policy: dict, problems: list[dict], defaults: dict, seed: int,
             raise DajError(f"policy {name!r}: the pool has none of the {len(ids)} problems", path=where,
                            field="policies")
     else:
-        rows, chunk_stats = _sample_chunks(policy, problems, sp, fp, work, make_engine)
+        rows, chunk_stats, chunk_run = _sample_chunks(policy, problems, sp, fp, work, make_engine)
         stats.update(chunk_stats)
+        run.update(chunk_run)
         stats["missing"] = 0
     stats["candidates"] = len(rows)
     codes: dict[str, list[str]] = {}
@@ -214,23 +180,20 @@ def sample_policy(policy: dict, problems: list[dict], defaults: dict, seed: int,
     stats["distinct_per_problem"] = dict(sorted(Counter(len(set(c)) for c in codes.values()).items()))
     if backend == "mutants":
         stats["mutations"] = dict(sorted(Counter(str(r["mutation"]) for r in rows).items()))
-    stats["seconds"] = round(time.perf_counter() - start, 3)  # this run's wall time
+    run["seconds"] = round(time.perf_counter() - start, 3)  # this run's wall time
     write_jsonl(out, rows)
-    write_json(done_path, {"fingerprint": fp, "stats": stats})
+    write_json(done_path, {"fingerprint": fp, "stats": stats, "run": run})
     partial = work / f"{name}.partial.jsonl"
     if partial.exists():
         partial.unlink()
     log.info("policy %s: %d candidates for %d problems -> %s", name, len(rows), len(per), out)
-    return stats
+    return stats, run
 
 
-def _sample_chunks(policy: dict, problems: list[dict], sp: SamplingParams, fp: str, work: Path,
-                   make_engine: Callable[[dict], object] | None) -> tuple[list[dict], dict]:
-    name, backend = policy["name"], policy["backend"]
-    default_chunk = 16 if backend == "mutants" else 8
-    chunk = policy.get("chunk", default_chunk)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise DajError(f"expected a positive integer, got {chunk!r}", field=f"policies[{name}].chunk")
+def _sample_chunks(policy: PolicyConfig, problems: list[dict], sp: SamplingParams, fp: str, work: Path,
+                   make_engine: Callable[[dict], object] | None) -> tuple[list[dict], dict, dict]:
+    name, backend = policy.name, policy.backend
+    chunk = policy.chunk or DEFAULT_CHUNK.get(backend, 8)
     partial = _Partial(work / f"{name}.partial.jsonl", fp)
     n_chunks = (len(problems) + chunk - 1) // chunk
     resumed = sum(len(problems[k * chunk:(k + 1) * chunk]) for k in partial.chunks)
@@ -249,7 +212,7 @@ def _sample_chunks(policy: dict, problems: list[dict], sp: SamplingParams, fp: s
                     tokens = 0
                 else:
                     if engine is None:
-                        engine = (make_engine or registry_make_engine)(_engine_spec(policy))
+                        engine = (make_engine or registry_make_engine)(policy.engine_spec())
                     rows, tokens = _generate(engine, policy, batch, sp)
                 partial.add(k, rows, {"completion_tokens": tokens, "seconds": time.perf_counter() - t0})
                 bar.update(len(batch))
@@ -260,23 +223,24 @@ def _sample_chunks(policy: dict, problems: list[dict], sp: SamplingParams, fp: s
     rows = [r for k in range(n_chunks) for r in partial.chunks[k]["rows"]]
     tokens = sum(c["stats"].get("completion_tokens", 0) for c in partial.chunks.values())
     gen_seconds = sum(c["stats"].get("seconds", 0.0) for c in partial.chunks.values())
-    stats = {"chunks": n_chunks, "resumed_problems": resumed}
-    if backend in GENERATIVE:
-        stats.update(completion_tokens=tokens, generation_seconds=round(gen_seconds, 3),
-                     tokens_per_s=round(tokens / gen_seconds, 2) if gen_seconds > 0 else None,
-                     finish_reasons=dict(Counter(r["finish_reason"] for r in rows)),
+    stats: dict = {"chunks": n_chunks}
+    run: dict = {"resumed_problems": resumed}
+    if backend != "mutants":
+        stats.update(completion_tokens=tokens, finish_reasons=dict(sorted(Counter(r["finish_reason"] for r in rows).items())),
                      sampling=sp.to_dict())
-    return rows, stats
+        run.update(generation_seconds=round(gen_seconds, 3),
+                   tokens_per_s=round(tokens / gen_seconds, 2) if gen_seconds > 0 else None)
+    return rows, stats, run
 
 
-def _generate(engine, policy: dict, batch: list[dict], sp: SamplingParams) -> tuple[list[dict], int]:
+def _generate(engine, policy: PolicyConfig, batch: list[dict], sp: SamplingParams) -> tuple[list[dict], int]:
     prompts = [policy_prompt(p) for p in batch]
     outs = engine.generate(prompts, sp)
     rows, tokens = [], 0
     for problem, prompt, comps in zip(batch, prompts, outs, strict=True):
         for i, c in enumerate(comps):
             tokens += c.completion_tokens
-            rows.append({"problem_id": problem["id"], "policy": policy["name"], "index": i,
+            rows.append({"problem_id": problem["id"], "policy": policy.name, "index": i,
                          "code": extract_code(c.text, problem), "prompt": prompt, "response": c.text,
                          "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
                          "completion_tokens": c.completion_tokens})

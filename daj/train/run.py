@@ -8,13 +8,9 @@ from pathlib import Path
 
 import torch
 
+from daj.config import ParamsConfig
 from daj.errors import DajError
 from daj.io import atomic_dir, write_json
-from daj.params import Params
-from daj.train.losses import OBJECTIVES
-from daj.train.weights import REWEIGHTS
-
-GRPO_MODES = ("online", "offline")
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +27,7 @@ class RunOptions:
     grpo_mode: str = "online"     # online: groups drawn from the current judge every step; offline: *_scored.jsonl
     grpo_clip: float = 0.2
     grpo_kl: float = 0.0
+    temperature: float = 0.7      # the judge's sampling temperature (judge.temperature): GRPO scores its rollouts at it
     lora_r: int = 32
     lora_alpha: int = 64
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
@@ -38,45 +35,20 @@ class RunOptions:
     ref_cache_dir: str | None = None
 
 
-def from_params(params: Params):
-    """(TrainConfig, RunOptions) from params.yaml."""
+def from_params(config: ParamsConfig):
+    """(bilevel TrainConfig, RunOptions) from the typed params."""
     from daj.train.bilevel import TrainConfig
 
-    g = params.get_path
-    objective = params.choice("train.objective", OBJECTIVES)
-    reweight = params.choice("reweight", REWEIGHTS)
-    precision = params.choice("train.precision", ("fp32", "bf16"))
-    grpo_mode = params.choice("train.grpo_mode", GRPO_MODES, "online")
-    ints = {}
-    for key in ("steps", "grad_accum", "meta_grad_accum", "meta_every", "batch_size", "max_length", "lora_r",
-                "lora_alpha", "grpo_group"):
-        value = g(f"train.{key}")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise DajError("expected a positive integer", path=params.path, field=f"train.{key}")
-        ints[key] = value
-    if objective == "grpo" and ints["grpo_group"] < 2:
-        raise DajError("expected at least 2: advantages are normalised within a group", path=params.path,
-                       field="train.grpo_group")
-    if ints["steps"] % ints["grad_accum"]:
-        raise DajError(f"expected a multiple of train.grad_accum ({ints['grad_accum']}): train.steps counts lower "
-                       f"iterations (micro-batches), got {ints['steps']}", path=params.path, field="train.steps")
-    cfg = TrainConfig(objective=objective, reweight=reweight, steps=ints["steps"], lr=float(g("train.lr")),
-                      meta_lr=float(g("train.meta_lr")), grad_accum=ints["grad_accum"],
-                      meta_grad_accum=ints["meta_grad_accum"], meta_every=ints["meta_every"],
-                      batch_size=ints["batch_size"], meta_batch_size=int(g("train.meta_batch_size", ints["batch_size"])),
-                      darts_alpha=float(g("train.darts_alpha", 0.01)), eval_every=int(g("train.eval_every", 0)),
-                      ckpt_every=int(g("train.ckpt_every", 0)), seed=int(g("seed")))
-    targets = g("train.lora_targets")
-    if not isinstance(targets, list) or not targets:
-        raise DajError("expected a non-empty list of module names", path=params.path, field="train.lora_targets")
-    ref_cache = g("train.ref_cache_dir", None)
-    if ref_cache is not None and (not isinstance(ref_cache, str) or not ref_cache):
-        raise DajError(f"expected a directory or null, got {ref_cache!r}", path=params.path, field="train.ref_cache_dir")
-    opts = RunOptions(model=str(g("judge.model")), precision=precision, max_length=ints["max_length"],
-                      beta=float(g("train.beta")), grpo_group=ints["grpo_group"], grpo_mode=grpo_mode,
-                      grpo_clip=float(g("train.grpo_clip", 0.2)), grpo_kl=float(g("train.grpo_kl", 0.0)),
-                      lora_r=ints["lora_r"], lora_alpha=ints["lora_alpha"], lora_targets=[str(t) for t in targets],
-                      ref_cache_dir=ref_cache)
+    tr = config.train
+    cfg = TrainConfig(objective=tr.objective, reweight=config.reweight, steps=tr.steps, lr=tr.lr,
+                      meta_lr=tr.meta_lr, grad_accum=tr.grad_accum, meta_grad_accum=tr.meta_grad_accum,
+                      meta_every=tr.meta_every, batch_size=tr.batch_size, meta_batch_size=tr.meta_batch_size,
+                      darts_alpha=tr.darts_alpha, eval_every=tr.eval_every, ckpt_every=tr.ckpt_every,
+                      seed=config.seed)
+    opts = RunOptions(model=config.judge.model, precision=tr.precision, max_length=tr.max_length, beta=tr.beta,
+                      grpo_group=tr.grpo_group, grpo_mode=tr.grpo_mode, grpo_clip=tr.grpo_clip, grpo_kl=tr.grpo_kl,
+                      lora_r=tr.lora_r, lora_alpha=tr.lora_alpha, lora_targets=list(tr.lora_targets),
+                      ref_cache_dir=config.caches.train_ref)
     return cfg, opts
 
 
@@ -118,7 +90,7 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
     model.train()
     domains = domains_of(lower_rows)
     mk = lambda obj, rows: PreferenceData(obj, tokenizer, opts.max_length, rows, domains,  # noqa: E731
-                                          grpo_group=opts.grpo_group, seed=cfg.seed)
+                                          grpo_group=opts.grpo_group, seed=cfg.seed, temperature=opts.temperature)
     online = cfg.objective == "grpo" and opts.grpo_mode == "online"
     sampler = None
     if online:
@@ -132,8 +104,9 @@ def run(cfg, opts: RunOptions, pairs_dir: str | Path, judge_out: str | Path | No
     else:
         lower, upper = mk(cfg.objective, lower_rows), mk(cfg.objective, upper_rows)
     eval_pairs = mk("dpo", upper_pairs)
-    weight_model = make_weight_model(cfg.reweight, domains, len(lower.instance_ids), seed=cfg.seed)
-    objective = make_objective(cfg.objective, opts.beta, opts.grpo_clip, opts.grpo_kl)
+    weight_model = make_weight_model(cfg.reweight, domains, len(lower.instance_ids), seed=cfg.seed,
+                                     param=cfg.weight_param)
+    objective = make_objective(cfg.objective, opts.beta, opts.grpo_clip, opts.grpo_kl, temperature=opts.temperature)
     log.info("%s/%s: %d lower units (%d instances, domains %s), %d upper units, %d meta pairs", cfg.objective,
              cfg.reweight, len(lower), len(lower.instance_ids), ", ".join(domains), len(upper), len(eval_pairs))
     extra = {"model": opts.model, "opts": vars(opts), "data": {f.name: _file_digest(f) for f in files}}

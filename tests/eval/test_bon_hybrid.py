@@ -7,10 +7,11 @@ import re
 
 import pytest
 
+from daj.config import JudgeConfig
 from daj.data.pools import PoolCandidate
 from daj.engines.base import Completion
 from daj.eval.bon import evaluate_policy, hybrid_pool
-from daj.judge.runner import JudgeRunner, JudgeSettings
+from daj.judge.runner import JudgeRunner
 
 
 class Recorder:
@@ -45,7 +46,7 @@ PROBLEM = {"id": "t/0", "title": "T", "platform": "atcoder", "difficulty": "easy
 
 def run(cands: list[PoolCandidate], rounds: int = 6, seed: int = 0):
     engine = Recorder()
-    res = evaluate_policy("p", [PROBLEM], {"t/0": cands}, JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=False, force_sampling=False)),
+    res = evaluate_policy("p", [PROBLEM], {"t/0": cands}, JudgeRunner(engine, JudgeConfig(max_new_tokens=8, force_selection=False, force_sampling=False)),
                           rounds, seed, progress=False)
     rows = {r["method"]: r for r in res.rows}
     return res, rows, engine

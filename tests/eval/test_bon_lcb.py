@@ -11,12 +11,12 @@ import json
 
 import pytest
 
+from daj.config import SplitConfig
 from daj.data.lcb import load_lcb_snapshot
 from daj.data.pools import load_pool
 from daj.data.splits import assign_lcb
 from daj.eval.bon import evaluate_policy
 from daj.io import write_jsonl
-from daj.params import Params
 from daj.paths import shared_data
 from daj.policies.file import pool_candidates, read_pool
 
@@ -51,9 +51,8 @@ def independent_expectations() -> dict:
 def upper_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lcb")
     problems = load_lcb_snapshot(DATA / "code_generation_lite")
-    params = Params({"split": {"lcb_upper_start": "2024-08-01", "lcb_test_start": "2025-02-01",
-                               "lcb_test_end": "2025-05-01"}})
-    assignment, _ = assign_lcb(problems, params)
+    split = SplitConfig(lcb_upper_start="2024-08-01", lcb_test_start="2025-02-01", lcb_test_end="2025-05-01")
+    assignment, _ = assign_lcb(problems, split)
     upper = [p for p in problems if assignment.get(p["id"]) == "upper" and p["platform"] != "codeforces"]
     found, missing = pool_candidates(read_pool(POOLS), [p["id"] for p in upper], "lcb3")
     assert not missing
@@ -70,7 +69,7 @@ def test_bon_reproduces_official_verdicts(upper_setup, public):
     write_jsonl(tmp / "verdicts.jsonl", [
         {"problem_id": c["problem_id"], "policy": "lcb3", "index": c["index"], "passed": c["imported_passed"],
          "public_passed": True if public == "all" else c["imported_passed"], "status": "imported",
-         "tests_passed": None, "tests_total": None, "seconds": 0.0} for c in rows])
+         "tests_passed": None, "tests_total": None} for c in rows])
     pools = load_pool(tmp / "candidates.jsonl", tmp / "verdicts.jsonl", "lcb3", [p["id"] for p in upper])
     assert {len(c) for c in pools.values()} == {3}
     result = evaluate_policy("lcb3", upper, pools, runner=None, rounds=8, seed=0, progress=False)

@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from daj.config import JudgeConfig
 from daj.data.pools import PoolCandidate, load_pool
 from daj.engines.base import Completion
 from daj.errors import DajError
@@ -16,7 +17,7 @@ from daj.eval.bon import evaluate_policy, static_picks
 from daj.eval.passk import pass_at_k, public_tests_expectation, subset_public_tests
 from daj.eval.scaling import scaling_n, scaling_r, static_at_size, subset_first, wide
 from daj.io import write_jsonl
-from daj.judge.runner import JudgeRunner, JudgeSettings
+from daj.judge.runner import JudgeRunner
 
 
 def cand(i, passed, public, code=None):
@@ -101,7 +102,7 @@ def problems_and_pools():
 def test_evaluate_policy_with_a_judge():
     problems, pools = problems_and_pools()
     engine = CodeReadingJudge()
-    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=16, force_selection=False, force_sampling=False))
+    runner = JudgeRunner(engine, JudgeConfig(max_new_tokens=16, force_selection=False, force_sampling=False))
     res = evaluate_policy("p", problems, pools, runner, rounds=8, seed=0, progress=False)
     s = res.summary
     assert set(s) == {"random", "oracle", "first", "public_tests", "judge", "hybrid"}
@@ -144,7 +145,7 @@ def test_evaluate_policy_with_a_judge():
 def test_voting_is_seeded():
     problems, pools = problems_and_pools()
     pools["t/1"] = [cand(i, i == 3, True) for i in range(5)]
-    runner = JudgeRunner(CodeReadingJudge(), JudgeSettings(force_selection=False, force_sampling=False))
+    runner = JudgeRunner(CodeReadingJudge(), JudgeConfig(force_selection=False, force_sampling=False))
     a = evaluate_policy("p", problems, pools, runner, 4, seed=1, progress=False)
     b = evaluate_policy("p", problems, pools, runner, 4, seed=1, progress=False)
     assert a.rows == b.rows
@@ -190,7 +191,7 @@ def test_unanimous_problems_skip_the_judge(monkeypatch):
             return super().generate(prompts, params, prefixes)
 
     engine = Counting()
-    res = evaluate_policy("p", problems, pools, JudgeRunner(engine, JudgeSettings(force_selection=False, force_sampling=False)), 8, seed=0, progress=False)
+    res = evaluate_policy("p", problems, pools, JudgeRunner(engine, JudgeConfig(force_selection=False, force_sampling=False)), 8, seed=0, progress=False)
     assert set(engine.by_problem) == {"t/0"} and engine.by_problem["t/0"] > 0
     assert set(res.votes) == {"t/0", "hybrid:t/0"}
     rows = {r["problem_id"]: r for r in res.rows if r["method"] == "judge"}
@@ -205,7 +206,7 @@ def test_unanimous_problems_skip_the_judge(monkeypatch):
     # the same evaluation without skipping: the judge votes on every pool, pass@1 is the same
     monkeypatch.setattr(bon, "unanimous_verdict", lambda cands: None)
     full_engine = Counting()
-    full = evaluate_policy("p", problems, pools, JudgeRunner(full_engine, JudgeSettings(force_selection=False, force_sampling=False)), 8, seed=0,
+    full = evaluate_policy("p", problems, pools, JudgeRunner(full_engine, JudgeConfig(force_selection=False, force_sampling=False)), 8, seed=0,
                            progress=False)
     assert {"t/0", "t/1", "t/3"} <= set(full_engine.by_problem)  # t/2's two programs are one: no call
     assert full.summary == res.summary and not any(r["judge_skipped"] for r in full.rows if r["method"] == "judge")
@@ -214,7 +215,7 @@ def test_unanimous_problems_skip_the_judge(monkeypatch):
     # which is what the full votes give after any number of rounds
     rows_r = scaling_r("p", problems, pools, 8, res.votes, seed=0)
     assert rows_r == scaling_r("p", problems, pools, 8, full.votes, seed=0)
-    runner = JudgeRunner(engine, JudgeSettings(force_selection=False, force_sampling=False))
+    runner = JudgeRunner(engine, JudgeConfig(force_selection=False, force_sampling=False))
 
     def subset_judge(problem, subset, size):
         result = evaluate_policy("p", [problem], {problem["id"]: subset}, runner, 8, size, progress=False)

@@ -11,7 +11,7 @@ from _judge_data import make_workspace
 from _tiny_model import tiny_model_dir
 
 from daj.errors import DajError
-from daj.params import load_params
+from daj.params import load_config
 from stages import bon as bon_stage
 
 METHODS = {"random", "oracle", "first", "public_tests", "judge", "hybrid"}
@@ -24,7 +24,7 @@ def bon_run(tmp_path_factory):
     make_workspace(root, tiny_model_dir(), bon__scaling_n=None)  # every N from 1 to the pool size
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        bon_stage.main(load_params())
+        bon_stage.main(load_config())
     return root
 
 
@@ -85,7 +85,7 @@ def test_shared_votes_option(tmp_path, monkeypatch):
     """bon.share_votes: true: the reference and its reformatted copy share their votes."""
     make_workspace(tmp_path, tiny_model_dir(), bon__scaling_judge=False, bon__share_votes=True)
     monkeypatch.chdir(tmp_path)
-    bon_stage.main(load_params())
+    bon_stage.main(load_config())
     rows = [r for r in csv.DictReader((tmp_path / "metrics/bon_problems.csv").open()) if r["method"] == "judge"]
     for r in rows:
         votes = [int(v) for v in r["votes"].split(";")]
@@ -94,7 +94,7 @@ def test_shared_votes_option(tmp_path, monkeypatch):
     assert cost["judge"]["share_votes"] is True and cost["share_votes"] is True
     make_workspace(tmp_path, tiny_model_dir(), bon__share_votes="yes")
     with pytest.raises(DajError, match="bon.share_votes"):
-        bon_stage.main(load_params())
+        load_config(tmp_path / "params.yaml")
 
 
 def test_trained_adapter_is_used_when_present(tmp_path, monkeypatch):
@@ -105,12 +105,12 @@ def test_trained_adapter_is_used_when_present(tmp_path, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir())
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "models/judge")
     monkeypatch.chdir(tmp_path)
-    bon_stage.main(load_params())
+    bon_stage.main(load_config())
     cost = json.loads((tmp_path / "metrics/bon_cost.json").read_text())["mutants"]
     assert cost["judge"]["adapter"] == "models/judge"
     (tmp_path / "models/judge/adapter_config.json").unlink()
     with pytest.raises(DajError, match="adapter_config.json"):
-        bon_stage.main(load_params())
+        bon_stage.main(load_config())
 
 
 def test_missing_verdicts_fail_cleanly(tmp_path, monkeypatch):
@@ -118,5 +118,5 @@ def test_missing_verdicts_fail_cleanly(tmp_path, monkeypatch):
     (tmp_path / "data/verdicts/mutants.jsonl").unlink()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DajError, match="verdicts/mutants.jsonl"):
-        bon_stage.main(load_params())
+        bon_stage.main(load_config())
     assert not (tmp_path / "metrics/bon.json").exists()

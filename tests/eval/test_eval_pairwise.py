@@ -10,13 +10,14 @@ import torch
 from _judge_data import make_workspace
 from _tiny_model import tiny_model_dir
 
+from daj.config import JudgeConfig
 from daj.data.pools import PoolCandidate
 from daj.engines.base import Completion
 from daj.errors import DajError
 from daj.eval.pairwise import Answer, evaluate_judge, pairwise_metrics, runner_select
 from daj.judge.pairs import pair_prompts
-from daj.judge.runner import JudgeRunner, JudgeSettings
-from daj.params import load_params
+from daj.judge.runner import JudgeRunner
+from daj.params import load_config
 from stages import pairwise as pairwise_stage
 
 
@@ -149,7 +150,7 @@ class AlwaysFirst:
 
 def test_runner_select_asks_once_per_ordered_pair():
     engine = AlwaysFirst()
-    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=False, force_sampling=False))
+    runner = JudgeRunner(engine, JudgeConfig(max_new_tokens=8, force_selection=False, force_sampling=False))
     prompts = pair_prompts("test", PROBLEMS, POOLS, max_pairs=1, seed=0)
     m = evaluate_judge(prompts, runner_select(runner, seed=0))
     assert engine.prompts == len(prompts) == 4  # one pair per problem, two orders
@@ -171,11 +172,11 @@ def stage_run(tmp_path_factory):
     make_workspace(root, tiny_model_dir(), pairwise__max_pairs_per_problem=2, judge__force_sampling=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        pairwise_stage.main(load_params())
+        pairwise_stage.main(load_config())
         base_only = json.loads((root / "metrics/pairwise.json").read_text())
         model, tok = load_causal_lm(tiny_model_dir())
         save_adapter(add_lora(model, r=4, alpha=8, targets=["q_proj", "v_proj"]), tok, root / "models/judge")
-        pairwise_stage.main(load_params())
+        pairwise_stage.main(load_config())
         both = json.loads((root / "metrics/pairwise.json").read_text())
     return base_only, both
 
@@ -212,4 +213,4 @@ def test_stage_rejects_a_directory_that_is_not_an_adapter(tmp_path, monkeypatch)
     (tmp_path / "models/judge").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DajError, match="not a PEFT adapter"):
-        pairwise_stage.main(load_params())
+        pairwise_stage.main(load_config())

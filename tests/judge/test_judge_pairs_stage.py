@@ -12,7 +12,7 @@ from _tiny_model import tiny_model_dir
 
 from daj.errors import DajError
 from daj.io import read_jsonl
-from daj.params import load_params
+from daj.params import load_config
 from stages import pairs as pairs_stage
 
 LEVELS = {"correct": 0.75, "wrong": -0.25, "format_error": -2.0}  # not the defaults: a copy of them fails
@@ -22,10 +22,10 @@ LEVELS = {"correct": 0.75, "wrong": -0.25, "format_error": -2.0}  # not the defa
 def pairs_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pairs")
-    make_workspace(root, tiny_model_dir(), judge__reward=LEVELS)
+    make_workspace(root, tiny_model_dir(), **{f"reward__{k}": v for k, v in LEVELS.items()})
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        pairs_stage.main(load_params())
+        pairs_stage.main(load_config())
     return root
 
 
@@ -88,7 +88,7 @@ def test_rerun_is_stable_and_served_from_cache(pairs_run, monkeypatch):
     before = (root / "data/pairs/lower_scored.jsonl").read_text()
     metrics_before = json.loads((root / "metrics/pairs.json").read_text())
     monkeypatch.chdir(root)
-    pairs_stage.main(load_params())
+    pairs_stage.main(load_config())
     assert (root / "data/pairs/lower_scored.jsonl").read_text() == before
     assert json.loads((root / "metrics/pairs.json").read_text()) == metrics_before  # results only
     run = json.loads((root / "logs/pairs.json").read_text())["lower"]["judge_cost"]
@@ -99,28 +99,29 @@ def test_bad_params_fail_cleanly(tmp_path, monkeypatch):
     make_workspace(tmp_path, tiny_model_dir(), pairs__responses_per_pair=0)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DajError, match="pairs.responses_per_pair"):
-        pairs_stage.main(load_params())
+        pairs_stage.main(load_config())
     assert not (tmp_path / "data/pairs").exists()
 
 
 def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
     from _tiny_model import tiny_engine
 
+    from daj.config import JudgeConfig
     from daj.data.humaneval import load_humaneval_package
     from daj.judge.prompt import build_messages
-    from daj.judge.runner import JudgeRequest, JudgeRunner, JudgeSettings, force_prefix
+    from daj.judge.runner import JudgeRequest, JudgeRunner, force_prefix
 
     problem = load_humaneval_package()[2]
     chat = build_messages(problem, [problem["reference"], problem["prompt"] + "    return 0\n", problem["reference"]],
                           2000)
     engine = tiny_engine()
-    runner = JudgeRunner(engine, JudgeSettings(max_new_tokens=8, force_selection=True, force_sampling=False))
+    runner = JudgeRunner(engine, JudgeConfig(max_new_tokens=8, force_selection=True, force_sampling=False))
     [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
     assert resp.forced and resp.raw_selection is None and stats.model_calls == 1
     scores = engine.score_continuations(chat, force_prefix(resp.raw_text), [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.selection == 1 + max(range(3), key=lambda i: scores[i])
     # selection only on the same engine: no generation, the tag alone, from the prompt's own scores
-    runner = JudgeRunner(engine, JudgeSettings(mode="select", force_selection=False, force_sampling=False))
+    runner = JudgeRunner(engine, JudgeConfig(mode="select", force_selection=False, force_sampling=False))
     [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
     scores = engine.score_continuations(chat, "<selection>", [f"{k}</selection>" for k in (1, 2, 3)])
     assert resp.text == f"<selection>{1 + max(range(3), key=lambda i: scores[i])}</selection>"
@@ -130,7 +131,7 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
 def test_selection_only_pairs_one_scoring_per_prompt_and_no_duplicate_records(tmp_path, monkeypatch):
     make_workspace(tmp_path, tiny_model_dir(), judge__mode="select", pairs__responses_per_pair=6)
     monkeypatch.chdir(tmp_path)
-    pairs_stage.main(load_params())
+    pairs_stage.main(load_config())
     m = json.loads((tmp_path / "metrics/pairs.json").read_text())["lower"]
     scored = read_jsonl(tmp_path / "data/pairs/lower_scored.jsonl")
     records = read_jsonl(tmp_path / "data/pairs/lower.jsonl")

@@ -1,7 +1,8 @@
 """Parsing judge responses that look like what real judges write."""
 
+from daj.config import RewardConfig
 from daj.judge.parse import parse_selection
-from daj.judge.reward import RewardLevels, label_of, reward_of
+from daj.judge.reward import label_of, reward_of
 
 REVIEW_THEN_ANSWER = """Let me review both candidates.
 
@@ -71,11 +72,11 @@ def test_range_follows_candidate_count():
 
 
 def test_reward_levels_and_labels():
-    levels = RewardLevels(correct=2.0, wrong=-0.5, format_error=-3.0)
+    levels = RewardConfig(correct=2.0, wrong=-0.5, format_error=-3.0)
     assert reward_of(parse_selection(REVIEW_THEN_ANSWER, 2), 2, levels) == (2.0, "correct")
     assert reward_of(parse_selection(REVIEW_THEN_ANSWER, 2), 1, levels) == (-0.5, "wrong")
     assert reward_of(parse_selection(TAG_ONLY_IN_CODE, 2), 1, levels) == (-3.0, "format_error")
-    assert RewardLevels() == RewardLevels(1.0, 0.0, -1.0)
+    assert RewardConfig() == RewardConfig(correct=1.0, wrong=0.0, format_error=-1.0)
     try:
         label_of(1, 0)
     except ValueError:

@@ -6,12 +6,14 @@ import math
 
 import pytest
 
+from daj.config import JudgeConfig
 from daj.engines.base import Completion, SamplingParams
 from daj.errors import DajError
 from daj.judge.cache import JudgeCache
 from daj.judge.parse import parse_selection
 from daj.judge.prompt import build_messages, share_budget, truncate_middle
-from daj.judge.runner import JudgeRequest, JudgeRunner, JudgeSettings, force_prefix
+from daj.judge.runner import JudgeRequest, JudgeRunner, force_prefix, sampling_of
+from daj.params import validate_params
 
 PROBLEM = {
     "id": "lcb/abc301_a", "title": "Overall Winner", "platform": "atcoder", "difficulty": "easy",
@@ -76,7 +78,7 @@ def test_truncation_keeps_head_and_tail_and_is_fair():
 
 def test_same_prompt_twice_is_one_model_call(tmp_path):
     engine = FakeJudgeEngine(lambda p, k: "Candidate 1 handles the counts. <selection>1</selection>")
-    settings = JudgeSettings(max_new_tokens=32, force_selection=False, force_sampling=False)
+    settings = JudgeConfig(max_new_tokens=32, force_selection=False, force_sampling=False)
     req = JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)
     runner = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
     out, stats = runner.respond([req, req])
@@ -89,21 +91,21 @@ def test_same_prompt_twice_is_one_model_call(tmp_path):
     again.respond([req])
     assert engine.generated == [1]
     # ... and is keyed by the settings and the seed
-    JudgeRunner(engine, JudgeSettings(max_new_tokens=33, force_selection=False, force_sampling=False), JudgeCache(tmp_path / "cache")).respond([req])
+    JudgeRunner(engine, JudgeConfig(max_new_tokens=33, force_selection=False, force_sampling=False), JudgeCache(tmp_path / "cache")).respond([req])
     again.respond([JudgeRequest(req.messages, 2, seed=1)])
     assert engine.generated == [1, 1, 1]
 
 
 def test_forced_selection_appends_the_likeliest_index():
     engine = FakeJudgeEngine(lambda p, k: "Both look similar but candidate", scores=[-3.0, -0.5])
-    runner = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=False))
+    runner = JudgeRunner(engine, JudgeConfig(force_selection=True, force_sampling=False))
     [[resp]], stats = runner.respond([JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)])
     assert resp.forced and resp.raw_selection is None and resp.selection == 2
     assert resp.text.endswith("<selection>2</selection>") and resp.text.startswith(resp.raw_text)
     assert stats.forced == 1 and engine.scored == 1
     # a valid answer is kept as it is
     engine = FakeJudgeEngine(lambda p, k: "<selection>1</selection>", scores=[-3.0, -0.5])
-    [[resp]], _ = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=False)).respond(
+    [[resp]], _ = JudgeRunner(engine, JudgeConfig(force_selection=True, force_sampling=False)).respond(
         [JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2)])
     assert not resp.forced and resp.selection == 1 and engine.scored == 0
 
@@ -125,7 +127,7 @@ def test_forced_selection_needs_a_scoring_engine():
             pass
 
     with pytest.raises(DajError, match="force_selection"):
-        JudgeRunner(NoScore(), JudgeSettings(force_selection=True, force_sampling=False))
+        JudgeRunner(NoScore(), JudgeConfig(force_selection=True, force_sampling=False))
 
 
 def test_fingerprint_follows_content(tmp_path):
@@ -151,21 +153,21 @@ def test_forced_sampling_follows_the_option_probabilities():
 
     engine = FakeJudgeEngine(lambda p, k: "no tag", scores=[math.log(0.2), math.log(0.8)])
     chats = [build_messages({**PROBLEM, "title": f"T{i}"}, [GOOD, BAD], 6000) for i in range(400)]
-    argmax = JudgeRunner(engine, JudgeSettings(force_selection=True, temperature=1.0, force_sampling=False))
+    argmax = JudgeRunner(engine, JudgeConfig(force_selection=True, temperature=1.0, force_sampling=False))
     assert {r[0].selection for r in argmax.respond([JudgeRequest(c, 2) for c in chats])[0]} == {2}
-    sampled = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=1.0))
+    sampled = JudgeRunner(engine, JudgeConfig(force_selection=True, force_sampling=True, temperature=1.0))
     picks = [r[0].selection for r in sampled.respond([JudgeRequest(c, 2) for c in chats])[0]]
     share = picks.count(2) / len(picks)
     assert abs(share - 0.8) < 4 * (0.8 * 0.2 / 400) ** 0.5  # within 4 standard errors
-    again = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=1.0))
+    again = JudgeRunner(engine, JudgeConfig(force_selection=True, force_sampling=True, temperature=1.0))
     assert [r[0].selection for r in again.respond([JudgeRequest(c, 2) for c in chats])[0]] == picks  # seeded
-    greedy = JudgeRunner(engine, JudgeSettings(force_selection=True, force_sampling=True, temperature=0.0))
+    greedy = JudgeRunner(engine, JudgeConfig(force_selection=True, force_sampling=True, temperature=0.0))
     assert {r[0].selection for r in greedy.respond([JudgeRequest(c, 2) for c in chats[:20]])[0]} == {2}
 
 
 def test_selection_only_scores_each_prompt_once_and_generates_nothing(tmp_path):
     engine = FakeJudgeEngine(lambda p, k: pytest.fail("selection only must not generate"), scores=[-0.7, -0.7])
-    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0, force_selection=False)
+    settings = JudgeConfig(mode="select", force_sampling=True, temperature=1.0, force_selection=False)
     runner = JudgeRunner(engine, settings, JudgeCache(tmp_path / "cache"))
     reqs = [JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2, n=8, seed=s) for s in range(3)]
     out, stats = runner.respond(reqs)
@@ -188,12 +190,12 @@ def test_modes_need_a_scoring_engine_only_when_they_score_options():
         def close(self):
             pass
 
-    with pytest.raises(DajError, match="judge.mode: select needs an engine that scores") as err:
-        JudgeRunner(NoScore(), JudgeSettings(mode="select", force_selection=False, force_sampling=False))
-    assert err.value.field == "judge.mode"
-    with pytest.raises(DajError, match="judge.force_selection needs an engine that scores"):
-        JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=True, force_sampling=False))
-    JudgeRunner(NoScore(), JudgeSettings(mode="reason", force_selection=False, force_sampling=False))  # writes its own tags
+    with pytest.raises(DajError, match="mode select needs an engine that scores") as err:
+        JudgeRunner(NoScore(), JudgeConfig(mode="select", force_selection=False, force_sampling=False))
+    assert err.value.field == "mode"  # the runner's setting; build_runner names it judge.mode
+    with pytest.raises(DajError, match="force_selection needs an engine that scores"):
+        JudgeRunner(NoScore(), JudgeConfig(mode="reason", force_selection=True, force_sampling=False))
+    JudgeRunner(NoScore(), JudgeConfig(mode="reason", force_selection=False, force_sampling=False))  # writes its own tags
 
 
 BASE = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0, "max_prompt_chars": 2000,
@@ -201,23 +203,18 @@ BASE = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0
 
 
 def _settings(**judge):
-    from daj.params import Params
-
-    params = Params({"judge": {**BASE, **judge}})
-    params.path = "params.yaml"
-    return JudgeSettings.from_params(params)
+    return validate_params({"judge": {**BASE, **judge}}, "params.yaml").judge
 
 
 def test_mode_params_are_checked():
     assert _settings().mode == "reason" and not _settings().selection_only  # absent: reason
-    assert _settings(mode="select").selection_only and _settings(mode="select", max_new_tokens=0).selection_only
+    assert _settings(mode="select").selection_only
     for judge, field, message in (
-            ({"mode": "selct"}, "judge.mode", "expected one of reason, select"),
-            ({"mode": None}, "judge.mode", "expected one of reason, select"),
-            ({"max_new_tokens": 0}, "judge.max_new_tokens", "use judge.mode: select"),
-            ({"max_new_tokens": -1, "mode": "select"}, "judge.max_new_tokens", "expected >= 1"),
-            ({"swap": "yes"}, "judge.swap", "expected bool"),
-            ({"force_sampling": 1}, "judge.force_sampling", "expected bool"),
+            ({"mode": "selct"}, "judge.mode", "'reason' or 'select'"),
+            ({"mode": None}, "judge.mode", "'reason' or 'select'"),
+            ({"max_new_tokens": 0}, "judge.max_new_tokens", "greater than 0"),
+            ({"swap": True}, "judge.swap", "unknown key"),
+            ({"force_sampling": 1}, "judge.force_sampling", "valid boolean"),
             ({"max_new_token": 5}, "judge.max_new_token", "unknown key")):
         with pytest.raises(DajError, match=message) as err:
             _settings(**judge)
@@ -231,36 +228,32 @@ def test_select_mode_keeps_the_cache_key_of_max_new_tokens_zero():
 
     engine = FakeJudgeEngine(lambda p, k: "", scores=[-1.0, -2.0])
     req = JudgeRequest(build_messages(PROBLEM, [GOOD, BAD], 6000), 2, n=3, seed=5)
-    settings = JudgeSettings(mode="select", force_sampling=True, max_new_tokens=16, force_selection=False)
+    settings = JudgeConfig(mode="select", force_sampling=True, max_new_tokens=16, force_selection=False)
     legacy = cache_key(messages=req.messages, model="fake-judge",
-                       sampling={**settings.sampling(3, 5).to_dict(), "max_new_tokens": 0}, force=True,
+                       sampling={**sampling_of(settings, 3, 5).to_dict(), "max_new_tokens": 0}, force=True,
                        force_sampling=True, k=2)
     assert JudgeRunner(engine, settings)._key(req) == legacy
-    reason = JudgeSettings(mode="reason", force_selection=True, force_sampling=True, max_new_tokens=16)
+    reason = JudgeConfig(mode="reason", force_selection=True, force_sampling=True, max_new_tokens=16)
     assert JudgeRunner(engine, reason)._key(req) == cache_key(
-        messages=req.messages, model="fake-judge", sampling=reason.sampling(3, 5).to_dict(), force=True,
+        messages=req.messages, model="fake-judge", sampling=sampling_of(reason, 3, 5).to_dict(), force=True,
         force_sampling=True, k=2)
 
 
 def test_judge_base_url_and_api_key_env_reach_the_engine_spec():
-    from daj.judge.runner import judge_engine_spec
-    from daj.params import Params
-
     def spec(**judge):
-        params = Params({"judge": {"backend": "openai", "model": "m", "engine_options": {}, **judge}})
-        params.path = "params.yaml"
-        return judge_engine_spec(params, None)
+        return validate_params({"judge": {"backend": "openai", "model": "m", **judge}}).judge.engine_spec(None)
 
     assert spec(base_url="http://h:1/v1", api_key_env="K") == {
         "backend": "openai", "model": "m", "adapter": None, "base_url": "http://h:1/v1", "api_key_env": "K"}
     assert "base_url" not in spec(base_url=None)
-    with pytest.raises(DajError, match="only the openai backend") as err:
+    with pytest.raises(DajError, match="options of the openai backend") as err:
         spec(backend="hf", base_url="http://h:1/v1")
-    assert err.value.field == "judge.base_url"
-    with pytest.raises(DajError, match="given twice") as err:
+    assert err.value.field == "judge"
+    with pytest.raises(DajError, match="do not repeat it"):
         spec(base_url="http://h:1/v1", engine_options={"base_url": "http://other/v1"})
-    with pytest.raises(DajError, match="non-empty string"):
+    with pytest.raises(DajError, match="valid string") as err:
         spec(api_key_env=3)
+    assert err.value.field == "judge.api_key_env"
 
 
 def test_cache_names_keep_engines_apart():
@@ -292,7 +285,7 @@ def test_select_mode_scores_a_chunk_in_one_batch_like_one_by_one():
     codes = [GOOD, BAD, GOOD + "\n# note\n", "print(input()[::-1])\n"]
     reqs = [JudgeRequest(build_messages(PROBLEM, [a, b], 6000), 2, n=4, seed=7)
             for a in codes for b in codes if a != b]
-    settings = JudgeSettings(mode="select", force_sampling=True, temperature=1.0, force_selection=False)
+    settings = JudgeConfig(mode="select", force_sampling=True, temperature=1.0, force_selection=False)
     one = JudgeRunner(engine, settings, batch_size=1).respond(reqs)[0]
     engine.score_continuations_batch = counting
     try:

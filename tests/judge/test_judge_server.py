@@ -28,7 +28,7 @@ from daj.engines.base import Completion, SamplingParams
 from daj.errors import DajError
 from daj.hashing import stable_seed
 from daj.io import read_jsonl
-from daj.params import load_params
+from daj.params import load_config, validate_params
 from stages import pairs as pairs_stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,10 +116,11 @@ def expected_label(selection: int | None, position: int) -> str:
 def test_malformed_answers_become_rejected_format_errors_end_to_end(tmp_path, monkeypatch, scripted_server):
     make_workspace(tmp_path, tiny_model_dir(), pairs__responses_per_pair=6)
     set_params(tmp_path, judge={"backend": "openai", "model": "scripted", "base_url": scripted_server,
-                                "force_selection": False, "reward": LEVELS, "engine_options": {},
-                                "tokenizer": tiny_model_dir()})  # renders the prompts
+                                "force_selection": False, "engine_options": {},
+                                "tokenizer": tiny_model_dir()},  # renders the prompts
+               reward=LEVELS)
     monkeypatch.chdir(tmp_path)
-    pairs_stage.main(load_params())
+    pairs_stage.main(load_config())
     metrics = json.loads((tmp_path / "metrics/pairs.json").read_text())
     for split in ("lower", "upper"):
         scored = read_jsonl(tmp_path / f"data/pairs/{split}_scored.jsonl")
@@ -159,24 +160,24 @@ def test_judge_server_from_params_drives_pairs_bon_and_pairwise(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DAJ_JUDGE_KEY", "wrong")
     with pytest.raises(DajError, match="401"):  # the key really comes from judge.api_key_env
-        pairs_stage.main(load_params())
+        pairs_stage.main(load_config())
     assert not (tmp_path / "data/pairs").exists()
     monkeypatch.setenv("DAJ_JUDGE_KEY", "sekret")
-    pairs_stage.main(load_params())
+    pairs_stage.main(load_config())
     m = json.loads((tmp_path / "metrics/pairs.json").read_text())["lower"]
     calls = json.loads((tmp_path / "logs/pairs.json").read_text())["lower"]["judge_cost"]["model_calls"]
     assert calls == m["prompts"] == 12 and m["forced_rate"] == 0
     assert m["trajectory_models"] == [{"name": "judge", "backend": "openai", "model": "tiny", "adapter": None,
                                        "base_url": tiny_server}]
     assert m["judge_cost"]["completion_tokens"] > 0  # generated over HTTP by the tiny model
-    bon_stage.main(load_params())
+    bon_stage.main(load_config())
     cost = json.loads((tmp_path / "metrics/bon_cost.json").read_text())
     assert "judge" in json.loads((tmp_path / "metrics/bon.json").read_text())["mutants"]
     run = json.loads((tmp_path / "logs/bon.json").read_text())  # calls made this run: the run log
     assert json.dumps(run).count('"model_calls"') and '"model_calls"' not in json.dumps(cost) and any(
         r["judge_responses"] not in ("", "0", 0) for r in _csv(tmp_path / "metrics/bon_problems.csv")
         if r["method"] == "judge")
-    pairwise_stage.main(load_params())
+    pairwise_stage.main(load_config())
     base = json.loads((tmp_path / "metrics/pairwise.json").read_text())["judges"]["base"]
     assert base["n_prompts"] == 6 and base["forced_rate"] == 0
 
@@ -205,7 +206,7 @@ def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_se
     set_params(root, pairs={"lower_trajectories": lower, "upper_trajectories": upper})
     monkeypatch.chdir(root)
     monkeypatch.setenv("DAJ_JUDGE_KEY", "sekret")
-    pairs_stage.main(load_params())
+    pairs_stage.main(load_config())
     metrics = json.loads((root / "metrics/pairs.json").read_text())
     run_log = json.loads((root / "logs/pairs.json").read_text())
     names = {"lower": ["cheap_hf", "cheap_http"], "upper": ["judge", "strong_http"]}
@@ -236,13 +237,13 @@ def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_se
     assert describe["judge"]["model"] == tiny_model_dir() and describe["strong_http"]["base_url"] == tiny_server
     # provenance: regenerating a cheap_hf record's prompt with the seed-1 model gives its reasoning
     rec = next(r for r in read_jsonl(root / "data/pairs/lower.jsonl") if r["trajectory_model"] == "cheap_hf")
-    settings = load_params().get_path("judge")
+    judge = load_config().judge
     raw = HFEngine(str(other), device="cpu").generate([rec["messages"]], SamplingParams(
-        n=2, temperature=settings["temperature"], top_p=settings["top_p"], top_k=settings["top_k"],
-        repetition_penalty=settings["repetition_penalty"], max_new_tokens=settings["max_new_tokens"], seed=0))[0]
+        n=2, temperature=judge.temperature, top_p=judge.top_p, top_k=judge.top_k,
+        repetition_penalty=judge.repetition_penalty, max_new_tokens=judge.max_new_tokens, seed=0))[0]
     assert any(rec["chosen"].startswith(c.text.rstrip()) for c in raw)
     # a rerun is served from the cache, model by model
-    pairs_stage.main(load_params())
+    pairs_stage.main(load_config())
     again = json.loads((root / "logs/pairs.json").read_text())
     assert all(again[s]["judge_cost"]["model_calls"] == 0 for s in ("lower", "upper"))
     assert json.loads((root / "metrics/pairs.json").read_text()) == metrics  # results: unchanged
@@ -250,29 +251,27 @@ def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_se
 
 
 @pytest.mark.parametrize("value, field, message", [
-    ("judge", "pairs.lower_trajectories", "expected null or a non-empty list"),
+    ("judge", "pairs.lower_trajectories", "valid list"),
     ([], "pairs.lower_trajectories", "expected null or a non-empty list"),
-    ([3], "pairs.lower_trajectories[0]", "expected 'judge' or a mapping"),
-    ([{"backend": "hf", "model": "m"}], "pairs.lower_trajectories[0].name", "non-empty name"),
+    ([3], "pairs.lower_trajectories[0]", "expected 'judge'"),
+    ([{"backend": "hf", "model": "m"}], "pairs.lower_trajectories[0].name", "Field required"),
     ([{"name": "judge", "backend": "hf", "model": "m"}], "pairs.lower_trajectories[0].name", "reserved"),
-    (["judge", "judge"], "pairs.lower_trajectories[1].name", "used twice"),
-    ([{"name": "a", "backend": "hf"}], "pairs.lower_trajectories[0].model", "non-empty string"),
-    ([{"name": "a", "backend": "tpu", "model": "m"}], "pairs.lower_trajectories[0].backend", "unknown engine"),
+    (["judge", "judge"], "pairs.lower_trajectories", "used twice"),
+    ([{"name": "a", "backend": "hf"}], "pairs.lower_trajectories[0].model", "Field required"),
+    ([{"name": "a", "backend": "tpu", "model": "m"}], "pairs.lower_trajectories[0].backend", "'hf', 'vllm' or"),
     ([{"name": "a", "backend": "hf", "model": "m", "base_url": "x"}], "pairs.lower_trajectories[0].base_url",
      "unknown option"),
     ([{"name": "a", "backend": "hf", "model": "m", "mode": "think"}], "pairs.lower_trajectories[0].mode",
-     "expected one of reason, select"),
-    ([{"name": "a", "backend": "hf", "model": "m", "seed": -1}], "pairs.lower_trajectories[0].seed", "non-negative"),
+     "'reason' or 'select'"),
+    ([{"name": "a", "backend": "hf", "model": "m", "seed": -1}], "pairs.lower_trajectories[0].seed",
+     "greater than or equal to 0"),
 ])
 def test_bad_trajectory_models_name_the_key(value, field, message):
-    from daj.judge.runner import JudgeSettings
     from daj.judge.trajectories import parse_trajectories
-    from daj.params import Params
 
-    params = Params({"pairs": {"lower_trajectories": value}})
-    params.path = "params.yaml"
-    with pytest.raises(DajError, match=message) as err:
-        parse_trajectories(params, "lower", JudgeSettings())
+    with pytest.raises(DajError, match=message) as err:  # refused by the typed params or by the engine check
+        config = validate_params({"pairs": {"lower_trajectories": value}}, "params.yaml")
+        parse_trajectories(config, "lower", "params.yaml")
     assert err.value.field == field and str(err.value).startswith("params.yaml")
 
 
@@ -283,15 +282,13 @@ def test_forced_selection_on_an_http_trajectory_model_is_refused_before_any_work
         {"name": "strong", "backend": "openai", "model": "scripted", "base_url": scripted_server}]})
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DajError, match="force_selection .*needs an engine that scores") as err:
-        pairs_stage.main(load_params())
+        pairs_stage.main(load_config())
     assert err.value.field == "pairs.upper_trajectories[0].force_selection"
     assert not (tmp_path / "data/pairs").exists()
 
 
 def test_engines_are_built_on_first_use_and_closed_after_their_last(monkeypatch):
     from daj.judge import trajectories
-    from daj.judge.runner import JudgeSettings
-    from daj.params import Params
 
     events = []
 
@@ -306,14 +303,14 @@ def test_engines_are_built_on_first_use_and_closed_after_their_last(monkeypatch)
         def close(self):
             events.append(f"close {self.name}")
 
-    monkeypatch.setattr(trajectories, "make_named_engine", lambda spec, path, field_of: Fake(spec))
+    monkeypatch.setattr(trajectories, "make_named_engine", lambda spec: Fake(spec))
     spec = {"backend": "hf", "device": "cpu"}
-    params = Params({"judge": {"cache_dir": None}, "pairs": {
+    config = validate_params({"caches": {"judge": None}, "pairs": {
         "lower_trajectories": [{"name": "a", "model": "A", **spec}, {"name": "b", "model": "B", **spec}],
         "upper_trajectories": [{"name": "a2", "model": "A", **spec, "temperature": 0.1},
                                {"name": "c", "model": "C", **spec}]}})
-    levels = {lv: trajectories.parse_trajectories(params, lv, JudgeSettings()) for lv in ("lower", "upper")}
-    runners = trajectories.TrajectoryRunners(params, JudgeSettings(), levels)
+    levels = {lv: trajectories.parse_trajectories(config, lv) for lv in ("lower", "upper")}
+    runners = trajectories.TrajectoryRunners(config, levels)
     for level, models in levels.items():
         for m in models:
             runner = runners.runner(m)

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from daj.config import JudgeConfig
 from daj.engines.base import Completion
 from daj.judge.prompt import build_messages
-from daj.judge.runner import JudgeRunner, JudgeSettings
+from daj.judge.runner import JudgeRunner
 from daj.judge.swap import SwapRequest, respond_swapped, swap_consistency, swap_consistent
 
 GOOD = "def f(xs):\n    return sorted(xs)\n"
@@ -76,7 +77,7 @@ def reversed_requests(reqs: list[SwapRequest]) -> list[SwapRequest]:
 
 @pytest.mark.parametrize("sample", [False, True])
 def test_pure_position_bias_cancels(sample):
-    runner = JudgeRunner(BiasedJudge(bias=30.0), JudgeSettings(mode="select", force_sampling=sample, temperature=1.0, force_selection=False))
+    runner = JudgeRunner(BiasedJudge(bias=30.0), JudgeConfig(mode="select", force_sampling=sample, temperature=1.0, force_selection=False))
     reqs = pairs()
     choices, stats = respond_swapped(runner, reqs)
     flat = [(r, c) for r, cs in zip(reqs, choices, strict=True) for c in cs]
@@ -103,7 +104,7 @@ def test_pure_position_bias_cancels(sample):
 def test_content_preference_survives_a_stronger_position_bias(sample):
     # bias 3 > content 1: each order alone always picks position 1 (50% accuracy); combined picks GOOD
     runner = JudgeRunner(BiasedJudge(bias=3.0, content=1.0),
-                         JudgeSettings(mode="select", force_sampling=sample, temperature=0.05, force_selection=False))
+                         JudgeConfig(mode="select", force_sampling=sample, temperature=0.05, force_selection=False))
     reqs = pairs()
     choices, _ = respond_swapped(runner, reqs)
     for r, cs in zip(reqs, choices, strict=True):
@@ -116,7 +117,7 @@ def test_content_preference_survives_a_stronger_position_bias(sample):
 def test_reasoning_mode_votes_and_forced_scores():
     reqs = pairs(20)
     # a judge that writes its own tag for position 1: the orders disagree, a seeded order-free coin decides
-    runner = JudgeRunner(BiasedJudge(bias=0.0, writes="first"), JudgeSettings(max_new_tokens=8, force_selection=False, force_sampling=False))
+    runner = JudgeRunner(BiasedJudge(bias=0.0, writes="first"), JudgeConfig(max_new_tokens=8, force_selection=False, force_sampling=False))
     choices, _ = respond_swapped(runner, reqs)
     again, _ = respond_swapped(runner, reversed_requests(reqs))
     assert all(c.method == "vote" and c.tie and not c.consistent for cs in choices for c in cs)
@@ -126,13 +127,13 @@ def test_reasoning_mode_votes_and_forced_scores():
     picks = {picked_program(r, c.selection) for r, cs in zip(reqs, choices, strict=True) for c in cs}
     assert picks == {GOOD, BAD}
     # a judge that names GOOD in both orders: consistent votes
-    runner = JudgeRunner(BiasedJudge(bias=0.0, writes="content"), JudgeSettings(max_new_tokens=8, force_selection=False, force_sampling=False))
+    runner = JudgeRunner(BiasedJudge(bias=0.0, writes="content"), JudgeConfig(max_new_tokens=8, force_selection=False, force_sampling=False))
     choices, _ = respond_swapped(runner, reqs)
     assert all(c.consistent and not c.tie and picked_program(r, c.selection) == GOOD
                for r, cs in zip(reqs, choices, strict=True) for c in cs)
     # a judge that writes no tag, completed by forced selection: the forced log-probabilities are summed
     runner = JudgeRunner(BiasedJudge(bias=3.0, content=1.0, writes=None),
-                         JudgeSettings(max_new_tokens=8, force_selection=True, force_sampling=False))
+                         JudgeConfig(max_new_tokens=8, force_selection=True, force_sampling=False))
     choices, _ = respond_swapped(runner, reqs)
     assert all(c.method == "logprob" and c.forward.forced and picked_program(r, c.selection) == GOOD
                for r, cs in zip(reqs, choices, strict=True) for c in cs)
@@ -151,7 +152,7 @@ def test_on_the_real_tiny_engine_the_combination_is_the_sum_of_both_orders():
 
     torch.set_num_threads(1)
     engine = tiny_engine()
-    runner = JudgeRunner(engine, JudgeSettings(mode="select", force_selection=False, force_sampling=False))
+    runner = JudgeRunner(engine, JudgeConfig(mode="select", force_selection=False, force_sampling=False))
     probs = load_humaneval_package()[:3]
     reqs = []
     for p in probs:

@@ -14,7 +14,7 @@ from daj.data.pools import PoolCandidate
 from daj.errors import DajError
 from daj.io import read_jsonl, write_jsonl
 from daj.judge.pairs import choose_problems, pair_prompts
-from daj.params import Params, load_params
+from daj.params import load_config, validate_params
 from stages import pairs as pairs_stage
 
 
@@ -73,22 +73,21 @@ def test_no_cap_keeps_every_problem():
     (0, "pairs.max_problems"), (-3, "pairs.max_problems"), (True, "pairs.max_problems"),
     ("5", "pairs.max_problems"), ([1, 2], "pairs.max_problems"),
     ({"lower": 0, "upper": 2}, "pairs.max_problems.lower"), ({"lower": 2, "upper": 1.5}, "pairs.max_problems.upper"),
-    ({"lower": 2, "middle": 1}, "pairs.max_problems.middle"), ({"lower": 2}, "pairs.max_problems.upper")])
+    ({"lower": 2, "middle": 1}, "pairs.max_problems.middle")])
 def test_bad_values_name_the_field(value, field):
-    params = Params({"pairs": {"max_problems": value}})
-    params.path = "my_params.yaml"
     with pytest.raises(DajError, match=r"my_params\.yaml") as err:
-        pairs_stage.max_problems_per_split(params)
+        validate_params({"pairs": {"max_problems": value}}, "my_params.yaml")
     assert err.value.field == field
 
 
 def test_good_values():
     def caps(value):
-        return pairs_stage.max_problems_per_split(Params({"pairs": {"max_problems": value}}))
+        return validate_params({"pairs": {"max_problems": value}}).pairs.problem_caps()
 
-    assert caps(None) == {"lower": None, "upper": None} == pairs_stage.max_problems_per_split(Params({"pairs": {}}))
+    assert caps(None) == {"lower": None, "upper": None} == validate_params({}).pairs.problem_caps()
     assert caps(7) == {"lower": 7, "upper": 7}
     assert caps({"lower": 40, "upper": None}) == {"lower": 40, "upper": None}
+    assert caps({"lower": 2}) == {"lower": 2, "upper": None}  # a split left out is not capped
 
 
 def test_stage_judges_only_the_capped_problems(tmp_path, monkeypatch):
@@ -102,7 +101,7 @@ def test_stage_judges_only_the_capped_problems(tmp_path, monkeypatch):
             v["passed"] = False
     write_jsonl(tmp_path / "data/verdicts/mutants.jsonl", verdicts)
     monkeypatch.chdir(tmp_path)
-    pairs_stage.main(load_params())
+    pairs_stage.main(load_config())
     metrics = json.loads((tmp_path / "metrics/pairs.json").read_text())
     assert metrics["lower"]["max_problems"] == 1 and metrics["lower"]["problems_with_mixed_pair"] == 3
     assert metrics["lower"]["problems_judged"] == metrics["lower"]["problems"] == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from _tiny_model import tiny_model_dir
 
-from daj.params import Params
+from daj.config import ParamsConfig
 from stages import tiny
 
 
@@ -17,7 +17,7 @@ def _digest(folder: Path, name: str) -> str:
 
 def test_tiny_stage_is_deterministic(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    tiny.main(Params({"seed": 0}))
+    tiny.main(ParamsConfig(seed=0))
     built = tmp_path / "models" / "tiny"
     ref = Path(tiny_model_dir())  # built by the test helper with seed 0 in another directory
     for name in ("model.safetensors", "tokenizer.json", "config.json"):

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from daj.config import ParamsConfig
 from daj.data.humaneval import load_humaneval_package
 from daj.errors import DajError
 from daj.io import read_jsonl, write_jsonl
-from daj.params import Params
+from daj.params import load_config, validate_params
 from daj.paths import shared_data
 from daj.testing.openai_server import Handler, make_server
 from stages import sample
@@ -28,15 +29,13 @@ LCB_SNAPSHOT = shared_data("lcb", "code_generation_lite")
 HUMANEVAL = load_humaneval_package()
 
 
-def _setup(tmp_path: Path, policies: list[dict], problems: list[dict], **extra) -> Params:
+def _setup(tmp_path: Path, policies: list[dict], problems: list[dict], **extra) -> ParamsConfig:
     raw = {"seed": 0, "sampling": {"n": 4, "temperature": 0.7, "top_p": 0.8, "top_k": 20,
                                    "repetition_penalty": 1.05, "max_new_tokens": 8192},
            "policies": policies, "split": {"exclude_platforms": ["codeforces"]}, **extra}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     write_jsonl(tmp_path / "data" / "problems.jsonl", problems)
-    params = Params(raw)
-    params.path = str(tmp_path / "params.yaml")
-    return params
+    return validate_params(raw, str(tmp_path / "params.yaml"))
 
 
 def test_mutants_policy(tmp_path, monkeypatch):
@@ -56,7 +55,8 @@ def test_mutants_policy(tmp_path, monkeypatch):
     assert metrics["candidates"] == len(rows) and metrics["problems"] == 12
     first = Path("data/candidates/mutants.jsonl").read_bytes()
     sample.main(params)  # complete: reused, same bytes
-    assert json.loads(Path("metrics/sample/mutants.json").read_text())["reused"] is True
+    assert json.loads(Path("logs/sample.json").read_text())["mutants"]["reused"] is True
+    assert "seconds" not in json.loads(Path("metrics/sample/mutants.json").read_text())  # timings: logs/ only
     assert Path("data/candidates/mutants.jsonl").read_bytes() == first
 
 
@@ -118,19 +118,19 @@ def test_hf_policy_writes_prompts_responses_and_tokens(tmp_path, monkeypatch):
         assert isinstance(r["response"], str) and 1 <= r["completion_tokens"] <= 4
         assert isinstance(r["code"], str)
     m = json.loads(Path("metrics/sample/tiny.json").read_text())
-    assert m["completion_tokens"] == sum(r["completion_tokens"] for r in rows) and m["tokens_per_s"] > 0
+    assert m["completion_tokens"] == sum(r["completion_tokens"] for r in rows)
+    assert json.loads(Path("logs/sample.json").read_text())["tiny"]["tokens_per_s"] > 0
     assert m["sampling"]["n"] == 2 and m["sampling"]["top_k"] == 20
 
 
 def test_bad_policies(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for policies, field in (([{"name": "x", "backend": "nope"}], "policies[0].backend"),
-                            ([{"name": "x", "backend": "file"}], "policies[0].path"),
+                            ([{"name": "x", "backend": "file"}], "policies[0]"),
                             ([{"name": "a/b", "backend": "mutants"}], "policies[0].name"),
-                            ([{"name": "x", "backend": "mutants", "n": 0}], "n")):
-        params = _setup(tmp_path, policies, HUMANEVAL[:1])
+                            ([{"name": "x", "backend": "mutants", "n": 0}], "policies[0].n")):
         with pytest.raises(DajError) as e:
-            sample.main(params)
+            _setup(tmp_path, policies, HUMANEVAL[:1])
         assert e.value.field == field and "params.yaml" in str(e.value)
     params = _setup(tmp_path, [{"name": "m", "backend": "mutants"}], [_lcb_problem("1", "atcoder")])
     with pytest.raises(DajError, match="no reference"):
@@ -189,11 +189,11 @@ def test_killed_run_resumes_to_the_same_output(tmp_path, monkeypatch):
         done_prompts = prompts[:done]
         assert not any(any(dp.rstrip() in s for dp in done_prompts) for s in second_run)  # nothing redone
         assert len(second_run) == len(problems) - done
-        metrics = json.loads((run_dir / "metrics" / "sample" / "api.json").read_text())
-        assert metrics["resumed_problems"] == done and not partial.exists()
+        run = json.loads((run_dir / "logs" / "sample.json").read_text())["api"]
+        assert run["resumed_problems"] == done and not partial.exists()
 
         monkeypatch.chdir(ref_dir)
-        sample.main(Params(yaml.safe_load((ref_dir / "params.yaml").read_text())))
+        sample.main(load_config(ref_dir / "params.yaml"))
         resumed = (run_dir / "data" / "candidates" / "api.jsonl").read_bytes()
         assert resumed == (ref_dir / "data" / "candidates" / "api.jsonl").read_bytes()
         assert len(read_jsonl(ref_dir / "data" / "candidates" / "api.jsonl")) == 16

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from daj.config import ParamsConfig
 from daj.data.humaneval import load_humaneval_package
 from daj.errors import DajError
 from daj.io import read_jsonl, write_jsonl
-from daj.params import Params
+from daj.params import validate_params
 from stages import execute
 
 
-def params(policies=("good", "bad"), **execute_overrides) -> Params:
+def params(policies=("good", "bad"), **execute_overrides) -> ParamsConfig:
     section = {"backend": "local", "allow_unsandboxed": False, "verdict_source": "sandbox", "timeout_s": 3,
-               "memory_mb": 1024, "workers": 1, "cache_dir": ".cache/verdicts", **execute_overrides}
-    return Params({"execute": section, "policies": [{"name": n, "backend": "file", "path": f"{n}.jsonl"}
-                                                     for n in policies]})
+               "memory_mb": 1024, "workers": 1, **execute_overrides}
+    return validate_params({"execute": section, "caches": {"verdicts": ".cache/verdicts"},
+                            "policies": [{"name": n, "backend": "file", "path": f"{n}.jsonl"} for n in policies]})
 
 
 @pytest.fixture()

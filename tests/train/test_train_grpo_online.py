@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from daj.config import ParamsConfig
 from daj.errors import DajError
-from daj.params import Params
+from daj.params import load_config, with_overrides
 from daj.train.data import domains_of, read_scored
 from daj.train.rollouts import PromptData, Rollout, RolloutStream
 from daj.train.synthetic import corpus, write_noisy_domain_data
@@ -21,11 +21,14 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def judge_params(**judge) -> Params:
-    """The repo's params.yaml with judge.* overrides (what stages/train.py reads)."""
-    params = Params(yaml.safe_load((REPO / "params.yaml").read_text()))
-    params["judge"].update(judge)
-    return params
+def judge_params(train: dict | None = None, reward: dict | None = None, **judge) -> ParamsConfig:
+    """The repo's params.yaml with judge.* (and train.*, reward) overrides, validated (what stages/train.py
+    reads)."""
+    overrides: dict = {f"judge.{k}": v for k, v in judge.items()}
+    overrides.update({f"train.{k}": v for k, v in (train or {}).items()})
+    if reward is not None:
+        overrides["reward"] = reward
+    return with_overrides(load_config(REPO / "params.yaml"), **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def _model(root):
     return add_lora(model, 4, 8, ["q_proj", "v_proj", "o_proj"], seed=0), tok
 
 
-def _stream(root, model, tok, params: Params, group: int = 4, kl: bool = False) -> RolloutStream:
+def _stream(root, model, tok, params: ParamsConfig, group: int = 4, kl: bool = False) -> RolloutStream:
     from stages.train import rollout_sampler_factory
 
     rows = read_scored(root / "pairs" / "lower_scored.jsonl")
@@ -104,9 +107,7 @@ def test_selection_only_draws_from_the_current_option_probabilities(assets):
     assert max(abs(a - b) for a, b in zip(before, after, strict=True)) > 1e-3
     assert model.training  # the engine restored the trainer's mode
 
-    stream = _stream(assets, model, tok, judge_params(max_new_tokens=0, force_selection=True,
-                                                       **({"mode": "select"} if "mode" in judge_params()["judge"]
-                                                          else {})))
+    stream = _stream(assets, model, tok, judge_params(mode="select", force_selection=True))
     batch = stream.make_batch([0, 1, 2], seed=3)
     assert set(batch["texts"]) <= {"<selection>1</selection>", "<selection>2</selection>"}
     # rewards are the three-level verifiable reward of the selection against correct_position
@@ -171,9 +172,7 @@ def test_every_reweighting_trains_online_grpo_and_logs_rollouts(assets, tmp_path
     from daj.train.weights import REWEIGHTS
     from stages.train import rollout_sampler_factory
 
-    factory = rollout_sampler_factory(judge_params(max_new_tokens=0, force_selection=True,
-                                                    **({"mode": "select"} if "mode" in judge_params()["judge"]
-                                                       else {})))
+    factory = rollout_sampler_factory(judge_params(mode="select", force_selection=True))
     opts = RunOptions(model=str(assets / "model"), grpo_group=4, lora_r=4, lora_alpha=8)
     assert opts.grpo_mode == "online"
     for reweight in REWEIGHTS:
@@ -246,8 +245,7 @@ def test_server_rollouts_push_the_current_adapter(assets, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         params = judge_params(backend="openai", base_url=server.url, max_new_tokens=8, force_selection=False,
-                              **({"mode": "reason"} if "mode" in judge_params()["judge"] else {}))
-        params["train"]["rollout_adapter_dir"] = str(tmp_path / "adapters")
+                              mode="reason", train={"rollout_adapter_dir": str(tmp_path / "adapters")})
         model, tok = _model(assets)
         rows = [dict(r, messages=[{"role": "user", "content": r["prompt"]}])
                 for r in read_scored(assets / "pairs" / "lower_scored.jsonl")[:8:4]]
@@ -273,19 +271,11 @@ def test_server_rollouts_push_the_current_adapter(assets, tmp_path):
 def test_params_errors_name_the_key():
     from daj.train.run import from_params
 
-    params = judge_params()
-    params["train"].update(objective="grpo", grpo_group=1)
-    with pytest.raises(DajError) as err:
-        from_params(params)
-    assert err.value.field == "train.grpo_group"
-    params["train"].update(grpo_group=4, steps=5, grad_accum=2)
-    with pytest.raises(DajError) as err:
-        from_params(params)
-    assert err.value.field == "train.steps"
-    params["train"].update(steps=6, grpo_mode="sometimes")
-    with pytest.raises(DajError) as err:
-        from_params(params)
-    assert err.value.field == "train.grpo_mode"
-    params["train"]["grpo_mode"] = "offline"
-    cfg, opts = from_params(params)
+    for train, field in (({"objective": "grpo", "grpo_group": 1}, "train.grpo_group"),
+                         ({"steps": 5, "grad_accum": 2}, "train"),
+                         ({"steps": 6, "grad_accum": 2, "grpo_mode": "sometimes"}, "train.grpo_mode")):
+        with pytest.raises(DajError) as err:
+            judge_params(train=train)
+        assert err.value.field == field
+    cfg, opts = from_params(judge_params(train={"steps": 6, "grad_accum": 2, "grpo_mode": "offline"}))
     assert (cfg.steps, cfg.optimizer_steps, opts.grpo_mode) == (6, 3, "offline")

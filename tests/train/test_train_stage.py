@@ -39,16 +39,11 @@ def _opts(root: Path) -> RunOptions:
 
 def _sampler_factory():
     """The stage's online-GRPO sampler with the repo's judge settings, selection only (fast)."""
-    import yaml
-
-    from daj.params import Params
+    from daj.params import load_config, with_overrides
     from stages.train import rollout_sampler_factory
 
-    params = Params(yaml.safe_load((REPO / "params.yaml").read_text()))
-    params["judge"].update(max_new_tokens=0, force_selection=True)
-    if "mode" in params["judge"]:
-        params["judge"]["mode"] = "select"
-    return rollout_sampler_factory(params)
+    return rollout_sampler_factory(with_overrides(load_config(REPO / "params.yaml"),
+                                                  **{"judge.mode": "select", "judge.force_selection": True}))
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
