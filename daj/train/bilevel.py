@@ -65,6 +65,7 @@ class TrainConfig:
     eval_every: int = 0            # full meta evaluation every N iterations (0: only at the end)
     ckpt_every: int = 0            # checkpoint every N iterations (0: only at the end)
     seed: int = 0
+    weight_param: str = "paper"    # daj.train.weights: paper (Algorithm 1, direct weights) / softmax
 
     @property
     def optimizer_steps(self) -> int:
@@ -142,6 +143,11 @@ class ReweightProblem(ImplicitProblem):
 
     def trainable_parameters(self):
         return [p for p in self.module.parameters() if p.requires_grad]
+
+    def param_callback(self):
+        """Betty calls this right after each upper optimizer step: keep the weights feasible (the paper
+        parametrisation projects alpha onto >= 0; daj.train.weights)."""
+        self.module.project()
 
     def grad_callback(self):
         self.last_hypergrad = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
@@ -289,10 +295,11 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
         if sampler is None:
             raise ValueError("online GRPO needs a rollout sampler")
         kl = bool(getattr(objective, "grpo_kl", 0.0))
+        temp = objective.temperature
         lower_stream = RolloutStream(lower, sampler, model, cfg.batch_size, grpo_group, cfg.seed, start=judge_draws,
-                                     device=device, grad_accum=cfg.grad_accum, with_reference=kl)
+                                     device=device, grad_accum=cfg.grad_accum, with_reference=kl, temperature=temp)
         upper_stream = RolloutStream(upper, sampler, model, cfg.meta_batch_size, grpo_group, cfg.seed + 1,
-                                     start=meta_draws, device=device, with_reference=kl)
+                                     start=meta_draws, device=device, with_reference=kl, temperature=temp)
         eval_seed = stable_seed(cfg.seed, "meta-eval")
         upper_batch = lambda units: upper_stream.make_batch(units, eval_seed)  # noqa: E731
     else:

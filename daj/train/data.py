@@ -5,7 +5,9 @@ Units and instances per objective (an instance is what gets one weight):
   kto        unit = one scored rollout (data/pairs/*_scored.jsonl), desirable when label == "correct";
              its KL partner is the response of another prompt (a seeded derangement over the file).
   grpo       offline (train.grpo_mode: offline): unit = one group of `train.grpo_group` scored rollouts to
-             the same prompt (`group`), instance = a rollout. Online GRPO: daj.train.rollouts.
+             the same prompt (`group`), instance = a rollout; reference log-probs at the sampling
+             temperature (the old policy is the current one: daj.train.losses.GRPO). Online GRPO:
+             daj.train.rollouts.
 Reference log-probs are computed once, under the adapter-disabled model, and carried in each batch.
 """
 
@@ -90,8 +92,10 @@ class PreferenceData:
     """One split (lower or upper) of training data for one objective, tokenised."""
 
     def __init__(self, objective: str, tokenizer, max_length: int, rows: list[dict], domains: Sequence[str],
-                 grpo_group: int = 16, seed: int = 0):
+                 grpo_group: int = 16, seed: int = 0, temperature: float = 1.0):
         self.objective = objective
+        # GRPO scores its rollouts at their sampling temperature (reference included); the rest at 1
+        self.temperature = temperature if objective == "grpo" else 1.0
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.domain_index = {d: i for i, d in enumerate(domains)}
         self.instance_ids: list[str] = []
@@ -197,7 +201,7 @@ class PreferenceData:
         missing = sorted({i for i in idx if i not in self._ref})
         if self._ref_store is not None:
             for i in missing:
-                hit = self._ref_store.get(self.seqs[i])
+                hit = self._ref_store.get(self.seqs[i], self.temperature)
                 if hit is not None:
                     self._ref[i] = hit
             missing = [i for i in missing if i not in self._ref]
@@ -210,11 +214,11 @@ class PreferenceData:
                 part = missing[k: k + self._ref_chunk]
                 batch = {key: v.to(self._ref_device)
                          for key, v in collate([self.seqs[i] for i in part], self.pad_id).items()}
-                logps, mask = token_logps(model, batch)
+                logps, mask = token_logps(model, batch, temperature=self.temperature)
                 for i, row, m in zip(part, logps.cpu(), mask.cpu(), strict=True):
                     self._ref[i] = row[m]
                     if self._ref_store is not None:
-                        self._ref_store.put(self.seqs[i], self._ref[i])
+                        self._ref_store.put(self.seqs[i], self._ref[i], self.temperature)
 
     def _ref_sum(self, idx: Sequence[int]) -> torch.Tensor:
         self._ensure_reference(idx)

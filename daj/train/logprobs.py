@@ -85,16 +85,25 @@ def _body_and_head(model):
     return body, head
 
 
-def _chunk_logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log softmax(head(hidden))[targets] for one chunk of positions (float32)."""
-    logits = head(hidden).float()
-    return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+def _selective_log_softmax():
+    """TRL's log_softmax -> gather (trl.trainer.utils.selective_log_softmax): the numeric TRL's trainers
+    use (a fused kernel on CUDA, a per-row logsumexp elsewhere), imported when first needed (~2 s)."""
+    from trl.trainer.utils import selective_log_softmax
+
+    return selective_log_softmax
 
 
-def token_logps(model, batch: dict[str, torch.Tensor],
-                max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _chunk_logps(head, hidden: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(head(hidden) / temperature)[targets] for one chunk of positions (float32)."""
+    return _selective_log_softmax()(head(hidden).float(), targets, temperature=temperature)
+
+
+def token_logps(model, batch: dict[str, torch.Tensor], max_tokens: int | None = None,
+                temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of the response tokens: (logps [B, L], mask [B, L]), float32, zero off-mask.
 
+    `temperature` divides the logits first (the sampling distribution at that temperature, as TRL's
+    GRPO scores its rollouts); 1 gives the model's own distribution (DPO, KTO, ORPO).
     Only positions from the first response token on are projected to the vocabulary, and in chunks
     of about `max_tokens` (sequence x position) rows: the float32 logits of the whole micro-batch
     never exist at once. Under autograd each chunk is checkpointed (its logits are recomputed in the
@@ -111,8 +120,7 @@ def token_logps(model, batch: dict[str, torch.Tensor],
     body, head = _body_and_head(model)
     if body is None:  # whole-model path: the logits of the scored positions at once
         out = model(input_ids=input_ids, attention_mask=attn, logits_to_keep=width - s_min + 1, use_cache=False)
-        logits = out.logits[:, :-1].float()
-        logps = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        logps = _selective_log_softmax()(out.logits[:, :-1].float(), targets, temperature=temperature)
         return logps * mask, mask
     hidden = body(input_ids=input_ids, attention_mask=attn, use_cache=False).last_hidden_state
     hidden = hidden[:, s_min - 1: width - 1]  # positions s_min-1 .. width-2 predict tokens s_min .. width-1
@@ -123,9 +131,9 @@ def token_logps(model, batch: dict[str, torch.Tensor],
         if hidden.shape[1] > step and torch.is_grad_enabled() and h.requires_grad:
             from torch.utils.checkpoint import checkpoint
 
-            chunks.append(checkpoint(_chunk_logps, head, h, t, use_reentrant=False))
+            chunks.append(checkpoint(_chunk_logps, head, h, t, temperature, use_reentrant=False))
         else:
-            chunks.append(_chunk_logps(head, h, t))
+            chunks.append(_chunk_logps(head, h, t, temperature))
     logps = torch.cat(chunks, dim=1)
     return logps * mask, mask
 

@@ -13,7 +13,7 @@ Conventions, checked against TRL 1.16 in tests/train/test_train_losses.py:
         NLL of the chosen response per example. TRL averages the NLL over all tokens of the batch,
         prompt included; the ORPO paper and we use the response tokens of each example.
   GRPO  per response: token mean of the clipped-ratio surrogate with group-relative advantages,
-        plus an optional k3 KL estimate to the reference.
+        plus an optional k3 KL estimate to the reference; log-probs at the sampling temperature.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from daj.config import OBJECTIVES
 from daj.train.logprobs import sequence_logps, token_logps
 
-OBJECTIVES = ("dpo", "kto", "orpo", "grpo")
+__all__ = ["OBJECTIVES", "make_objective"]
 
 
 def dpo_losses(pol_chosen: torch.Tensor, pol_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -98,8 +99,8 @@ class Objective:
 
     name = ""
 
-    def __init__(self, beta: float = 0.1, grpo_clip: float = 0.2, grpo_kl: float = 0.0):
-        self.beta, self.grpo_clip, self.grpo_kl = beta, grpo_clip, grpo_kl
+    def __init__(self, beta: float = 0.1, grpo_clip: float = 0.2, grpo_kl: float = 0.0, temperature: float = 1.0):
+        self.beta, self.grpo_clip, self.grpo_kl, self.temperature = beta, grpo_clip, grpo_kl, temperature
 
     def per_sample(self, model, batch: dict) -> torch.Tensor:
         raise NotImplementedError
@@ -142,14 +143,20 @@ class KTO(Objective):
 
 
 class GRPO(Objective):
-    """Online (the batch carries `old_token_logps`, recorded when the group was sampled from the
-    current judge) or offline (rollouts from a file, sampled by the base judge: old = reference)."""
+    """Log-probabilities are those of the sampling distribution: logits divided by `temperature` (the
+    judge's sampling temperature), for the policy, the old policy and the reference alike, as TRL does.
+
+    The old policy: online, the batch carries `old_token_logps`, recorded right after the group was
+    sampled from the current judge. Offline (rollouts from a file), the behaviour policy's log-probs
+    are not recorded (other models may have written the rollouts, and forced selections were never
+    sampled), so the old policy is the current one, detached: a ratio of 1, and the loss is the
+    group-baselined policy gradient (TRL's single-iteration case), never a ratio to the reference."""
 
     name = "grpo"
 
     def per_sample(self, model, batch: dict) -> torch.Tensor:
-        logps, mask = token_logps(model, batch["seq"])
-        old = batch["old_token_logps"] if "old_token_logps" in batch else batch["ref_token_logps"]
+        logps, mask = token_logps(model, batch["seq"], temperature=self.temperature)
+        old = batch["old_token_logps"] if "old_token_logps" in batch else logps.detach()
         ref = batch.get("ref_token_logps", old)  # only read when grpo_kl > 0
         return grpo_losses(logps, old, ref, mask, batch["advantages"], self.grpo_clip, self.grpo_kl)
 
@@ -162,6 +169,9 @@ class GRPO(Objective):
         return losses - batch["group_reward"] if "group_reward" in batch else losses
 
 
-def make_objective(name: str, beta: float = 0.1, grpo_clip: float = 0.2, grpo_kl: float = 0.0) -> Objective:
+def make_objective(name: str, beta: float = 0.1, grpo_clip: float = 0.2, grpo_kl: float = 0.0,
+                   temperature: float = 1.0) -> Objective:
+    """`temperature`: the rollouts' sampling temperature (GRPO only; the preference losses score the
+    model's own distribution)."""
     cls = {"dpo": DPO, "kto": KTO, "orpo": ORPO, "grpo": GRPO}[name]
-    return cls(beta=beta, grpo_clip=grpo_clip, grpo_kl=grpo_kl)
+    return cls(beta=beta, grpo_clip=grpo_clip, grpo_kl=grpo_kl, temperature=temperature if name == "grpo" else 1.0)

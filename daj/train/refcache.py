@@ -3,7 +3,7 @@
 The DPO/KTO/GRPO reference is the frozen base model, so a sequence's per-token reference log-probs
 are the same in every run that trains that base model on the same tokens (e.g. the three runs of the
 smol experiment, which differ only in the reweighting). Keyed by a SHA-256 of (base-model content
-fingerprint, precision, token ids, response start, format version); values are float32 arrays in one
+fingerprint, precision, logits temperature, token ids, response start, format version); values are float32 arrays in one
 SQLite file under train.ref_cache_dir. Values computed with a store are computed one sequence at a time,
 so they do not depend on which other sequences shared a padded batch (or on what the store held).
 """
@@ -19,7 +19,7 @@ from daj.hashing import sha256_hex
 from daj.store import Store
 from daj.train.logprobs import TokenizedSeq
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: keyed by the logits temperature too
 
 
 class ReferenceStore:
@@ -30,19 +30,20 @@ class ReferenceStore:
         self.model_key = model_key
         self.hits = self.misses = 0
 
-    def key(self, seq: TokenizedSeq) -> str:
-        return sha256_hex(f"{STORE_VERSION}\0{self.model_key}\0{seq.start}\0" + ",".join(map(str, seq.ids)))
+    def key(self, seq: TokenizedSeq, temperature: float = 1.0) -> str:
+        return sha256_hex(f"{STORE_VERSION}\0{self.model_key}\0{temperature!r}\0{seq.start}\0"
+                          + ",".join(map(str, seq.ids)))
 
-    def get(self, seq: TokenizedSeq) -> torch.Tensor | None:
-        blob = self._store.get_bytes(self.key(seq))
+    def get(self, seq: TokenizedSeq, temperature: float = 1.0) -> torch.Tensor | None:
+        blob = self._store.get_bytes(self.key(seq, temperature))
         if blob is None or len(blob) != 4 * seq.n_response:  # a torn or foreign value is recomputed
             self.misses += 1
             return None
         self.hits += 1
         return torch.from_numpy(np.frombuffer(blob, dtype=np.float32).copy())
 
-    def put(self, seq: TokenizedSeq, values: torch.Tensor) -> None:
-        self._store.put_bytes(self.key(seq), values.detach().to(torch.float32).cpu().numpy().tobytes())
+    def put(self, seq: TokenizedSeq, values: torch.Tensor, temperature: float = 1.0) -> None:
+        self._store.put_bytes(self.key(seq, temperature), values.detach().to(torch.float32).cpu().numpy().tobytes())
 
     def __len__(self) -> int:
         return len(self._store)

@@ -4,7 +4,7 @@ Appendix B of the paper: GRPO is "an online reinforcement learning method with v
 Each lower (and upper) step draws a fresh group of `group` responses per prompt from the judge as it
 is now, BEFORE Betty's training_step: the batch carries the responses, their rewards, the
 group-normalised advantages and the log-probs of the sampling policy (`old_token_logps`, computed
-right after sampling with the same weights), so the step itself stays deterministic and free of side
+right after sampling with the same weights, at the sampling temperature), so the step itself stays deterministic and free of side
 effects, as Betty's darts re-runs need.
 
 This package does not know what a judge or a reward is (daj.train never imports daj.judge): the
@@ -76,10 +76,11 @@ class RolloutStream(BatchStream):
     `log` gets one entry per draw: {"draw", "responses", "mean_reward"}."""
 
     def __init__(self, data: PromptData, sampler: Sampler, model, batch_size: int, group: int, seed: int,
-                 start: int = 0, device="cpu", grad_accum: int = 1, with_reference: bool = False):
+                 start: int = 0, device="cpu", grad_accum: int = 1, with_reference: bool = False,
+                 temperature: float = 1.0):
         super().__init__(data, batch_size, seed, start=start, device=device)
         self.sampler, self.model, self.group, self.grad_accum = sampler, model, group, grad_accum
-        self.with_reference = with_reference
+        self.with_reference, self.temperature = with_reference, temperature
         self.version_fn: Callable[[], int] | None = None  # default: optimizer steps before draw k = k // grad_accum
         self.log: list[dict] = []
 
@@ -119,12 +120,12 @@ class RolloutStream(BatchStream):
                  "rewards": torch.tensor(rewards, dtype=torch.float32),
                  "group_reward": torch.tensor(group_mean, dtype=torch.float32),
                  "texts": [m.text for g in groups for m in g]}
-        with torch.no_grad():
-            batch["old_token_logps"], _ = token_logps(self.model, seq)
+        with torch.no_grad():  # at the sampling temperature, as the loss scores the policy (daj.train.losses.GRPO)
+            batch["old_token_logps"], _ = token_logps(self.model, seq, temperature=self.temperature)
             if self.with_reference:
                 ctx = self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else _null()
                 with ctx:
-                    batch["ref_token_logps"], _ = token_logps(self.model, seq)
+                    batch["ref_token_logps"], _ = token_logps(self.model, seq, temperature=self.temperature)
         return to_device(batch, self.device)
 
 

@@ -191,3 +191,26 @@ def test_online_grpo_batch_carries_everything_the_step_needs(tiny):
             singles.append(GRPO().per_sample(moved, one))
     assert torch.allclose(loss, torch.cat(singles), atol=1e-5)
     assert (loss - GRPO().per_sample(model, together).detach()).abs().max() > 1e-4  # ratio != 1 mattered
+
+
+def test_online_grpo_scores_at_the_sampling_temperature(tiny):
+    """The sampling policy's log-probs are recorded at the judge's temperature, so the first pass of a
+    step has a ratio of exactly 1 (each loss is minus its advantage); at temperature 1 it would not."""
+    from daj.train.rollouts import PromptData, Rollout, RolloutStream
+
+    model, tok = tiny
+    _, scored = make_rows("lower", ["a", "b"], 2, set(), 0)
+    data = PromptData(tok, 256, scored, ["a", "b"])
+
+    def sampler(rows, n, seed, version):
+        return [[Rollout(f"checked {'loop ' * (k + 1)}verdict", float(k % 2), "wrong") for k in range(n)]
+                for _ in rows]
+
+    stream = RolloutStream(data, sampler, model, batch_size=2, group=4, seed=0, temperature=0.7)
+    batch = stream.make_batch([0, 1], seed=1)
+    with torch.no_grad():
+        expected, _ = token_logps(model, batch["seq"], temperature=0.7)
+        assert torch.equal(batch["old_token_logps"], expected)
+        loss = GRPO(temperature=0.7).per_sample(model, batch)
+        assert torch.allclose(loss, -batch["advantages"], atol=1e-6)
+        assert (GRPO(temperature=1.0).per_sample(model, batch) + batch["advantages"]).abs().max() > 1e-3

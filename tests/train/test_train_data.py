@@ -11,7 +11,6 @@ from daj.errors import DajError
 from daj.train.data import BatchStream, PreferenceData, read_scored
 from daj.train.logprobs import collate, tokenize_sequence
 from daj.train.synthetic import corpus, make_rows
-from daj.train.weights import DomainWeights, InstanceNet, InstanceTable, NoWeights
 
 
 @pytest.fixture(scope="module")
@@ -73,27 +72,3 @@ def test_bad_scored_row(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in scored) + "\n")
     with pytest.raises(DajError, match=r"s.jsonl:2.*label"):
         read_scored(path)
-
-
-def test_weight_models_start_at_one_and_stay_positive():
-    index, domain = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 0])
-    losses = torch.tensor([0.1, 2.0, -0.5, 30.0])
-    assert torch.equal(NoWeights()(index, domain, losses), torch.ones(4))
-    dw = DomainWeights(["a", "b", "c"])
-    assert torch.allclose(dw(index, domain, losses), torch.ones(4))
-    with torch.no_grad():
-        dw.logits.copy_(torch.tensor([3.0, -2.0, 0.5]))
-    assert float(dw.table().detach().mean()) == pytest.approx(1.0)
-    table = InstanceTable(4)
-    assert torch.allclose(table(index, domain, losses), torch.ones(4))
-    with torch.no_grad():
-        table.raw.fill_(-20.0)  # a weight driven near zero still has a gradient (no hard clamp)
-    table(index, domain, losses).sum().backward()
-    assert (table.raw.grad > 0).all() and (table.table() > 0).all()
-    net = InstanceNet(seed=0)
-    assert torch.allclose(net(index, domain, losses), torch.ones(4))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_()
-    w = net(index, domain, losses)
-    assert (w > 0).all() and torch.isfinite(w).all()

@@ -3,10 +3,11 @@ one-step unrolled gradient computed with torch.func on a small differentiable pr
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from daj.train.bilevel import TrainConfig, build_engine
-from daj.train.weights import DomainWeights, InstanceTable
+from daj.train.weights import make_weight_model
 
 torch.set_num_threads(1)
 LR = 0.05
@@ -84,31 +85,42 @@ def _cos(a, b):
     return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
 
 
-def test_domain_hypergradient_matches_unrolled():
+@pytest.mark.parametrize("param", ["paper", "softmax"])
+def test_domain_hypergradient_matches_unrolled(param):
     """Non-uniform domain weights: the lower step must use them (checked against a weighted SGD step)."""
     x, y, domain, xv, yv, theta0 = _problem()
-    model = DomainWeights(["a", "b", "c"])
-    logits0 = torch.tensor([0.6, -0.4, 0.2])
+    model = make_weight_model("domain", ["a", "b", "c"], len(x), param=param)
+    if param == "paper":  # the weights are the parameters
+        params0 = torch.tensor([0.6, 0.15, 0.4])
+        weights_of = lambda alpha: alpha[domain]  # noqa: E731
+    else:
+        params0 = torch.tensor([0.6, -0.4, 0.2])
+        weights_of = lambda logits: 3 * torch.softmax(logits, 0)[domain]  # noqa: E731
+    (param_tensor,) = model.parameters()
     with torch.no_grad():
-        model.logits.copy_(logits0)
-    assert model.table().std() > 0.3
+        param_tensor.copy_(params0)
+    assert model.table().std() > 0.15 * model.table().mean()
     betty_grad = _betty_hypergrad(model, x, y, domain, xv, yv, theta0)
-    exact = _exact(lambda logits: 3 * torch.softmax(logits, 0)[domain], logits0, x, y, xv, yv, theta0)
+    exact = _exact(weights_of, params0, x, y, xv, yv, theta0)
     big = exact.abs() > 0.1 * exact.abs().max()  # darts is a first-order estimate: tiny components may differ
     assert torch.equal(torch.sign(betty_grad[big]), torch.sign(exact[big])), (betty_grad, exact)
     assert _cos(betty_grad, exact) >= 0.9, (betty_grad, exact)
     assert exact[2] > 0  # raising the corrupted domain's weight hurts the meta loss
-    assert model.logits.detach()[2] < logits0[2]  # and the upper Adam step lowered it
+    assert param_tensor.detach()[2] < params0[2]  # and the upper Adam step lowered it
 
 
-def test_instance_table_hypergradient_matches_unrolled():
+@pytest.mark.parametrize("param", ["paper", "softmax"])
+def test_instance_table_hypergradient_matches_unrolled(param):
     x, y, domain, xv, yv, theta0 = _problem(seed=3)
-    model = InstanceTable(len(x))
-    with torch.no_grad():  # non-uniform weights (0.3 .. 2.3) so the lower step must apply them
-        model.raw.copy_(torch.log(torch.expm1(torch.linspace(0.3, 2.3, len(x)))))
-    raw0 = model.raw.detach().clone()
+    model = make_weight_model("instance_table", ["a", "b", "c"], len(x), param=param)
+    target = torch.linspace(0.3, 2.3, len(x))  # non-uniform weights so the lower step must apply them
+    params0 = target if param == "paper" else torch.log(torch.expm1(target))
+    (param_tensor,) = model.parameters()
+    with torch.no_grad():
+        param_tensor.copy_(params0)
     betty_grad = _betty_hypergrad(model, x, y, domain, xv, yv, theta0)
-    exact = _exact(lambda raw: torch.nn.functional.softplus(raw), raw0, x, y, xv, yv, theta0)
+    weights_of = (lambda a: a) if param == "paper" else torch.nn.functional.softplus
+    exact = _exact(weights_of, params0, x, y, xv, yv, theta0)
     assert _cos(betty_grad, exact) >= 0.9
     big = exact.abs() > 0.1 * exact.abs().max()
     assert torch.equal(torch.sign(betty_grad[big]), torch.sign(exact[big]))

@@ -125,16 +125,17 @@ def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def _token_logps(model, tok, prompt: str, response: str) -> list[float]:
+def _token_logps(model, tok, prompt: str, response: str, temperature: float = 1.0) -> list[float]:
     """Log-probs of the response tokens (and eos), from one plain forward and a float64 log-softmax over
-    the whole vocabulary: independent of daj.train.logprobs (no chunking, no padding, no masks)."""
+    the whole vocabulary (logits / temperature): independent of daj.train.logprobs (no chunking, no
+    padding, no masks)."""
     text = prompt + response + tok.eos_token
     ids = tok(text, add_special_tokens=False)["input_ids"]
     prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     start = next((k for k, (a, b) in enumerate(zip(prompt_ids, ids, strict=False)) if a != b), len(prompt_ids))
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].double()
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(logits / temperature, dim=-1)
     return [float(logp[t - 1, ids[t]]) for t in range(max(start, 1), len(ids))]
 
 
@@ -223,16 +224,18 @@ def test_log1mexp_is_stable():
 
 def test_grpo_matches_an_independent_computation(fresh):
     """Per response: GRPO's clipped surrogate with group-normalised advantages and the k3 KL, computed
-    from raw logits in float64 loops, against GRPO.per_sample on a padded batch (old policy != policy
-    != reference, so clipping on both sides and the KL term all matter)."""
+    from raw logits in float64 loops at the sampling temperature (logits / 0.7, as TRL), against
+    GRPO.per_sample on a padded batch (old policy != policy != reference, so clipping on both sides and
+    the KL term all matter)."""
     import copy
     import math
 
     from daj.train.losses import GRPO
 
     root, tok, ref, policy = fresh
+    temp = 0.7
     rows = read_scored(root / "pairs" / "lower_scored.jsonl")
-    data = PreferenceData("grpo", tok, 1024, rows, ["alpha", "beta", "gamma"], grpo_group=4)
+    data = PreferenceData("grpo", tok, 1024, rows, ["alpha", "beta", "gamma"], grpo_group=4, temperature=temp)
     data.compute_reference(ref)
     old = copy.deepcopy(policy)
     gen = torch.Generator().manual_seed(2)
@@ -244,29 +247,62 @@ def test_grpo_matches_an_independent_computation(fresh):
     from daj.train.logprobs import token_logps
 
     with torch.no_grad():
-        batch["old_token_logps"], _ = token_logps(old, batch["seq"])
+        batch["old_token_logps"], _ = token_logps(old, batch["seq"], temperature=temp)
     eps, kl = 0.2, 0.05
-    ours = GRPO(grpo_clip=eps, grpo_kl=kl).per_sample(policy, batch).detach()
+    ours = GRPO(grpo_clip=eps, grpo_kl=kl, temperature=temp).per_sample(policy, batch).detach()
     members = [r for u in units for r in rows if r["group"] == rows[4 * u]["group"]]
     assert len(members) == 8 and ours.shape == (8,)
     clipped = 0
+    at_one = []
     for k, r in enumerate(members):
         group = [m for m in members if m["group"] == r["group"]]
         rewards = [m["reward"] for m in group]
         mean = sum(rewards) / len(rewards)
         std = math.sqrt(sum((x - mean) ** 2 for x in rewards) / (len(rewards) - 1))
         adv = (r["reward"] - mean) / (std + 1e-4)
-        pol = _token_logps(policy, tok, r["prompt"], r["response"])
-        olds = _token_logps(old, tok, r["prompt"], r["response"])
-        refs = _token_logps(ref, tok, r["prompt"], r["response"])
-        terms = []
-        for lp, lo, lr in zip(pol, olds, refs, strict=True):
-            rho = math.exp(lp - lo)
-            clipped += not (1 - eps <= rho <= 1 + eps)
-            surrogate = min(rho * adv, min(max(rho, 1 - eps), 1 + eps) * adv)
-            terms.append(-surrogate + kl * (math.exp(lr - lp) - (lr - lp) - 1))
-        assert float(ours[k]) == pytest.approx(sum(terms) / len(terms), abs=1e-5), k
+
+
+        terms = {}
+        for t in (temp, 1.0):
+            pol, olds, refs = (_token_logps(m, tok, r["prompt"], r["response"], t) for m in (policy, old, ref))
+            terms[t] = []
+            for lp, lo, lr in zip(pol, olds, refs, strict=True):
+                rho = math.exp(lp - lo)
+                clipped += t == temp and not (1 - eps <= rho <= 1 + eps)
+                surrogate = min(rho * adv, min(max(rho, 1 - eps), 1 + eps) * adv)
+                terms[t].append(-surrogate + kl * (math.exp(lr - lp) - (lr - lp) - 1))
+        assert float(ours[k]) == pytest.approx(sum(terms[temp]) / len(terms[temp]), abs=1e-5), k
+        at_one.append(sum(terms[1.0]) / len(terms[1.0]))
     assert clipped > 0  # some tokens' ratios left the trust region
+    assert max(abs(float(a) - b) for a, b in zip(ours, at_one, strict=True)) > 1e-3  # temperature 1 differs
+
+
+def test_offline_grpo_takes_a_ratio_of_one_not_the_reference(fresh):
+    """Offline rollouts carry no behaviour log-probs: the old policy is the current one (ratio 1), so
+    each loss is minus its advantage and the gradient is -A grad(token-mean log pi_T); the reference
+    (which differs from the policy here) enters only the KL term."""
+    from daj.train.logprobs import token_logps
+    from daj.train.losses import GRPO
+
+    root, tok, ref, policy = fresh
+    temp = 0.7
+    rows = read_scored(root / "pairs" / "lower_scored.jsonl")
+    data = PreferenceData("grpo", tok, 1024, rows, ["alpha", "beta", "gamma"], grpo_group=4, temperature=temp)
+    data.compute_reference(ref)
+    batch = data.batch([0, 1])
+    assert "old_token_logps" not in batch and batch["advantages"].abs().sum() > 0
+    with torch.no_grad():
+        pol, mask = token_logps(policy, batch["seq"], temperature=temp)
+    gap = ((pol - batch["ref_token_logps"]).abs() * mask).max()
+    assert gap > 0.05  # the reference is not the policy: a ratio to it would not be 1
+    head = policy.get_output_embeddings().weight
+    loss = GRPO(temperature=temp).per_sample(policy, batch)
+    assert torch.allclose(loss.detach(), -batch["advantages"], atol=1e-6)
+    (grad,) = torch.autograd.grad(loss.sum(), head)
+    logps, mask = token_logps(policy, batch["seq"], temperature=temp)
+    pg = -(batch["advantages"] * (logps * mask).sum(1) / mask.sum(1)).sum()
+    (expected,) = torch.autograd.grad(pg, head)
+    assert torch.allclose(grad, expected, atol=1e-6) and expected.abs().sum() > 0
 
 
 def test_grpo_advantages_and_surrogate():
