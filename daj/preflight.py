@@ -1,24 +1,83 @@
-"""Checks before any work: what a stage needs from outside the machine or from a plugin is there.
+"""Checks before any work: what a stage needs from outside the machine is there, in seconds.
 
-Today: the engine options of every generative policy are valid for its backend (a typo in a policy's
-`base_url` or `batch_size` stops the first stage, not `sample` an hour later).
+For every engine a stage will build (the judge, the trajectory models, the generative policies):
+its options are valid for its backend, the vLLM package is installed for `vllm`, the server behind an
+`openai` base_url answers, a CUDA device exists when one is asked for, and a model that is a hub id
+is in the local cache or the hub is within reach. Each failure is one DajError naming the params key
+and what to do. (The hub for `data.source: hf` is checked by the fetch stage's loader.)
 """
 
 from __future__ import annotations
 
+import importlib.util
+import urllib.error
+import urllib.request
+from typing import Any
+
 from daj.config import ParamsConfig
+from daj.engines.registry import engine_options
 from daj.errors import DajError
+from daj.models.loading import check_model_ref
+
+SERVER_TIMEOUT_S = 3.0
 
 
-def check_engine_options(config: ParamsConfig, where: str) -> None:
-    """Every generative policy's engine options against its backend's constructor."""
-    generative = [(i, p) for i, p in enumerate(config.policies) if p.backend not in ("file", "mutants")]
-    if not generative:
+def server_unreachable(base_url: str, timeout: float = SERVER_TIMEOUT_S) -> str | None:
+    """Why an OpenAI-compatible server does not answer GET <base_url>/models, or None when it answers
+    (any HTTP status counts: an auth error still proves the server is there)."""
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return str(getattr(e, "reason", e))
+
+
+def check_engine(spec: dict[str, Any], *, where: str, under: str, options_under: str | None = None) -> None:
+    """One engine spec {backend, model, adapter, ...options}; errors name `under`.<key> in `where`
+    (an engine option `options_under`.<option> when the options are a mapping of their own)."""
+    opts = set(spec) - {"backend", "model", "adapter", "base_url", "api_key_env"} if options_under else set()
+
+    def key(name: str) -> str:
+        return f"{options_under if name in opts else under}.{name}"
+
+    try:
+        engine_options(spec)
+    except DajError as e:
+        raise DajError(e.message, path=where, field=key(e.field or "backend")) from None
+    backend = spec["backend"]
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise DajError("the vllm backend needs vLLM, which is not installed here: pip install -e '.[vllm]' on a "
+                       "GPU machine, or use backend hf / openai", path=where, field=key("backend"))
+    if backend == "openai":
+        url = spec.get("base_url") or "http://127.0.0.1:8000/v1"
+        why = server_unreachable(url)
+        if why is not None:
+            raise DajError(f"no OpenAI-compatible server answers at {url} ({why}): start it (vllm serve ..., "
+                           "docs/engines.md) or fix base_url", path=where, field=key("base_url"))
         return
-    from daj.engines.registry import engine_options
+    if str(spec.get("device") or "").startswith("cuda"):
+        import torch
 
-    for i, policy in generative:
-        try:
-            engine_options(policy.engine_spec())
-        except DajError as e:
-            raise e.at(path=where, under=f"policies[{i}]") from None
+        if not torch.cuda.is_available():
+            raise DajError(f"device {spec['device']!r} asked for, but torch sees no CUDA device here",
+                           path=where, field=key("device"))
+    check_model_ref(spec["model"], field=key("model"), path=where)
+
+
+def check_policies(config: ParamsConfig, where: str, names: list[str] | None = None) -> None:
+    """The generative policies (all, or those in `names`)."""
+    for i, policy in enumerate(config.policies):
+        if policy.backend in ("hf", "vllm", "openai") and (names is None or policy.name in names):
+            check_engine(policy.engine_spec(), where=where, under=f"policies[{i}]")
+
+
+def check_judge(config: ParamsConfig, where: str, adapter: str | None = None, trajectories: bool = False) -> None:
+    """The judge engine (with `adapter`), and with `trajectories` the trajectory models of `pairs`."""
+    check_engine(config.judge.engine_spec(adapter), where=where, under="judge", options_under="judge.engine_options")
+    if trajectories:
+        for level in ("lower", "upper"):
+            for i, item in enumerate(config.pairs.trajectories(level) or []):
+                if not isinstance(item, str):
+                    check_engine(item.engine_spec(), where=where, under=f"pairs.{level}_trajectories[{i}]")

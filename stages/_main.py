@@ -11,14 +11,9 @@ from pathlib import Path
 
 from daj.config import ParamsConfig
 from daj.errors import DajError
-from daj.params import load_config, params_path
-from daj.preflight import check_engine_options
+from daj.params import load_config
 
 TRAINED_ADAPTER = "models/judge"  # written by the train stage; bon and pairwise load it when present
-
-
-# stages that load the judge model: a missing checkpoint fails before any work
-JUDGE_MODEL_STAGES = ("pairs", "train", "bon", "pairwise")
 
 
 def set_cpu_threads(n: int) -> None:
@@ -40,12 +35,7 @@ def run_stage(name: str, body: Callable[[ParamsConfig], None]) -> None:
     start = time.perf_counter()
     try:
         config = load_config()
-        check_engine_options(config, str(params_path()))
         set_cpu_threads(config.cpu_threads)
-        if name in JUDGE_MODEL_STAGES:
-            from daj.models.loading import check_model_ref
-
-            check_model_ref(config.judge.model, field="judge.model", path=str(params_path()))
         body(config)
     except DajError as e:
         print(f"error in stage '{name}': {e}", file=sys.stderr)

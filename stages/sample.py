@@ -21,6 +21,7 @@ from daj.errors import DajError
 from daj.io import read_jsonl, write_json
 from daj.params import params_path
 from daj.policies.sampler import sample_policy
+from daj.preflight import check_policies
 from daj.runlog import record
 
 PROBLEMS = "data/problems.jsonl"
@@ -34,6 +35,7 @@ def main(config: ParamsConfig, only: str | None = None) -> None:
         policies = [p for p in policies if p.name == only]
         if not policies:
             raise DajError(f"no policy named {only!r}", path=str(params_path()), field="policies")
+    check_policies(config, str(params_path()), [p.name for p in policies])  # engines, servers, hub: now
     problems = [p for p in read_jsonl(PROBLEMS, required=PROBLEM_FIELDS)
                 if p["platform"].lower() not in config.split.excluded]
     if not problems:

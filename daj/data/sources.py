@@ -15,6 +15,7 @@ from daj.data import bcb, humaneval, lcb
 from daj.data.measures import natural_key
 from daj.data.schema import BENCHMARKS, DIFFICULTIES, PROBLEM_FIELDS, TEST_TYPES
 from daj.errors import DajError
+from daj.hub import require_hub
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def load_problems(benchmark: str, data: DataConfig, where: str = "params.yaml") 
                            "use hf or a snapshot directory", **at)
         problems = humaneval.load_humaneval_package()
     elif source == "hf":
+        require_hub(f"data.source hf ({benchmark})", path=where, field="data.source",
+                    instead="set data.source to a local snapshot directory (docs/data.md)")
         if benchmark == "humaneval":
             problems = humaneval.load_humaneval_hub()
         elif benchmark == "lcb":

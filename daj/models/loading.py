@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daj.errors import DajError
+from daj.hub import require_hub
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,9 @@ def looks_local(ref: str) -> bool:
     return "/" in ref and Path(first).is_dir()
 
 
-def hub_offline() -> bool:
-    """The hub is switched off by the environment (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
-    import os
-
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def check_model_ref(ref: str, field: str = "model", path: str | None = None) -> ModelRef:
     """Resolve `ref` and fail at once (no hub retries) when it names a local checkpoint that is not
-    there, or a hub id while the hub is off and the model is not in the local cache."""
+    there, or a hub id that is not in the local cache while the hub is out of reach."""
     mref = resolve_model_ref(ref)
     if mref.gguf_file:
         return mref
@@ -55,17 +48,20 @@ def check_model_ref(ref: str, field: str = "model", path: str | None = None) -> 
         if not (Path(ref) / "config.json").is_file():
             hint = " (rebuild it with `dvc repro tiny`)" if Path(ref) == Path("models/tiny") else ""
             raise DajError(f"no model checkpoint at {ref!r}{hint}", path=path, field=field)
-    elif hub_offline():
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(ref, "config.json")
-        except Exception:  # noqa: BLE001 - a malformed id is not in the cache either
-            cached = None
-        if not isinstance(cached, str):
-            raise DajError(f"hub model {ref!r} is not in the local cache and the hub is offline",
-                           path=path, field=field)
+    elif not in_hub_cache(ref):
+        require_hub(f"model {ref!r} (not in the local cache)", path=path, field=field,
+                    instead="point it to a local checkpoint or a gguf: reference")
     return mref
+
+
+def in_hub_cache(ref: str) -> bool:
+    """The hub model `ref` has its config in the local hub cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(ref, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a malformed id is not in the cache either
+        return False
 
 
 def resolve_model_ref(ref: str) -> ModelRef:
