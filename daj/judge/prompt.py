@@ -1,11 +1,18 @@
-"""The judge prompt: a five-step review protocol over two or more candidate programs.
+"""The judge prompt: the paper's five-step review protocol (Listing 1) over two or more candidates.
 
-The chat has a system message and one user message holding the problem (title, platform,
-difficulty, statement, starter code, public tests), the numbered candidates, the five review steps,
-a warning that hidden tests exist, and the required answer format `<selection>INDEX</selection>`.
+One user message and no system message (the paper has none). It holds, in our own words, every
+element of the paper's Listing 1:
 
-Truncation (judge.max_prompt_chars): the variable fields (statement, starter code, public tests and
-each candidate's code) share a budget of `max_chars` characters; the fixed template text is not
+- the sections: the problem (title, platform, difficulty, statement), the starter code (always
+  shown; "none" when the problem has none), the example tests, and the candidates `## Candidate 1`
+  .. `## Candidate K`, each in a Python code block;
+- the warning that hidden tests exist and catch edge cases the examples miss, the call to be
+  skeptical and rigorous, and the goal: the solution most likely to pass all tests;
+- the five steps, each with every check the paper lists (see STEPS);
+- the required ending `<selection>INDEX</selection>`, INDEX from 1 to K.
+
+Truncation (judge.max_prompt_chars): the variable fields (statement, starter code, example tests
+and each candidate's code) share a budget of `max_chars` characters; the fixed template text is not
 counted. Fields that fit in an equal share stay whole, and the budget they leave is shared among the
 longer ones ("water-filling"), so every candidate gets the same room. A field cut to `limit`
 characters keeps its first and last parts around a marker line that says how many characters were
@@ -16,21 +23,26 @@ from __future__ import annotations
 
 from daj.engines.base import Chat
 
-SYSTEM = ("You are a careful reviewer of competitive-programming solutions. You read code closely, "
-          "reason about it step by step, and commit to one answer.")
-
-STEPS = """Review each candidate with these five steps, in this order:
-1. Syntax and completeness: does the program parse, define everything it uses, and read its input or \
-implement the required function the way the problem asks?
-2. Algorithm correctness, line by line: is the idea right? Look for off-by-one errors, wrong operators \
-or comparisons, and wrong loop bounds.
-3. Edge cases, by category: size (the smallest and largest inputs), values (zero, negatives, \
-duplicates, extremes), structure (empty, single element, already sorted, all equal), and cases \
-particular to this problem.
-4. Input and output format: is the input parsed exactly as given, and is the answer printed or \
-returned exactly as required?
-5. Runtime safety and complexity: can it raise, recurse too deeply or overflow memory, and does its \
-time complexity fit the constraints?"""
+# The five steps of the paper's protocol with every check it lists (tests/judge/test_prompt.py names them).
+STEPS = """Work through these five steps for every candidate:
+1. Syntax and completeness: does the code parse? Is every variable and function defined before it \
+is used, every needed module imported, every function signature complete, and does every path that \
+must return a value have its return statement?
+2. Algorithm correctness, line by line: does the approach fit the type of problem? Check each \
+operator, loop bound and conditional: off-by-one errors, integer overflow (where the language or a \
+library has fixed-width numbers), `<` where `<=` is needed and the reverse, loops that may never \
+end. Does it do exactly what the statement requires, no more and no less?
+3. Edge cases, by category. Size: empty input, a single element, the largest allowed input. \
+Values: zero, negative numbers, the minimum and maximum values, duplicates. Structure: sorted or \
+reverse-sorted input, all elements equal, special patterns. Problem-specific: for graphs, \
+disconnected parts, cycles and self-loops; for strings, the empty string, one character, special \
+characters; for trees, a single node and a degenerate (line-shaped) tree; for intervals, overlapping, \
+nested and touching intervals.
+4. Input and output format: is the input parsed exactly as specified? Is the output printed or \
+returned in the exact format, with the right spacing and newlines, floats at the required precision, \
+and items in the required order?
+5. Runtime safety and complexity: can it divide by zero, index out of range, loop forever or \
+overflow the stack through deep recursion? Do its time and space complexity fit the constraints?"""
 
 MARKER = "\n... [{n} characters omitted] ...\n"
 
@@ -63,10 +75,9 @@ def share_budget(lengths: list[int], budget: int) -> list[int]:
     return limits
 
 
-def _format_tests(tests: dict) -> str:
+def format_tests(tests: dict) -> str:
+    """The public tests of a problem as example tests, formatted by test type ("" when there are none)."""
     public = tests.get("public") or []
-    if not public:
-        return "(no public tests are given)"
     kind = tests.get("type")
     parts = []
     for k, case in enumerate(public, 1):
@@ -81,42 +92,50 @@ def _format_tests(tests: dict) -> str:
     return "\n\n".join(parts)
 
 
+def problem_fields(problem: dict) -> tuple[str, str, str]:
+    """(statement, starter code, example tests) of a problem, untruncated."""
+    statement = problem.get("statement") or problem.get("prompt") or ""
+    return statement, problem.get("starter_code") or "", format_tests(problem.get("tests") or {})
+
+
 def build_messages(problem: dict, codes: list[str], max_chars: int) -> Chat:
     """The judge chat for `problem` and the candidate programs `codes` (shown as 1..len(codes))."""
     if len(codes) < 2:
         raise ValueError("the judge compares two or more candidates")
-    statement = problem.get("statement") or problem.get("prompt") or ""
-    starter = problem.get("starter_code") or ""
-    tests = _format_tests(problem.get("tests") or {})
-    fields = [statement, starter, tests, *codes]
+    fields = [*problem_fields(problem), *codes]
     limits = share_budget([len(f) for f in fields], max_chars)
     statement, starter, tests, *codes = [truncate_middle(f, lim) for f, lim in zip(fields, limits, strict=True)]
     k = len(codes)
 
-    lines = [f"Below are a programming problem and {k} candidate Python solutions. Decide which candidate "
-             "is most likely to be fully correct.",
+    lines = [f"You will review {k} candidate Python solutions to the programming problem below and select "
+             "the one most likely to pass all tests. Be skeptical and rigorous: assume a candidate is "
+             "wrong until your review shows it is right.",
              "",
              "## Problem",
              f"Title: {problem.get('title') or '(untitled)'}",
              f"Platform: {problem.get('platform') or 'unknown'}",
              f"Difficulty: {problem.get('difficulty') or 'unknown'}",
              "",
-             "### Statement",
              statement,
+             "",
+             "## Starter code",
+             f"```python\n{starter}\n```" if starter else "(none: the problem gives no starter code)",
+             "",
+             "## Example tests",
+             tests or "(none: the problem gives no example tests)",
+             "",
+             "Hidden tests also decide correctness. They are not shown, and they are written to catch the "
+             "edge cases and large inputs that the examples miss: passing the examples is not enough.",
+             "",
+             "## Candidates",
              ""]
-    if starter:
-        lines += ["### Starter code", f"```python\n{starter}\n```", ""]
-    lines += ["### Public tests", tests, "",
-              "Warning: the public tests are only examples. Hidden tests also decide correctness; they "
-              "cover edge cases and the largest inputs, so passing the examples is not enough.", ""]
     for i, code in enumerate(codes, 1):
         lines += [f"## Candidate {i}", f"```python\n{code}\n```", ""]
-    lines += ["## Your task", STEPS, "",
-              "After the review, compare the candidates and pick the one most likely to pass every test, "
-              f"hidden ones included. Finish your answer with the number of that candidate (1 to {k}) in "
-              "exactly this form:",
+    lines += ["## Review", STEPS, "",
+              "Then compare the candidates and select the solution most likely to pass all tests, hidden "
+              f"ones included. End your answer with its number (1 to {k}) in exactly this form:",
               "<selection>INDEX</selection>"]
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+    return [{"role": "user", "content": "\n".join(lines)}]
 
 
 def render_prompt(tokenizer, messages: Chat) -> str:
