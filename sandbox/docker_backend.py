@@ -1,19 +1,21 @@
 """Docker backend: the same harness server as the local backend, one container per worker.
 
 The image (`execute.docker_image`, built offline by `make image` / `make image-test`, see docs/docker.md)
-holds only an interpreter and libraries; the working tree's `sandbox/` is bind-mounted read-only at
-/opt/daj-sandbox when a container starts, so the harness is always the checkout's own. Each container
-has no network (network_mode none), a read-only root, a tmpfs /tmp, a private 64 MB /dev/shm (its own
-IPC namespace), /dev not writable (root-owned, uid 65534 inside), no capabilities, no new privileges,
-and docker's limits: memory (+swap), pids and a CPU quota. The harness runs as pid 1 of the
-container's pid namespace (--own-pid-ns), so after every candidate it kills every process left and
-wipes /tmp (and /dev/shm): the same clean-state rules as in bwrap. Jobs and results are the harness
-protocol's JSON lines over the attached stdin/stdout (docker's multiplexed stream).
+holds only an interpreter and libraries; the working tree's `sandbox/inside` (alone) is bind-mounted
+read-only at /opt/daj-sandbox/inside when a container starts, so the harness is always the checkout's
+own. Each container has no network (network_mode none), a read-only root, a tmpfs /tmp, a private
+64 MB /dev/shm (its own IPC namespace), /dev not writable, no capabilities once the harness runs as
+uid 65534, no new privileges, and docker's limits: memory (+swap), pids and a CPU quota. The harness
+is pid 1 of the container's pid namespace (--own-pid-ns). Where this process may create cgroups (a
+local daemon, root, cgroup v1 freezer), each container also gets a freezer cgroup of its own for its
+candidates, mounted at /opt/daj-cgroup: the harness starts as root with only CAP_SETUID/SETGID, opens
+it, and becomes uid 65534 (the directory stays writable by root alone), then stops and empties it
+after every candidate, as in bwrap. Jobs and results are the harness protocol's JSON lines over the
+attached stdin/stdout (docker's multiplexed stream).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import select
@@ -23,12 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandbox.config import HARNESS_DIR, SandboxConfig
-from sandbox.local import SANDBOX_ENV, SANDBOX_HARNESS
-from sandbox.server import HarnessServer, SandboxStartError
+from daj.config import ExecuteConfig
+from sandbox.client import Client, SandboxStartError
+from sandbox.jobs import INSIDE_DIR, harness_digest
+from sandbox.local import SANDBOX_ENV, SANDBOX_HARNESS, Cgroup
 
 log = logging.getLogger(__name__)
-HARNESS_ARGS = ["python", "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
+HARNESS_ARGS = ["python", "-s", f"{SANDBOX_HARNESS}/main.py", "--tmp-root", "/tmp", "--own-pid-ns"]
+CGROUP_MOUNT = "/opt/daj-cgroup"
+SANDBOX_USER = "65534:65534"
 SHM_MB = 64
 API_TIMEOUT_S = 120.0
 LABEL = "daj.sandbox"
@@ -50,7 +55,7 @@ def docker_client(timeout: float = 5.0) -> Any | None:
         return None
 
 
-def docker_ready(config: SandboxConfig, client: Any | None = None) -> str | None:
+def docker_ready(config: ExecuteConfig, client: Any | None = None) -> str | None:
     """Why the docker backend cannot run with `config` (no daemon, no image), or None when it can."""
     client = client or docker_client()
     if client is None:
@@ -62,15 +67,7 @@ def docker_ready(config: SandboxConfig, client: Any | None = None) -> str | None
     return None
 
 
-def harness_digest(harness_dir: Path = HARNESS_DIR) -> str:
-    """sha256 of the harness files the container runs (they are mounted, not baked into the image)."""
-    h = hashlib.sha256()
-    for name in ("harness.py", "compare.py"):
-        h.update(name.encode() + b"\0" + (harness_dir / name).read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def backend_identity(config: SandboxConfig, client: Any | None = None) -> str:
+def docker_identity(config: ExecuteConfig, client: Any | None = None) -> str:
     """What a docker verdict depends on besides the job: the image's id and the harness' digest.
     Meant for the verdict cache key (see docs/docker.md, "Cache")."""
     client = client or docker_client()
@@ -83,14 +80,22 @@ def backend_identity(config: SandboxConfig, client: Any | None = None) -> str:
     return f"docker:{image_id}:{harness_digest()[:16]}"
 
 
-def container_options(config: SandboxConfig, harness_dir: Path = HARNESS_DIR) -> dict:
-    """Keyword arguments of client.containers.create for one sandbox container."""
+def container_options(config: ExecuteConfig, harness_dir: Path = INSIDE_DIR, freezer: Path | None = None) -> dict:
+    """Keyword arguments of client.containers.create for one sandbox container (`freezer`: the
+    host path of the candidates' cgroup, or None to rely on the pid namespace sweep)."""
     memory = f"{config.sandbox_memory_mb}m"
-    cpus = float(getattr(config, "sandbox_cpus", 1.0) or 1.0)
+    cpus = float(config.sandbox_cpus or 1.0)
+    # execute.seccomp false: the harness loads no filter of its own (as the local backend)
+    entrypoint = HARNESS_ARGS if config.seccomp else [*HARNESS_ARGS, "--no-seccomp"]
+    volumes = {str(harness_dir): {"bind": SANDBOX_HARNESS, "mode": "ro"}}
+    user, caps = SANDBOX_USER, []
+    if freezer is not None:
+        entrypoint = [*entrypoint, "--cgroup-dir", CGROUP_MOUNT, "--user", SANDBOX_USER]
+        volumes[str(freezer)] = {"bind": CGROUP_MOUNT, "mode": "rw"}
+        user, caps = "0:0", ["SETUID", "SETGID"]  # only to open the cgroup, then uid 65534 for good
     return {
         "image": config.docker_image,
-        # execute.seccomp false: the harness loads no filter of its own (as the local backend)
-        "entrypoint": HARNESS_ARGS if getattr(config, "seccomp", True) else [*HARNESS_ARGS, "--no-seccomp"],
+        "entrypoint": entrypoint,
         "command": [],
         "stdin_open": True,
         "tty": False,
@@ -107,9 +112,10 @@ def container_options(config: SandboxConfig, harness_dir: Path = HARNESS_DIR) ->
         "cpu_quota": max(1000, int(cpus * 100_000)),
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,exec,size={max(64, 2 * config.output_mb + 256)}m,mode=1777"},
-        "volumes": {str(harness_dir): {"bind": SANDBOX_HARNESS, "mode": "ro"}},
-        "user": "65534:65534",
+        "volumes": volumes,
+        "user": user,
         "cap_drop": ["ALL"],
+        "cap_add": caps,
         "security_opt": ["no-new-privileges"],
         "environment": dict(SANDBOX_ENV),
         "working_dir": "/tmp",
@@ -117,7 +123,7 @@ def container_options(config: SandboxConfig, harness_dir: Path = HARNESS_DIR) ->
     }
 
 
-def ensure_image(client: Any, config: SandboxConfig) -> None:
+def ensure_image(client: Any, config: ExecuteConfig) -> None:
     """Fail with the build command when the image is missing (a build takes minutes: never implicit)."""
     why = docker_ready(config, client)
     if why:
@@ -164,20 +170,42 @@ class FrameReader:
             else:
                 self.stdout += payload
 
-    def pop_line(self) -> bytes | None:
-        if b"\n" not in self.stdout:
-            return None
-        line, self.stdout = self.stdout.split(b"\n", 1)
-        return line
+    def take(self) -> bytes:
+        """The stdout bytes received so far (the protocol's), once."""
+        out, self.stdout = self.stdout, b""
+        return out
+
+
+def freezer_cgroup(name: str) -> Path | None:
+    """A cgroup v1 freezer cgroup of this host for one container's candidates, when we may make one
+    (a local daemon, root); None otherwise (the harness then sweeps its pid namespace)."""
+    base = Cgroup.ROOT / "freezer"
+    host = os.environ.get("DOCKER_HOST", "")
+    if not base.is_dir() or (host and not host.startswith("unix://")):
+        return None
+    path = base / "daj" / name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        Cgroup.remove_stale(path.parent)
+        os.chmod(path, 0o755)  # root alone may write; uid 65534 (the candidates) only reads
+    except OSError as e:
+        log.debug("no freezer cgroup for the container: %s", e)
+        return None
+    return path
+
+
+_counter = iter(range(1 << 30))
 
 
 class DockerChannel:
-    """One sandbox container, its attached socket, and line framing over it."""
+    """One sandbox container, its attached socket, and its freezer cgroup where there is one."""
 
-    def __init__(self, client: Any, config: SandboxConfig):
+    def __init__(self, client: Any, config: ExecuteConfig):
+        self.freezer = freezer_cgroup(f"ctr-{os.getpid()}-{next(_counter)}")
         try:
-            self.container = client.containers.create(**container_options(config))
+            self.container = client.containers.create(**container_options(config, freezer=self.freezer))
         except Exception as e:  # image gone, daemon gone or too slow: the backend cannot start
+            self._remove_cgroup()
             raise SandboxStartError(f"docker: cannot create a sandbox container: {e}") from e
         try:
             self.socket = self.container.attach_socket(
@@ -192,20 +220,18 @@ class DockerChannel:
     def send(self, data: bytes) -> None:
         self.raw.sendall(data)
 
-    def recv_line(self, timeout: float) -> bytes | None:
-        deadline = time.monotonic() + timeout
-        while (line := self.frames.pop_line()) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            readable, _, _ = select.select([self.raw], [], [], remaining)
-            if not readable:
-                return None
-            chunk = self.raw.recv(1 << 16)
-            if not chunk:
-                return None
-            self.frames.feed(chunk)
-        return line
+    def read(self, timeout: float) -> bytes | None:
+        out = self.frames.take()
+        if out:
+            return out
+        readable, _, _ = select.select([self.raw], [], [], max(0.0, timeout))
+        if not readable:
+            return b""
+        chunk = self.raw.recv(1 << 16)
+        if not chunk:
+            return None
+        self.frames.feed(chunk)
+        return self.frames.take()
 
     def kill(self) -> None:
         """Kill the container now (safe from another thread): every process in it dies at once."""
@@ -238,13 +264,26 @@ class DockerChannel:
             self.container.remove(force=True)
         except Exception as e:  # already removed
             log.debug("container removal: %s", e)
+        self._remove_cgroup()
+
+    def _remove_cgroup(self) -> None:
+        if self.freezer is not None:
+            for _ in range(50):  # the processes of a removed container take a moment to leave it
+                try:
+                    self.freezer.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            self.freezer = None
 
 
 _stale_checked = False
 
 
-def docker_server(config: SandboxConfig, client: Any | None = None) -> HarnessServer:
-    """A HarnessServer running in a container; raises SandboxStartError without a daemon or image."""
+def docker_harness(config: ExecuteConfig, client: Any | None = None) -> Client:
+    """A Client of a harness server in a container; raises SandboxStartError without a daemon or image."""
     global _stale_checked
     # container create/start/remove can take seconds on a loaded machine: not the probe's 5 s
     client = client or docker_client(timeout=API_TIMEOUT_S)
@@ -256,7 +295,6 @@ def docker_server(config: SandboxConfig, client: Any | None = None) -> HarnessSe
         _stale_checked = True
         if n := remove_stale(client):
             log.info("removed %d sandbox containers left by daj processes that are gone", n)
-    kwargs = {"retries": config.retries} if hasattr(config, "retries") else {}
-    server = HarnessServer(lambda: DockerChannel(client, config), name="docker", **kwargs)
-    server.start()
-    return server
+    harness = Client(lambda: DockerChannel(client, config), name="docker", retries=config.retries)
+    harness.start()
+    return harness

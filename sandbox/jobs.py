@@ -1,23 +1,36 @@
-"""From (problem, code) to a harness job, and from a harness result to a verdict."""
+"""From (problem, code) to a harness job, from a harness result to a verdict, and the cache key."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
+from daj.config import ExecuteConfig
 from daj.errors import DajError
-from sandbox.config import SEMANTICS_VERSION, SandboxConfig
+from sandbox.inside.protocol import KINDS, RUNTIME, SANDBOX_ERROR, STATUSES
 
-STATUSES = ("pass", "wrong_answer", "timeout", "runtime_error", "compile_error", "missing_dependency")
+INSIDE_DIR = Path(__file__).resolve().parent / "inside"  # the package mounted, alone, in the sandbox
+# Bump when the harness' semantics change: it is part of the verdict cache key.
+# 4: per-candidate containment, bounded parsing, sandbox_error, unittest forgeries fail
+SEMANTICS_VERSION = "daj-sandbox-4"
 UNITTEST_TIMEOUT_S = 241.0  # BCB: 240 s + 1 when a problem gives no tests.timeout_s
 
 
-def build_job(problem: dict, code: str, config: SandboxConfig, job_id: str | int = 0) -> dict:
+def harness_digest(inside_dir: Path = INSIDE_DIR) -> str:
+    """sha256 of every file of the in-sandbox package (what a verdict depends on besides its job)."""
+    h = hashlib.sha256()
+    for path in sorted(inside_dir.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def build_job(problem: dict, code: str, config: ExecuteConfig, job_id: str | int = 0) -> dict:
     """The harness job judging `code` on every test of `problem` (public first, then private)."""
+    where = f"{problem.get('id')}: tests"
     tests = problem.get("tests")
-    if not isinstance(tests, dict) or tests.get("type") not in ("stdin", "functional", "unittest",
-                                                                  "humaneval"):
-        raise DajError("missing or unknown tests.type", field=f"{problem.get('id')}: tests")
+    if not isinstance(tests, dict) or tests.get("type") not in KINDS:
+        raise DajError("missing or unknown tests.type", field=where)
     kind = tests["type"]
     public = [_case(t) for t in tests.get("public") or []]
     private = [_case(t) for t in tests.get("private") or []]
@@ -29,8 +42,15 @@ def build_job(problem: dict, code: str, config: SandboxConfig, job_id: str | int
         job["timeout_s"] = float(tests.get("timeout_s") or config.timeout_s)
         if kind == "functional":
             if not tests.get("func_name"):
-                raise DajError("functional tests need func_name", field=f"{problem.get('id')}: tests")
+                raise DajError("functional tests need func_name", field=where)
             job["func_name"] = tests["func_name"]
+            for i, case in enumerate(job["tests"]):
+                try:
+                    [json.loads(line) for line in case["input"].split("\n")]
+                    json.loads(case["output"])
+                except ValueError:
+                    raise DajError(f"test {i} is not JSON (one value per input line, one output)",
+                                   field=where) from None
     elif kind == "humaneval":
         job["tests"] = public + [{"check": True}]
         job["timeout_s"] = float(tests.get("timeout_s") or config.timeout_s)
@@ -58,8 +78,8 @@ def cache_key(job: dict, backend: str) -> str:
 
 
 def summarise(job: dict, result: dict) -> dict:
-    """The verdict fields of one candidate from its job and the harness result."""
-    outcomes = [o if o in STATUSES else "runtime_error" for o in result.get("outcomes") or []]
+    """The verdict fields of one candidate from its job and the harness result (no timings)."""
+    outcomes = [o if o in STATUSES else RUNTIME for o in result.get("outcomes") or []]
     n_public = int(job.get("n_public", 0))
     if job["kind"] == "unittest":
         names = result.get("names") or []
@@ -80,12 +100,18 @@ def summarise(job: dict, result: dict) -> dict:
     if passed:
         status = "pass"
     elif job["kind"] == "humaneval":
-        status = outcomes[total - 1] if complete else failures[-1] if failures else "runtime_error"
+        status = outcomes[total - 1] if complete else failures[-1] if failures else RUNTIME
     elif "missing_dependency" in failures:
         status = "missing_dependency"
     else:
-        status = failures[0] if failures else "runtime_error"
+        status = failures[0] if failures else RUNTIME
     return {"passed": passed, "public_passed": public_passed, "status": status,
-            "tests_passed": passed_count, "tests_total": total,
-            "seconds": float(result.get("seconds") or 0.0), "outcomes": outcomes,
+            "tests_passed": passed_count, "tests_total": total, "outcomes": outcomes,
             "error": result.get("error") or ""}
+
+
+def sandbox_error(job: dict, why: str) -> dict:
+    """The recorded failure of a candidate that broke the harness on every retry."""
+    total = len(job.get("tests") or [])
+    return {"passed": False, "public_passed": False, "status": SANDBOX_ERROR, "tests_passed": 0, "tests_total": total, "outcomes": [],
+            "error": f"sandbox error: {why}"[:1000]}

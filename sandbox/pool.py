@@ -1,8 +1,10 @@
-"""Check many candidates: a pool of sandboxes (one per core), a verdict cache, a progress bar.
+"""Check many candidates: a pool of sandboxes (one per worker), a verdict cache, a progress bar.
 
-    pool = SandboxPool(SandboxConfig(...))
-    verdicts = pool.check([(problem, code), ...])   # one dict per pair, in order
-    pool.close()
+    with SandboxPool(config, cache_dir=".cache/verdicts") as pool:   # config: daj.config.ExecuteConfig
+        verdicts = pool.check([(problem, code), ...], desc="policy")  # one dict per pair, in order
+
+A verdict holds results only (sandbox.jobs.summarise); how long each candidate took is in
+`pool.seconds` (the last check, None for a cache hit) and the totals in `pool.stats`.
 """
 
 from __future__ import annotations
@@ -16,23 +18,27 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
+from daj.config import ExecuteConfig
 from daj.errors import DajError
 from daj.store import Store
-from sandbox.config import SandboxConfig
-from sandbox.jobs import build_job, cache_key, summarise
-from sandbox.server import HarnessFault, HarnessServer, Interrupted, SandboxStartError
+from sandbox.client import Client, HarnessFault, Interrupted, SandboxStartError
+from sandbox.inside.protocol import SANDBOX_ERROR
+from sandbox.jobs import build_job, cache_key, harness_digest, sandbox_error, summarise
 
 log = logging.getLogger(__name__)
 
 
-def choose_backend(config: SandboxConfig, docker_probe: Callable[[SandboxConfig], str | None] | None = None) -> str:
+def n_workers(config: ExecuteConfig) -> int:
+    """Parallel sandboxes: execute.workers, or one per core when it is 0."""
+    return config.workers or os.cpu_count() or 1
+
+
+def choose_backend(config: ExecuteConfig,
+                   docker_probe: Callable[[ExecuteConfig], str | None] | None = None) -> str:
     """"local" or "docker": `auto` takes docker when a daemon answers and execute.docker_image exists,
     local otherwise (`docker_probe(config)` says why docker cannot run, None when it can)."""
-    if config.backend in ("local", "docker"):
-        return config.backend
     if config.backend != "auto":
-        raise DajError(f"unknown backend {config.backend!r}; expected auto, local or docker",
-                       field="execute.backend")
+        return config.backend
     if docker_probe is None:
         from sandbox.docker_backend import docker_ready as docker_probe
     why = docker_probe(config)
@@ -41,23 +47,25 @@ def choose_backend(config: SandboxConfig, docker_probe: Callable[[SandboxConfig]
     return "docker" if why is None else "local"
 
 
-def backend_identity(config: SandboxConfig, backend: str) -> str:
+def backend_identity(config: ExecuteConfig, backend: str) -> str:
     """What a verdict depends on besides its job: the backend, the harness files it runs (a harness
     change never reuses old verdicts) and, for docker, the image."""
-    from sandbox.docker_backend import backend_identity as docker_identity
-    from sandbox.docker_backend import harness_digest
-
-    return docker_identity(config) if backend == "docker" else f"local:{harness_digest()[:16]}"
-
-
-def make_server(config: SandboxConfig, backend: str) -> HarnessServer:
     if backend == "docker":
-        from sandbox.docker_backend import docker_server
+        from sandbox.docker_backend import docker_identity
 
-        return docker_server(config)
-    from sandbox.local import local_server
+        return docker_identity(config)
+    return f"local:{harness_digest()[:16]}"
 
-    return local_server(config)
+
+def start_harness(config: ExecuteConfig, backend: str) -> Client:
+    """A started Client of one sandbox of `backend`."""
+    if backend == "docker":
+        from sandbox.docker_backend import docker_harness
+
+        return docker_harness(config)
+    from sandbox.local import local_harness
+
+    return local_harness(config)
 
 
 class VerdictCache:
@@ -76,44 +84,52 @@ class VerdictCache:
 
 
 class SandboxPool:
-    """A lazily started pool of harness servers plus the verdict cache."""
+    """A lazily started pool of sandboxes (harness clients) plus the verdict cache."""
 
-    def __init__(self, config: SandboxConfig, progress: bool = True, backend: str | None = None):
+    def __init__(self, config: ExecuteConfig, cache_dir: str | None = None, progress: bool = True,
+                 backend: str | None = None):
         self.config = config
         self.backend = backend or choose_backend(config)
-        self.cache = VerdictCache(config.cache_dir)
+        self.workers = n_workers(config)
+        self.cache = VerdictCache(cache_dir)
         self.progress = progress
-        self.servers: list[HarnessServer] = []
-        self.cache_hits = 0
-        # One executor for the SandboxPool's life: bwrap --die-with-parent follows the *thread* that
-        # started it, so servers restarted by a worker thread must not outlive that thread.
+        self.harnesses: list[Client] = []
+        self.seconds: list[float | None] = []
+        self.stats = {"judged": 0, "cache_hits": 0, "candidate_seconds": 0.0, SANDBOX_ERROR: 0}
+        # One executor for the pool's life: bwrap --die-with-parent follows the *thread* that
+        # started it, so sandboxes restarted by a worker thread must not outlive that thread.
         self.executor: ThreadPoolExecutor | None = None
 
-    def _ensure_servers(self, n: int) -> queue.Queue:
+    @property
+    def cache_hits(self) -> int:
+        return self.stats["cache_hits"]
+
+    def _ready(self, n: int) -> queue.Queue:
         try:
-            while len(self.servers) < n:
-                self.servers.append(make_server(self.config, self.backend))
-                if len(self.servers) == 1:
-                    self._report(self.servers[0])
+            while len(self.harnesses) < n:
+                self.harnesses.append(start_harness(self.config, self.backend))
+                if len(self.harnesses) == 1:
+                    self._report(self.harnesses[0])
         except SandboxStartError as e:
             self.close()
             raise DajError(str(e), field="execute.backend") from None
-        pool: queue.Queue = queue.Queue()
-        for server in self.servers[:n]:
-            pool.put(server)
-        return pool
+        idle: queue.Queue = queue.Queue()
+        for harness in self.harnesses[:n]:
+            idle.put(harness)
+        return idle
 
-    def _report(self, server: HarnessServer) -> None:
+    def _report(self, harness: Client) -> None:
         """What the sandbox actually enforces, from the harness' own hello line and the cgroups made."""
-        hello = server.hello
-        cgroup = getattr(server.channel, "cgroup", None)
+        hello = harness.hello
+        cgroup = getattr(harness.channel, "cgroup", None)
         limits = [d.parent.parent.name for d in cgroup.dirs] if cgroup and cgroup.dirs else []
         log.info("sandbox %s: pid namespace %s, seccomp %s, trusted processes dumpable %s, /dev %s, "
-                 "cgroup limits %s", self.backend, "own" if hello.get("own_pid_ns") else "shared",
-                 "on" if hello.get("seccomp") else "OFF", "yes" if hello.get("dumpable") else "no",
+                 "cgroup limits %s, candidates contained by %s", self.backend,
+                 "own" if hello.get("own_pid_ns") else "shared", "on" if hello.get("seccomp") else "OFF",
+                 "yes" if hello.get("dumpable") else "no",
                  "writable" if hello.get("dev_writable") else "read-only",
                  ", ".join(limits) if limits else ("none (rlimits only)" if self.backend == "local" else
-                                                   "by the backend"))
+                                                   "by the backend"), hello.get("containment", "?"))
         if self.config.seccomp and not hello.get("seccomp"):
             log.warning("execute.seccomp is true but the seccomp filter did not load (pyseccomp/libseccomp "
                         "missing?): candidates can signal the sandbox's own processes")
@@ -124,74 +140,86 @@ class SandboxPool:
         identity = backend_identity(self.config, self.backend)
         keys = [cache_key(job, identity) for job in jobs]
         verdicts: list[dict | None] = [self.cache.get(k) for k in keys]
+        self.seconds = [None] * len(jobs)
         todo = [i for i, v in enumerate(verdicts) if v is None]
-        self.cache_hits += len(jobs) - len(todo)
+        self.stats["cache_hits"] += len(jobs) - len(todo)
         if todo:
-            workers = min(self.config.n_workers(), len(todo))
-            pool = self._ensure_servers(workers)
-            lock = threading.Lock()
-            bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, unit="cand",
-                       disable=not self.progress, dynamic_ncols=True)
-
-            stop = threading.Event()
-
-            def work(i: int) -> None:
-                if stop.is_set():
-                    return
-                server = pool.get()
-                try:
-                    result = server.run(jobs[i])
-                finally:
-                    pool.put(server)
-                if stop.is_set():  # a verdict finished while stopping may come from a killed server
-                    return
-                verdict = summarise(jobs[i], result)
-                self.cache.put(keys[i], verdict)
-                verdicts[i] = verdict
-                with lock:
-                    bar.update(1)
-
-            # long candidates first keeps the pool busy to the end
-            todo.sort(key=lambda i: -len(jobs[i].get("tests") or ()) * jobs[i]["timeout_s"])
-            if self.executor is None:
-                self.executor = ThreadPoolExecutor(max_workers=self.config.n_workers())
-            futures = [self.executor.submit(work, i) for i in todo]
-            try:
-                for f in futures:
-                    f.result()
-            except BaseException as e:
-                # Ctrl-C or a harness fault: stop every server now; nothing judged from here on is kept
-                stop.set()
-                for f in futures:
-                    f.cancel()
-                for server in self.servers:
-                    server.stop()
-                self.executor.shutdown(wait=True, cancel_futures=True)
-                self.executor = None
-                bar.close()
-                self._discard_servers()
-                if isinstance(e, Interrupted):
-                    raise KeyboardInterrupt from None
-                if isinstance(e, HarnessFault):
-                    raise DajError(f"{e} (see the log above)", field="execute.backend") from None
-                if isinstance(e, SandboxStartError):
-                    raise DajError(str(e), field="execute.backend") from None
-                raise
-            bar.close()
+            self._judge(jobs, keys, todo, verdicts, pairs, desc)
         return [v for v in verdicts if v is not None]
 
-    def _discard_servers(self) -> None:
-        for server in self.servers:
+    def _judge(self, jobs, keys, todo, verdicts, pairs, desc) -> None:
+        workers = min(self.workers, len(todo))
+        idle = self._ready(workers)
+        lock = threading.Lock()
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, unit="cand",
+                   disable=not self.progress, dynamic_ncols=True)
+        stop = threading.Event()
+
+        def work(i: int) -> None:
+            if stop.is_set():
+                return
+            harness = idle.get()
             try:
-                server.close()
+                result = harness.run(jobs[i])
+                verdict = summarise(jobs[i], result)
+            except HarnessFault as e:
+                # the candidate broke the harness on every retry: a recorded failure, never cached
+                result, verdict = {}, sandbox_error(jobs[i], str(e))
+                log.warning("%s: candidate %d (problem %s): sandbox_error: %s", desc, i,
+                            pairs[i][0].get("id"), e)
+            finally:
+                idle.put(harness)
+            if stop.is_set():  # a verdict finished while stopping may come from a killed server
+                return
+            with lock:
+                if verdict["status"] == SANDBOX_ERROR:
+                    self.stats[SANDBOX_ERROR] += 1
+                else:
+                    self.cache.put(keys[i], verdict)
+                self.seconds[i] = float(result.get("seconds") or 0.0)
+                self.stats["judged"] += 1
+                self.stats["candidate_seconds"] += self.seconds[i]
+                verdicts[i] = verdict
+                bar.update(1)
+
+        # long candidates first keeps the pool busy to the end
+        todo = sorted(todo, key=lambda i: -len(jobs[i].get("tests") or ()) * jobs[i]["timeout_s"])
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=self.workers)
+        futures = [self.executor.submit(work, i) for i in todo]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException as e:
+            # Ctrl-C or a sandbox that cannot start: stop every sandbox now; nothing judged from here on
+            stop.set()
+            for f in futures:
+                f.cancel()
+            for harness in self.harnesses:
+                harness.stop()
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+            bar.close()
+            self._discard()
+            if isinstance(e, Interrupted):
+                raise KeyboardInterrupt from None
+            if isinstance(e, SandboxStartError):
+                raise DajError(str(e), field="execute.backend") from None
+            raise
+        bar.close()
+
+    def _discard(self) -> None:
+        for harness in self.harnesses:
+            try:
+                harness.close()
             except Exception as e:  # noqa: BLE001
-                log.warning("closing a sandbox server: %s", e)
-        self.servers = []
+                log.warning("closing a sandbox: %s", e)
+        self.harnesses = []
 
     def close(self) -> None:
-        for server in self.servers:
-            server.close()
-        self.servers = []
+        for harness in self.harnesses:
+            harness.close()
+        self.harnesses = []
         if self.executor is not None:
             self.executor.shutdown()
             self.executor = None

@@ -14,13 +14,14 @@ import time
 
 import pytest
 
+from daj.config import ExecuteConfig
 from daj.data.humaneval import load_humaneval_package
 from daj.store import Store
-from sandbox.config import HARNESS_DIR, SandboxConfig
+from sandbox.jobs import INSIDE_DIR
 from sandbox.local import Cgroup
 from sandbox.pool import SandboxPool
 
-CFG = SandboxConfig(backend="local", timeout_s=1, wall_factor=4, workers=1, cache_dir=None,
+CFG = ExecuteConfig(backend="local", timeout_s=1.0, wall_factor=4.0, workers=1,
                     memory_mb=512, output_mb=8, pids_limit=64, sandbox_memory_mb=2048)
 SECRET = "7c1d0e5a9b-answer"
 
@@ -366,7 +367,7 @@ def test_seccomp_is_reported_only_when_the_filter_loads(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(fake)}
-    proc = subprocess.run([sys.executable, str(HARNESS_DIR / "harness.py"), "--tmp-root", str(work)],
+    proc = subprocess.run([sys.executable, str(INSIDE_DIR / "main.py"), "--tmp-root", str(work)],
                           input=b"", capture_output=True, env=env, timeout=60, check=False)
     hello = json.loads(proc.stdout.splitlines()[0])
     assert hello["ready"] and hello["seccomp"] is False, hello
@@ -376,7 +377,7 @@ def test_seccomp_is_reported_only_when_the_filter_loads(tmp_path):
 def test_a_server_killed_from_outside_is_retried():
     with SandboxPool(CFG, progress=False) as r:
         r.check([(ECHO, ECHO_RIGHT)])  # start the server
-        server = r.servers[0]
+        server = r.harnesses[0]
         channel = server.channel
 
         def kill_soon():
@@ -392,7 +393,7 @@ def test_a_server_killed_from_outside_is_retried():
 
 
 def test_bad_job_lines_do_not_stop_the_server(tmp_path):
-    proc = subprocess.Popen([sys.executable, str(HARNESS_DIR / "harness.py"), "--tmp-root", str(tmp_path)],
+    proc = subprocess.Popen([sys.executable, str(INSIDE_DIR / "main.py"), "--tmp-root", str(tmp_path)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={"PATH": os.environ["PATH"]})
     try:
         assert json.loads(proc.stdout.readline())["ready"]
@@ -414,20 +415,20 @@ def test_a_harness_fault_is_an_error_not_a_verdict(tmp_path):
 
     broken = {"id": "lcb/b", "tests": {"type": "functional", "func_name": "f",
                                        "public": [{"input": "not json", "output": "1"}], "private": []}}
-    cfg = SandboxConfig(**{**CFG.__dict__, "cache_dir": str(tmp_path / "cache")})
-    with SandboxPool(cfg, progress=False) as r, pytest.raises(DajError, match="not JSON"):
+    with SandboxPool(CFG, cache_dir=str(tmp_path / "cache"), progress=False) as r, \
+            pytest.raises(DajError, match="not JSON"):
         r.check([(broken, DOUBLE_RIGHT)])
     assert len(Store(tmp_path / "cache", "verdicts")) == 0  # nothing cached
 
 
 def test_without_seccomp_a_killed_zygote_only_costs_a_fresh_server():
-    cfg = SandboxConfig(**{**CFG.__dict__, "seccomp": False})
+    cfg = CFG.model_copy(update={"seccomp": False})
     kill_zygote = ("import os\nstat = open(f'/proc/{os.getppid()}/stat').read()\n"  # the host's parent
                    "os.kill(int(stat[stat.rfind(')') + 2:].split()[1]), 9)\n")
     with SandboxPool(cfg, progress=False) as r:
         first = r.check([(ECHO, kill_zygote + ECHO_RIGHT)])[0]
-        assert r.servers[0].hello["seccomp"] is False
-        assert r.servers[0].channel is None  # the server asked to be replaced
+        assert r.harnesses[0].hello["seccomp"] is False
+        assert r.harnesses[0].channel is None  # the server asked to be replaced
         after = r.check([(ECHO, ECHO_RIGHT), (ECHO, "print('wrong')")])
     assert first["status"] in ("pass", "runtime_error")
     assert [v["passed"] for v in after] == [True, False]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from daj.config import ExecuteConfig
 from daj.errors import DajError
-from sandbox.compare import functional_matches, stdout_matches
-from sandbox.config import SandboxConfig
+from sandbox.inside.compare import functional_matches, stdout_matches
 from sandbox.jobs import build_job, cache_key, summarise
 
 
@@ -45,7 +45,7 @@ STDIN = {"id": "lcb/x", "tests": {"type": "stdin", "public": [{"input": "1", "ou
 
 
 def test_build_job_orders_public_first_and_reads_limits():
-    cfg = SandboxConfig(timeout_s=6, memory_mb=512)
+    cfg = ExecuteConfig(timeout_s=6.0, memory_mb=512)
     job = build_job(STDIN, "print(input())", cfg, job_id=7)
     assert [t["input"] for t in job["tests"]] == ["1", "2", "3"]
     assert job["n_public"] == 1 and job["timeout_s"] == 6 and job["memory_mb"] == 512 and job["id"] == 7
@@ -57,10 +57,15 @@ def test_build_job_orders_public_first_and_reads_limits():
         build_job({"id": "p", "tests": {"type": "nope"}}, "x", cfg)
     with pytest.raises(DajError, match="func_name"):
         build_job({"id": "p", "tests": {"type": "functional", "public": []}}, "x", cfg)
+    # a problem whose functional tests are not JSON is the problem's error, before any sandbox runs
+    with pytest.raises(DajError, match=r"lcb/f: tests.*test 1 is not JSON"):
+        build_job({"id": "lcb/f", "tests": {"type": "functional", "func_name": "f",
+                                           "public": [{"input": "1", "output": "2"}, {"input": "x", "output": "1"}]}},
+                  "x", cfg)
 
 
 def test_cache_key_depends_on_code_tests_and_backend():
-    cfg = SandboxConfig()
+    cfg = ExecuteConfig()
     a = build_job(STDIN, "print(1)", cfg, job_id=1)
     b = build_job(STDIN, "print(1)", cfg, job_id=2)
     assert cache_key(a, "local") == cache_key(b, "local")          # the job id is not part of it
@@ -71,7 +76,7 @@ def test_cache_key_depends_on_code_tests_and_backend():
 
 
 def test_summarise_public_private_and_status():
-    job = build_job(STDIN, "x", SandboxConfig())
+    job = build_job(STDIN, "x", ExecuteConfig())
     v = summarise(job, {"outcomes": ["pass", "pass", "pass"], "seconds": 0.5})
     assert (v["passed"], v["public_passed"], v["status"], v["tests_passed"], v["tests_total"]) == (
         True, True, "pass", 3, 3)
@@ -83,9 +88,9 @@ def test_summarise_public_private_and_status():
     v = summarise(job, {"outcomes": ["compile_error"]})
     assert v["status"] == "compile_error" and not v["public_passed"]
     none_public = {"id": "p", "tests": {"type": "stdin", "public": [], "private": [{"input": "", "output": ""}]}}
-    v = summarise(build_job(none_public, "x", SandboxConfig()), {"outcomes": ["wrong_answer"]})
+    v = summarise(build_job(none_public, "x", ExecuteConfig()), {"outcomes": ["wrong_answer"]})
     assert v["public_passed"] and not v["passed"]                      # vacuously true
-    ut = build_job({"id": "b", "tests": {"type": "unittest", "code": ""}}, "x", SandboxConfig())
+    ut = build_job({"id": "b", "tests": {"type": "unittest", "code": ""}}, "x", ExecuteConfig())
     v = summarise(ut, {"outcomes": ["pass", "wrong_answer", "missing_dependency"], "names": ["a", "b", "c"]})
     assert v["status"] == "missing_dependency" and v["tests_total"] == 3 and v["tests_passed"] == 1
     v = summarise(ut, {"outcomes": ["pass"], "names": ["a", "b"]})     # cut short: not a pass

@@ -20,102 +20,110 @@ import threading
 from pathlib import Path
 
 import pytest
+from _sandbox_backends import TEST_IMAGE, docker_or_skip
 
-from daj.errors import DajError
+from daj.config import ExecuteConfig
 from daj.paths import shared_data
-from sandbox.config import HARNESS_DIR, SandboxConfig
 from sandbox.docker_backend import (
     LABEL,
     OWNER_LABEL,
     FrameReader,
-    backend_identity,
     container_options,
     docker_client,
+    docker_harness,
+    docker_identity,
     docker_ready,
-    docker_server,
-    harness_digest,
     remove_stale,
 )
-from sandbox.jobs import build_job
+from sandbox.jobs import INSIDE_DIR, build_job, harness_digest
 from sandbox.pool import SandboxPool, choose_backend
+
+SANDBOX_DIR = INSIDE_DIR.parent
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = shared_data()
-TEST_IMAGE = os.environ.get("DAJ_DOCKER_TEST_IMAGE", "daj-sandbox-test:latest")
 
 
 # ----------------------------------------------------------------------------- without a daemon
 def test_auto_uses_docker_only_when_daemon_and_image_are_there():
     # the probe says why docker cannot run (no daemon, no image), None when it can
-    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda c: "no daemon") == "local"
-    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda c: "image missing") == "local"
-    assert choose_backend(SandboxConfig(backend="auto"), docker_probe=lambda c: None) == "docker"
-    assert choose_backend(SandboxConfig(backend="local"), docker_probe=lambda c: None) == "local"
-    assert choose_backend(SandboxConfig(backend="docker"), docker_probe=lambda c: "no daemon") == "docker"
-    with pytest.raises(DajError, match="backend"):
-        choose_backend(SandboxConfig(backend="podman"))
+    assert choose_backend(ExecuteConfig(backend="auto"), docker_probe=lambda c: "no daemon") == "local"
+    assert choose_backend(ExecuteConfig(backend="auto"), docker_probe=lambda c: "image missing") == "local"
+    assert choose_backend(ExecuteConfig(backend="auto"), docker_probe=lambda c: None) == "docker"
+    assert choose_backend(ExecuteConfig(backend="local"), docker_probe=lambda c: None) == "local"
+    assert choose_backend(ExecuteConfig(backend="docker"), docker_probe=lambda c: "no daemon") == "docker"
 
 
 def test_no_daemon_means_local_and_a_clear_error(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     assert docker_client(timeout=1) is None
-    assert choose_backend(SandboxConfig(backend="auto")) == "local"
-    assert docker_ready(SandboxConfig()) == "no docker daemon answers"
+    assert choose_backend(ExecuteConfig(backend="auto")) == "local"
+    assert docker_ready(ExecuteConfig()) == "no docker daemon answers"
     with pytest.raises(Exception, match="no docker daemon"):
-        docker_server(SandboxConfig(backend="docker"))
+        docker_harness(ExecuteConfig(backend="docker"))
 
 
 def test_container_is_offline_limited_and_mounts_the_harness_read_only():
-    cfg = SandboxConfig(sandbox_memory_mb=3000, pids_limit=77, docker_image="img:1")
+    cfg = ExecuteConfig(sandbox_memory_mb=3000, pids_limit=77, docker_image="img:1")
     opts = container_options(cfg)
     assert opts["network_mode"] == "none" and "network_disabled" not in opts
     assert opts["mem_limit"] == "3000m" and opts["memswap_limit"] == "3000m"
     assert opts["pids_limit"] == 77 and opts["cpu_quota"] == opts["cpu_period"]  # one CPU
     assert opts["read_only"] is True and "/tmp" in opts["tmpfs"] and "nosuid" in opts["tmpfs"]["/tmp"]
     assert opts["ipc_mode"] == "private" and opts["shm_size"] == "64m"
-    assert opts["user"] == "65534:65534" and opts["cap_drop"] == ["ALL"]
+    assert opts["cap_drop"] == ["ALL"]
     assert opts["security_opt"] == ["no-new-privileges"]
-    assert opts["volumes"] == {str(HARNESS_DIR): {"bind": "/opt/daj-sandbox", "mode": "ro"}}
+    # sandbox/inside alone: candidate code cannot see the host-side modules (pool, client, backends)
+    assert opts["volumes"] == {str(INSIDE_DIR): {"bind": "/opt/daj-sandbox/inside", "mode": "ro"}}
+    assert opts["user"] == "65534:65534" and opts["cap_add"] == []
     assert opts["image"] == "img:1" and opts["entrypoint"][-1] == "--own-pid-ns"
-    assert opts["entrypoint"][2] == "/opt/daj-sandbox/harness.py"
-    assert container_options(SandboxConfig(seccomp=False))["entrypoint"][-1] == "--no-seccomp"
+    assert opts["entrypoint"][2] == "/opt/daj-sandbox/inside/main.py"
+    assert container_options(ExecuteConfig(seccomp=False))["entrypoint"][-1] == "--no-seccomp"
     assert opts["environment"]["TZ"] == "UTC" and opts["environment"]["MPLBACKEND"] == "Agg"
     assert opts["labels"][LABEL] == "1" and opts["labels"][OWNER_LABEL].endswith(f":{os.getpid()}")
+    # with a freezer cgroup: mounted for the harness, which starts as root only to open it
+    frozen = container_options(cfg, freezer=Path("/sys/fs/cgroup/freezer/daj/x"))
+    assert frozen["volumes"]["/sys/fs/cgroup/freezer/daj/x"] == {"bind": "/opt/daj-cgroup", "mode": "rw"}
+    assert frozen["user"] == "0:0" and frozen["cap_add"] == ["SETUID", "SETGID"] and frozen["cap_drop"] == ["ALL"]
+    assert frozen["entrypoint"][-4:] == ["--cgroup-dir", "/opt/daj-cgroup", "--user", "65534:65534"]
 
 
 def test_image_files_build_offline_and_list_the_deviations():
-    dockerfile = (HARNESS_DIR / "Dockerfile").read_text()
+    dockerfile = (SANDBOX_DIR / "Dockerfile").read_text()
     assert "FROM ${BASE}" in dockerfile and "python:3.10-slim" not in dockerfile.split("FROM")[1]
     assert "requirements-bcb.txt" in dockerfile
-    pins = (HARNESS_DIR / "requirements-bcb.txt").read_text()
+    pins = (SANDBOX_DIR / "requirements-bcb.txt").read_text()
     assert "pandas==2.0.3" in pins and "scikit-learn==1.3.1" in pins
     # every version that differs from BigCodeBench's list carries a DEVIATION comment
     for moved in ("numpy==1.23.5", "scipy==1.9.3", "numba==0.57.0", "scikit-image==0.20.0",
                   "tensorflow-cpu==2.12.0", "keras==2.12.0"):
         before = pins.split(moved)[0].rstrip().rsplit("\n", 3)
         assert moved in pins and any("DEVIATION" in line for line in before), moved
-    build = (HARNESS_DIR / "image" / "build.sh").read_text()
+    build = (SANDBOX_DIR / "image" / "build.sh").read_text()
     assert "debootstrap" in build and "docker import" in build
 
 
-def test_harness_digest_follows_the_harness(tmp_path):
-    for name in ("harness.py", "compare.py"):
-        (tmp_path / name).write_text((HARNESS_DIR / name).read_text())
+def test_harness_digest_covers_every_module_of_the_package(tmp_path):
+    for path in INSIDE_DIR.glob("*.py"):
+        (tmp_path / path.name).write_text(path.read_text())
     before = harness_digest(tmp_path)
-    assert before == harness_digest(HARNESS_DIR)
-    (tmp_path / "harness.py").write_text((HARNESS_DIR / "harness.py").read_text() + "\n# changed\n")
-    assert harness_digest(tmp_path) != before
+    assert before == harness_digest(INSIDE_DIR)
+    (tmp_path / "checks.py").write_text((INSIDE_DIR / "checks.py").read_text() + "\n# changed\n")
+    changed = harness_digest(tmp_path)
+    assert changed != before
+    (tmp_path / "new_module.py").write_text("")  # a module added to the package counts too
+    assert harness_digest(tmp_path) not in (before, changed)
 
 
 def test_container_options_are_accepted_by_the_docker_sdk():
     from docker.models.containers import _create_container_args
 
-    args = _create_container_args(dict(container_options(SandboxConfig(pids_limit=64)), version="1.41"))
+    args = _create_container_args(dict(container_options(ExecuteConfig(pids_limit=64)), version="1.41"))
     host = args["host_config"]
     assert args["stdin_open"] and host["NetworkMode"] == "none"
     assert host["PidsLimit"] == 64 and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
-    assert host["Memory"] == SandboxConfig().sandbox_memory_mb << 20 and host["CpuQuota"] == 100_000
-    assert host["Binds"] == [f"{HARNESS_DIR}:/opt/daj-sandbox:ro"] and host["IpcMode"] == "private"
+    assert host["Memory"] == ExecuteConfig().sandbox_memory_mb << 20 and host["CpuQuota"] == 100_000
+    assert host["Binds"] == [f"{INSIDE_DIR}:/opt/daj-sandbox/inside:ro"] and host["IpcMode"] == "private"
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -127,8 +135,8 @@ def test_frame_reader_demultiplexes_partial_frames():
     reader = FrameReader()
     for i in range(0, len(data), 5):  # arrives in small pieces
         reader.feed(data[i:i + 5])
-    assert reader.pop_line() == b'{"a": 1}' and reader.pop_line() == b'{"b": 2}'
-    assert reader.pop_line() is None and reader.stderr == b"warning\n"
+    assert reader.take() == b'{"a": 1}\n{"b": 2}\n' and reader.take() == b""
+    assert reader.stderr == b"warning\n"
 
 
 class FakeContainer:
@@ -148,8 +156,8 @@ class FakeContainer:
         tmp = tempfile.mkdtemp()
         # the mounted harness path is replaced by the checkout's; no pid namespace here, so no
         # --own-pid-ns (kill(-1) is only for a real container)
-        assert self.options["entrypoint"][2] == "/opt/daj-sandbox/harness.py"
-        args = [str(HARNESS_DIR / "harness.py"), "--tmp-root", tmp]
+        assert self.options["entrypoint"][2] == "/opt/daj-sandbox/inside/main.py"
+        args = [str(INSIDE_DIR / "main.py"), "--tmp-root", tmp]
         self.proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, cwd=tmp)
 
@@ -204,7 +212,7 @@ class FakeClient:
 
 def test_docker_channel_runs_jobs_through_the_attach_stream():
     client = FakeClient()
-    server = docker_server(SandboxConfig(), client=client)
+    server = docker_harness(ExecuteConfig(), client=client)
     try:
         assert server.hello["ready"]
         job = {"id": 5, "kind": "stdin", "code": "print(int(input()) * 2)", "timeout_s": 2,
@@ -217,41 +225,29 @@ def test_docker_channel_runs_jobs_through_the_attach_stream():
 
 
 # ----------------------------------------------------------------------------- live dockerd
-def live_image_or_skip(image: str = TEST_IMAGE) -> None:
-    """Skip (developer machine) or fail (CI=true) when the live docker tests cannot run."""
-    why = docker_ready(SandboxConfig(docker_image=image))
-    if why is None:
-        return
-    message = f"docker backend tests need a docker daemon and the image {image}: {why}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true: {message}. .ci/run installs docker.io, starts dockerd and builds the "
-                    "image (sandbox/image/build.sh test); it must not be skipped in CI", pytrace=False)
-    pytest.skip(message)
-
-
 def test_ci_fails_rather_than_skips_without_docker(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI=true: docker backend tests need"):
-        live_image_or_skip()
+        docker_or_skip()
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception, match="no docker daemon answers"):
-        live_image_or_skip()
+        docker_or_skip()
 
 
-LIVE = SandboxConfig(backend="docker", docker_image=TEST_IMAGE, timeout_s=2, wall_factor=2, workers=1,
-                     cache_dir=None, sandbox_memory_mb=1024, pids_limit=64)
+LIVE = ExecuteConfig(backend="docker", docker_image=TEST_IMAGE, timeout_s=2.0, wall_factor=2.0, workers=1,
+                     sandbox_memory_mb=1024, pids_limit=64)
 
 
 @pytest.fixture(scope="module")
 def server():
-    live_image_or_skip()
-    srv = docker_server(LIVE)
+    docker_or_skip()
+    srv = docker_harness(LIVE)
     yield srv
     srv.close()
 
 
-def stdin_job(code: str, expected: str, config: SandboxConfig = LIVE) -> dict:
+def stdin_job(code: str, expected: str, config: ExecuteConfig = LIVE) -> dict:
     problem = {"id": "probe", "tests": {"type": "stdin", "public": [{"input": "", "output": expected}]}}
     return build_job(problem, code, config, job_id=f"probe-{abs(hash(code))}")
 
@@ -287,7 +283,7 @@ print(" ".join(facts))
 @pytest.mark.slow
 def test_live_container_has_the_promised_isolation(server):
     assert server.hello["uid"] == 65534 and server.hello["own_pid_ns"] and server.hello["seccomp"]
-    expected = (f"uid=65534 pid1=harness.py net=lo rootfs=ro mem={1024 << 20} pids=64 cpu=100000/100000 "
+    expected = (f"uid=65534 pid1=main.py net=lo rootfs=ro mem={1024 << 20} pids=64 cpu=100000/100000 "
                 "caps=0000000000000000 nnp=1")
     ok, error = passes(server, GUARANTEES, expected)
     assert ok, error
@@ -295,8 +291,8 @@ def test_live_container_has_the_promised_isolation(server):
 
 @pytest.mark.slow
 def test_live_seccomp_off_when_the_params_say_so():
-    live_image_or_skip()
-    srv = docker_server(SandboxConfig(**{**LIVE.__dict__, "seccomp": False}))
+    docker_or_skip()
+    srv = docker_harness(LIVE.model_copy(update={"seccomp": False}))
     try:
         assert srv.hello["seccomp"] is False and passes(srv, "print(3)", "3")[0]
     finally:
@@ -307,9 +303,10 @@ def test_live_seccomp_off_when_the_params_say_so():
 def test_live_container_runs_the_working_tree_harness(server):
     import hashlib
 
-    want = hashlib.sha256((HARNESS_DIR / "harness.py").read_bytes()).hexdigest()
-    code = 'import hashlib\nprint(hashlib.sha256(open("/opt/daj-sandbox/harness.py", "rb").read()).hexdigest())'
-    ok, error = passes(server, code, want)
+    want = hashlib.sha256((INSIDE_DIR / "checks.py").read_bytes()).hexdigest()
+    code = ('import hashlib, os\nprint(hashlib.sha256(open("/opt/daj-sandbox/inside/checks.py", "rb").read())'
+            '.hexdigest(), os.listdir("/opt/daj-sandbox"))')
+    ok, error = passes(server, code, f"{want} ['inside']")  # the in-sandbox package, alone
     assert ok, error
 
 
@@ -338,15 +335,16 @@ print("offline" if not reached else reached)
     "writes outside /tmp": (r"""
 import os
 written = []
-for path in ("/etc/daj", "/usr/daj", "/daj", "/dev/daj", "/opt/daj-sandbox/daj", "/var/tmp/daj"):
+for path in ("/etc/daj", "/usr/daj", "/daj", "/dev/daj", "/opt/daj-sandbox/inside/daj", "/var/tmp/daj",
+             "/opt/daj-cgroup/freezer.state", "/opt/daj-cgroup/cgroup.procs"):
     try:
         open(path, "w").write("x")
         written.append(path)
     except OSError:
         pass
 try:
-    open("/opt/daj-sandbox/harness.py", "a").write("# owned")
-    written.append("harness.py")
+    open("/opt/daj-sandbox/inside/main.py", "a").write("# owned")
+    written.append("main.py")
 except OSError:
     pass
 open("/tmp/daj-marker", "w").write("left for the next candidate")
@@ -403,20 +401,20 @@ def test_live_hostile_program_is_contained(server, name):
 
 @pytest.mark.slow
 def test_live_nothing_is_left_on_the_daemon():
-    live_image_or_skip()
+    docker_or_skip()
     client = docker_client()
-    srv = docker_server(LIVE)
+    srv = docker_harness(LIVE)
     assert passes(srv, "print(2)", "2")[0]
     container_id = srv.channel.container.id
     assert container_id in {c.id for c in client.containers.list(filters={"label": LABEL})}
     srv.close()
     assert container_id not in {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
-    assert backend_identity(LIVE, client).startswith("docker:sha256:")
+    assert docker_identity(LIVE, client).startswith("docker:sha256:")
 
 
 @pytest.mark.slow
 def test_live_containers_of_a_dead_daj_process_are_removed():
-    live_image_or_skip()
+    docker_or_skip()
     client = docker_client()
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer exists
@@ -462,15 +460,15 @@ def lcb_pairs(limit: int = 12) -> list[tuple[dict, str]]:
 
 @pytest.mark.slow
 def test_live_same_verdicts_as_local_on_humaneval_and_livecodebench():
-    live_image_or_skip()
+    docker_or_skip()
     if not (DATA / "humaneval").is_dir() or not (DATA / "lcb").is_dir():
         pytest.skip("the shared HumanEval/LCB data is not on this machine")
     pairs = humaneval_pairs() + lcb_pairs()
     assert len(pairs) == 48 + 33
-    base = dict(timeout_s=6, wall_factor=4, workers=2, cache_dir=None)
+    base = dict(timeout_s=6.0, wall_factor=4.0, workers=2)
     verdicts = {}
     for backend in ("local", "docker"):
-        config = SandboxConfig(backend=backend, docker_image=TEST_IMAGE, **base)
+        config = ExecuteConfig(backend=backend, docker_image=TEST_IMAGE, **base)
         with SandboxPool(config, progress=False) as runner:
             verdicts[backend] = runner.check(pairs)
     key = ("passed", "public_passed", "status", "tests_passed", "tests_total", "outcomes")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from daj.config import ExecuteConfig
 from daj.eval.agreement import DATA, agreement, load
-from sandbox.config import SandboxConfig
 from sandbox.pool import SandboxPool
 
 # Official fail that a real stdin accepts (an LCB harness artefact, see the agreement report):
@@ -26,7 +26,7 @@ def test_hidden_tests_subset_matches_official_verdicts():
     # 13 problems (LeetCode and AtCoder) x 3 pools, public + hidden tests
     triples = [t for t in load("full", 16) if t[1]["id"] in SUBSET]
     assert len(triples) == 39
-    config = SandboxConfig(backend="local", workers=2, cache_dir=None)
+    config = ExecuteConfig(backend="local", workers=2)
     with SandboxPool(config, progress=False) as runner:
         verdicts = runner.check([(p, c["code"]) for _, p, c in triples])
     report = agreement(triples, verdicts, "passed")

@@ -1,24 +1,26 @@
-"""Host side of the harness protocol: one long-lived harness server behind some byte channel.
+"""The host side of the harness protocol: a client of one long-lived harness server behind a channel.
 
-A backend (local bwrap, docker) supplies a Channel; HarnessServer sends JSON jobs, reads JSON results
-with a deadline, and restarts the server when it dies or hangs. Such a failure is an infrastructure
-fault until it repeats: the job is rerun on a fresh server (`retries` times) and only a failure that
-repeats every time is recorded against the candidate. A result the harness marks as a `fault` (its
-own error, not the candidate's) is retried the same way and never becomes a verdict.
+A backend (local bwrap, docker) supplies a Channel (bytes in, bytes out); the Client sends JSON job
+lines, reads JSON result lines with a deadline (the host side's one line reader, bounded), and
+replaces the server when it dies, hangs or asks to be replaced. A server that dies or hangs is an
+infrastructure fault until it repeats: the job is rerun on a fresh server (`retries` times) and only
+a failure that repeats every time is recorded against the candidate. A result the harness marks as a
+`fault` (its own error, not the candidate's) is retried the same way and never becomes a verdict;
+HarnessFault says it repeated on every try.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from sandbox.inside.protocol import MAX_LINE, STATUSES, BadMessage, decode_object, encode
+
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
-STATUSES = ("pass", "wrong_answer", "timeout", "runtime_error", "compile_error", "missing_dependency")
 
 
 class SandboxStartError(RuntimeError):
@@ -34,10 +36,44 @@ class HarnessFault(RuntimeError):
 
 
 class Channel(Protocol):
+    """Bytes to and from one harness server."""
+
     def send(self, data: bytes) -> None: ...
-    def recv_line(self, timeout: float) -> bytes | None: ...  # None: EOF or timeout
+    def read(self, timeout: float) -> bytes | None: ...  # some of the server's stdout; None: EOF
+    def kill(self) -> None: ...                          # stop the server now (any thread)
     def close(self) -> None: ...
     def describe_failure(self) -> str: ...
+
+
+class LineReader:
+    """JSON lines from a channel, each bounded in size."""
+
+    def __init__(self, channel: Channel, limit: int = MAX_LINE):
+        self.channel, self.limit, self.buf = channel, limit, b""
+
+    def line(self, timeout: float) -> bytes | None:
+        """The next line; None at EOF, at the deadline or past the size limit."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or len(self.buf) > self.limit:
+                return None
+            chunk = self.channel.read(remaining)
+            if chunk is None:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def message(self, timeout: float) -> dict | None:
+        """The next line as a JSON object; None for anything else."""
+        line = self.line(timeout)
+        if line is None:
+            return None
+        try:
+            return decode_object(line, self.limit)
+        except BadMessage:
+            return None
 
 
 def job_budget(job: dict) -> float:
@@ -60,32 +96,29 @@ def valid_result(result: object, job: dict) -> bool:
     return isinstance(result.get("error", ""), str) and isinstance(result.get("seconds", 0.0), int | float)
 
 
-class HarnessServer:
+class Client:
     """Runs jobs one at a time on a harness server reached through channels made by `open_channel`."""
 
     def __init__(self, open_channel: Callable[[], Channel], name: str = "sandbox", retries: int = 1):
         self.open_channel = open_channel
         self.name = name
-        self.retries = max(0, int(retries))
+        self.retries = retries
         self.channel: Channel | None = None
+        self.lines: LineReader | None = None
         self.hello: dict = {}
         self.restarts = 0
         self.last_fault = ""
         self.stopping = threading.Event()
-        self.lock = threading.Lock()
 
     def start(self) -> None:
         channel = self.open_channel()
-        line = channel.recv_line(START_TIMEOUT_S)
-        try:
-            hello = json.loads(line) if line else None
-        except ValueError:
-            hello = None
+        lines = LineReader(channel)
+        hello = lines.message(START_TIMEOUT_S)
         if not isinstance(hello, dict) or not hello.get("ready"):
             why = channel.describe_failure()
             channel.close()
-            raise SandboxStartError(f"{self.name}: the harness did not start: {why or line!r}")
-        self.channel, self.hello = channel, hello
+            raise SandboxStartError(f"{self.name}: the harness did not start: {why or hello!r}")
+        self.channel, self.lines, self.hello = channel, lines, hello
 
     def run(self, job: dict) -> dict:
         """Judge one job. A server that dies or hangs is retried on a fresh one; raises Interrupted
@@ -96,13 +129,11 @@ class HarnessServer:
             if isinstance(outcome, dict):
                 return outcome
             failures.append(outcome)
-        kinds = {kind for kind, _ in failures}
-        if kinds == {"fault"}:
-            raise HarnessFault(f"{self.name}: harness fault on job {job.get('id')}: {self.last_fault}")
+        if {kind for kind, _ in failures} == {"fault"}:
+            raise HarnessFault(self.last_fault)
         # died or hung every time: the candidate's doing, deterministically
         kind, elapsed = failures[-1]
-        timed_out = kind == "hung"
-        return {"id": job.get("id"), "outcomes": ["timeout" if timed_out else "runtime_error"],
+        return {"id": job.get("id"), "outcomes": ["timeout" if kind == "hung" else "runtime_error"],
                 "names": None, "error": "the sandbox server was killed or hung while running this candidate "
                 f"({len(failures)} times)", "seconds": round(elapsed, 4)}
 
@@ -111,24 +142,24 @@ class HarnessServer:
             raise Interrupted
         if self.channel is None:
             self.start()
-        assert self.channel is not None
+        assert self.channel is not None and self.lines is not None
         start = time.monotonic()
+        line = encode(job)
+        if line is None:
+            raise ValueError(f"job {job.get('id')} cannot be written as JSON")
         try:
-            self.channel.send((json.dumps(job) + "\n").encode())
-            line = self.channel.recv_line(job_budget(job))
+            self.channel.send(line)
+            result = self.lines.message(job_budget(job))
         except OSError:
-            line = None
+            result = None
         if self.stopping.is_set():
             raise Interrupted
-        result = None
-        if line:
-            try:
-                result = json.loads(line)
-            except ValueError:
-                result = None
         elapsed = time.monotonic() - start
         if valid_result(result, job):
+            assert isinstance(result, dict)
             if result.get("restart"):
+                log.info("%s: replacing the sandbox after job %s (%s)", self.name, job.get("id"),
+                         result.get("restart_why", "asked by the harness"))
                 self.close()
             if not result.get("fault"):
                 return result
@@ -149,13 +180,12 @@ class HarnessServer:
         self.stopping.set()
         channel = self.channel
         if channel is not None:
-            kill = getattr(channel, "kill", None) or getattr(channel, "close", None)
             try:
-                kill()
+                channel.kill()
             except Exception as e:  # noqa: BLE001 - best effort: the job in flight ends at its deadline
                 log.warning("%s: could not stop the server: %s", self.name, e)
 
     def close(self) -> None:
         if self.channel is not None:
             self.channel.close()
-            self.channel = None
+            self.channel, self.lines = None, None

@@ -1,4 +1,5 @@
-"""Output comparison with LiveCodeBench's rules (stdlib only: it is also loaded inside the sandbox).
+"""Output comparison with LiveCodeBench's rules, on the trusted side (stdlib only). Never raises:
+whatever a candidate wrote, a comparison that cannot be made is a wrong answer.
 
 stdin/stdout: strip the whole output, split it into lines, strip each line; the line counts must be
 equal; each line must be equal as text, or else its whitespace-separated tokens must all be equal as
@@ -24,23 +25,34 @@ def _as_decimals(line: str) -> list[Decimal] | None:
 
 def stdout_matches(actual: str, expected: str) -> bool:
     """True when a program's stdout is accepted for the expected output (LCB stdin rules)."""
-    got, want = _lines(actual), _lines(expected)
-    if len(got) != len(want):
-        return False
-    for g, w in zip(got, want, strict=True):
-        if g == w:
-            continue
-        gd, wd = _as_decimals(g), _as_decimals(w)
-        if gd is None or wd is None or gd != wd:
+    try:
+        got, want = _lines(actual), _lines(expected)
+        if len(got) != len(want):
             return False
-    return True
+        for g, w in zip(got, want, strict=True):
+            if g == w:
+                continue
+            gd, wd = _as_decimals(g), _as_decimals(w)
+            if gd is None or wd is None or gd != wd:
+                return False
+        return True
+    except Exception:  # noqa: BLE001 - a signalling NaN ("sNaN") raises InvalidOperation in `!=`
+        return False
 
 
 def functional_matches(result: object, expected: object) -> bool:
     """True when a LeetCode method's return value equals the expected JSON value (LCB call rules)."""
-    if isinstance(result, tuple):
-        result = list(result)
     try:
+        if isinstance(result, tuple):
+            result = list(result)
         return bool(result == expected)
-    except Exception:  # a hostile or broken __eq__ is a wrong answer, not a crash of the judge
+    except Exception:  # noqa: BLE001 - a comparison too deep or otherwise impossible: a wrong answer
+        return False
+
+
+def equal(got: object, want: object) -> bool:
+    """`got == want` for plain values; False when the comparison itself fails."""
+    try:
+        return bool(got == want)
+    except Exception:  # noqa: BLE001
         return False
