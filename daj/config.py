@@ -194,6 +194,8 @@ class ExecuteConfig(Section):
     seccomp: bool = True
     sandbox_cpus: NonNegativeFloat = 1.0   # cgroup CPU quota per sandbox in cores (local; 0 = none)
     retries: NonNegativeInt = 1            # reruns on a fresh server after an infrastructure fault
+    # null: this host; auto: the Ray cluster this host belongs to (`ray start`); host:port or ray://host:port
+    cluster: str | None = Field(None, pattern=r"^(auto|(ray://)?[A-Za-z0-9_.\-]+:[0-9]+)$")
 
 
 class RewardConfig(Section):
