@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from sandbox.inside.protocol import MAX_LINE, STATUSES, BadMessage, decode_object, encode
+from sandbox.inside.protocol import LOAD_SLACK, MAX_LINE, STATUSES, BadMessage, decode_object, encode
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
@@ -77,10 +77,13 @@ class LineReader:
 
 
 def job_budget(job: dict) -> float:
-    """Seconds the host waits for one result: the harness' own deadline plus a margin."""
+    """Seconds the host waits for one result: the harness' own deadlines (backstops extended by a
+    loaded machine's CPU waits included) plus a margin. Only a hung harness gets there."""
+    if job["kind"] == "unittest":
+        return float(job["timeout_s"]) + 30.0
     n = max(1, len(job.get("tests") or []))
-    per = float(job["timeout_s"]) * float(job.get("wall_factor", 2.0))
-    return per * (1 if job["kind"] == "unittest" else n + 2) + 30.0
+    per = float(job["timeout_s"]) * float(job.get("wall_factor", 2.0)) * (1 + LOAD_SLACK)
+    return per * (n + 2) + 30.0
 
 
 def valid_result(result: object, job: dict) -> bool:

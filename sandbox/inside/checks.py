@@ -17,6 +17,7 @@ import time
 
 from . import compare
 from .protocol import (
+    LOAD_SLACK,
     MAX_LINE,
     MISSING,
     PASS,
@@ -49,6 +50,47 @@ class Candidate(Exception):
         self.status, self.error = status, error
 
 
+def _cpu_wait(pid: int) -> float | None:
+    """Seconds `pid` has spent runnable but waiting for a CPU (/proc/<pid>/schedstat); None when gone."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Deadline:
+    """A wall-clock deadline. With `runner`, a backstop that does not count the time the runner spent
+    waiting for a CPU (up to LOAD_SLACK times `seconds`): a program that sleeps or blocks is stopped
+    after `seconds`, one that a loaded machine did not get to run is not, so that the verdict does
+    not depend on the load (time limits proper are CPU time, RLIMIT_CPU)."""
+
+    def __init__(self, seconds: float, runner=None):
+        self.seconds, self.runner = seconds, runner  # runner: () -> the runner's pid, or None
+        self.start = time.monotonic()
+        self.end = self.start + seconds
+        self.waited = 0.0
+        # a runner already running (functional, humaneval): only the waiting from now on counts
+        self.known = runner() if runner is not None else None
+        self.base = (_cpu_wait(self.known) or 0.0) if self.known else 0.0
+
+    def left(self) -> float:
+        now = time.monotonic()
+        if now >= self.end and self.runner is not None:
+            self._extend()
+        return self.end - now
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+    def _extend(self) -> None:
+        pid = self.runner()
+        wait = _cpu_wait(pid) if pid else None
+        if wait is not None:
+            self.waited = max(self.waited, wait - (self.base if pid == self.known else 0.0))
+        self.end = self.start + self.seconds + min(self.waited, LOAD_SLACK * self.seconds)
+
+
 class Pipe:
     """The server's end of one pipe to a candidate process: non-blocking, deadlines, bounded lines."""
 
@@ -56,10 +98,10 @@ class Pipe:
         self.fd, self.buf = fd, b""
         os.set_blocking(fd, False)
 
-    def write(self, data: bytes, deadline: float) -> bool:
+    def write(self, data: bytes, deadline: Deadline) -> bool:
         view = memoryview(data)
         while view:
-            remaining = deadline - time.monotonic()
+            remaining = deadline.left()
             if remaining <= 0:
                 return False
             _, writable, _ = select.select([], [self.fd], [], remaining)
@@ -72,7 +114,7 @@ class Pipe:
                     return False
         return True
 
-    def line(self, deadline: float) -> bytes | None:
+    def line(self, deadline: Deadline) -> bytes | None:
         """The next line; None at EOF; raises TimeoutError at the deadline, BadMessage if too long."""
         if b"\n" not in self.buf:
             chunks = [self.buf]
@@ -80,7 +122,7 @@ class Pipe:
             while True:
                 if size > MAX_LINE:
                     raise BadMessage("line too long")
-                remaining = deadline - time.monotonic()
+                remaining = deadline.left()
                 if remaining <= 0:
                     self.buf = b"".join(chunks)
                     raise TimeoutError
@@ -114,7 +156,7 @@ class Pipe:
         except OSError:
             return False
 
-    def message(self, deadline: float) -> dict | None:
+    def message(self, deadline: Deadline) -> dict | None:
         """The next line as a JSON object; None at EOF; BadMessage for anything else."""
         line = self.line(deadline)
         return None if line is None else decode_object(line)
@@ -157,7 +199,7 @@ class Session:
         self.pids.append(pid)
         self.ctrl, self.events, self.req, self.res = (Pipe(fd) for fd in ours)
         line = encode(spec)
-        if line is None or not self.ctrl.write(line, time.monotonic() + 30):
+        if line is None or not self.ctrl.write(line, Deadline(30)):
             raise Fault("cannot send the candidate to its host")
 
     def close(self) -> None:
@@ -168,7 +210,7 @@ class Session:
                 pass
         self.own = []
 
-    def host_event(self, deadline: float) -> dict | None:
+    def host_event(self, deadline: Deadline) -> dict | None:
         """The next event of the host; None when it is gone. Raises TimeoutError."""
         while True:
             try:
@@ -184,7 +226,7 @@ class Session:
                 raise Fault("the seccomp filter did not load in the candidate's host")
             return ev
 
-    def exit_status(self, deadline: float) -> int | None:
+    def exit_status(self, deadline: Deadline) -> int | None:
         try:
             ev = self.host_event(deadline)
         except TimeoutError:
@@ -202,12 +244,14 @@ class Session:
         for i, test in enumerate(self.job["tests"]):
             with open(inp, "w", encoding="utf-8", errors="surrogatepass") as fh:
                 fh.write(test["input"])
-            deadline = time.monotonic() + self.timeout * self.wall
+            runners = len(self.pids)  # this test's runner is the next pid the host reports
+            deadline = Deadline(self.timeout * self.wall,
+                                lambda n=runners: self.pids[n] if len(self.pids) > n else None)
             if not self.ctrl.write(f'{{"run": {i}}}\n'.encode(), deadline):
                 return self.emit(RUNTIME, "the candidate's host is gone")
             status = self.exit_status(deadline)
             if status is None:
-                if time.monotonic() >= deadline:
+                if deadline.passed():
                     return self.emit(TIMEOUT, TIME_LIMIT)
                 return self.emit(RUNTIME, "the candidate's host is gone")
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
@@ -226,9 +270,8 @@ class Session:
             return self.emit(*abnormal_end(status, err))
 
     def _host_ready(self) -> bool:
-        deadline = time.monotonic() + 30 + self.timeout * self.wall
         try:
-            ev = self.host_event(deadline)
+            ev = self.host_event(Deadline(30 + self.timeout * self.wall))
         except TimeoutError:
             raise Fault("the candidate's host did not answer") from None
         if ev is None:
@@ -240,7 +283,7 @@ class Session:
         return False
 
     # -- functional / humaneval
-    def _runner_ready(self, deadline: float) -> bool:
+    def _runner_ready(self, deadline: Deadline) -> bool:
         try:
             msg = self.res.message(deadline)
         except TimeoutError:
@@ -261,13 +304,13 @@ class Session:
         return False
 
     def _runner_gone(self) -> tuple[str, str]:
-        status = self.exit_status(time.monotonic() + 2)
+        status = self.exit_status(Deadline(2))
         self.dead = True
         if status is None:
             return RUNTIME, "the candidate's runner is gone"
         return abnormal_end(status, os.path.join(self.work, ".err"))
 
-    def call(self, test: int, args: list, deadline: float) -> object:
+    def call(self, test: int, args: list, deadline: Deadline) -> object:
         """Call the candidate across the process boundary; its plain result, rebuilt here."""
         if self.dead:
             raise Candidate(RUNTIME, "the candidate's runner is gone")
@@ -280,7 +323,7 @@ class Session:
             raise Fault("test arguments cannot be sent as JSON")
         if not self.req.write(line, deadline):
             self.dead = True
-            if time.monotonic() >= deadline:
+            if deadline.passed():
                 raise Candidate(TIMEOUT, TIME_LIMIT)
             raise Candidate(*self._runner_gone())
         try:
@@ -304,11 +347,15 @@ class Session:
                 raise Candidate(WRONG, "result is not plain data") from None
         raise Candidate(test_status(msg.get("status")), text(msg.get("error")))
 
+    def _backstop(self) -> Deadline:
+        """One test's wall-clock backstop on the runner of a functional or humaneval candidate."""
+        return Deadline(self.timeout * self.wall, lambda: self.pids[1] if len(self.pids) > 1 else None)
+
     def check_functional(self) -> None:
-        if not self._runner_ready(time.monotonic() + self.timeout * self.wall):
+        if not self._runner_ready(self._backstop()):
             return
         for i, test in enumerate(self.job["tests"]):
-            deadline = time.monotonic() + self.timeout * self.wall
+            deadline = self._backstop()
             args = [json.loads(line) for line in test["input"].split("\n")]  # checked by validate_job
             expected = json.loads(test["output"])
             try:
@@ -321,11 +368,11 @@ class Session:
                 return self.emit(WRONG, f"got {short(got)}")
 
     def check_humaneval(self) -> None:
-        if not self._runner_ready(time.monotonic() + self.timeout * self.wall):
+        if not self._runner_ready(self._backstop()):
             return
         entry = self.job["entry_point"]
         for i, test in enumerate(self.job["tests"]):
-            deadline = time.monotonic() + self.timeout * self.wall
+            deadline = self._backstop()
 
             def stand_in(*args, _i=i, _deadline=deadline):
                 return self.call(_i, list(args), _deadline)
@@ -357,7 +404,7 @@ class Session:
 
     # -- unittest
     def check_unittest(self) -> None:
-        deadline = time.monotonic() + self.timeout  # BCB: one wall-clock limit for the module
+        deadline = Deadline(self.timeout)  # BCB: one wall-clock limit for the module, load or not
         expected = self.job["expected_names"]
         self.names = list(expected)
         if not self._runner_ready(deadline):
@@ -378,7 +425,7 @@ class Session:
         # the whole module must end normally, within the limit, with nothing more to say
         status = self.exit_status(deadline)
         if status is None:
-            return self.emit(TIMEOUT, TIME_LIMIT) if time.monotonic() >= deadline else \
+            return self.emit(TIMEOUT, TIME_LIMIT) if deadline.passed() else \
                 self.emit(RUNTIME, "the candidate's host is gone")
         if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
             return self.emit(*abnormal_end(status, os.path.join(self.work, ".err")))

@@ -154,43 +154,73 @@ def _all_pids() -> list[int]:
 
 # ----------------------------------------------------------------------------- scratch
 WIPE_ENTRIES = 200_000  # more than a candidate can make within its limits; beyond: replace the sandbox
+WIPE_DEPTH = 800        # directories open at once (one fd each); deeper: replace the sandbox
 
 
 def wipe(roots: list[str]) -> bool:
-    """Remove everything under each root (whatever its permissions); True when nothing is left."""
+    """Remove everything under each root, whatever its permissions or depth; True when nothing is
+    left (False: the caller replaces the sandbox)."""
     budget = [WIPE_ENTRIES]
     for root in roots:
         try:
-            names = os.listdir(root)
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
             return False
-        for name in names:
-            _remove(os.path.join(root, name), budget)
-    try:
-        return all(not os.listdir(root) for root in roots)
-    except OSError:
-        return False
-
-
-def _remove(path: str, budget: list[int]) -> None:
-    """Remove a tree without recursion, restoring the permissions a candidate took away."""
-    stack = [(path, False)]
-    while stack and budget[0] > 0:
-        budget[0] -= 1
-        current, listed = stack.pop()
         try:
-            mode = os.lstat(current).st_mode
-            if not stat.S_ISDIR(mode):
-                os.unlink(current)
-                continue
-            if listed:
-                os.rmdir(current)
-                continue
-            os.chmod(current, 0o700)
-            stack.append((current, True))
-            stack.extend((os.path.join(current, n), False) for n in os.listdir(current))
+            for name in os.listdir(root_fd):
+                _remove(root_fd, name, budget)
+            if os.listdir(root_fd):
+                return False
         except OSError:
-            continue  # checked by the caller: anything left replaces the sandbox
+            return False
+        finally:
+            os.close(root_fd)
+    return True
+
+
+def _remove(parent_fd: int, name: str, budget: list[int]) -> None:
+    """Remove one entry (a tree: without recursion, by fds, restoring the permissions a candidate
+    took away); what cannot be removed is left for the caller's check."""
+    stack: list[tuple[int, str, int | None]] = [(parent_fd, name, None)]
+    try:
+        while stack and budget[0] > 0:
+            budget[0] -= 1
+            pfd, entry, dfd = stack[-1]
+            if dfd is not None:  # its children are gone (or left for the check)
+                stack.pop()
+                os.close(dfd)
+                _quietly(os.rmdir, entry, dir_fd=pfd)
+                continue
+            try:
+                mode = os.stat(entry, dir_fd=pfd, follow_symlinks=False).st_mode
+            except OSError:
+                stack.pop()
+                continue
+            if not stat.S_ISDIR(mode):
+                stack.pop()
+                _quietly(os.unlink, entry, dir_fd=pfd)
+                continue
+            if len(stack) > WIPE_DEPTH:
+                return
+            _quietly(os.chmod, entry, 0o700, dir_fd=pfd)
+            try:
+                dfd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+            except OSError:
+                stack.pop()
+                continue
+            stack[-1] = (pfd, entry, dfd)
+            stack.extend((dfd, child, None) for child in os.listdir(dfd))
+    finally:
+        for _, _, dfd in stack:
+            if dfd is not None:
+                os.close(dfd)
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    try:
+        fn(*args, **kwargs)
+    except OSError:
+        pass
 
 
 def wipe_ipc() -> bool:

@@ -24,6 +24,8 @@ TIME_LIMIT = "time limit exceeded"
 MAX_LINE = 64 << 20    # longest line accepted from a candidate's side (bytes)
 MAX_DEPTH = 512        # deepest nesting of a decoded message (the codec's own limit is 200 values deep)
 PLAIN_DEPTH = 200
+# a wall-clock backstop is extended by the time the runner waited for a CPU, by at most this factor
+LOAD_SLACK = 3.0
 STDERR_KEEP = 2000
 ERROR_TEXT = 300       # longest error text kept per test
 

@@ -7,7 +7,6 @@ for how it was run against that tree)."""
 
 from __future__ import annotations
 
-import os
 import textwrap
 
 import pytest
@@ -244,5 +243,16 @@ def test_bigcodebench_forgeries_fail(pool):
     assert verdicts[-1]["tests_passed"] == 2
 
 
-def test_backends_listed():
-    assert "local" in BACKENDS and os.path.isdir("/proc")
+def test_without_a_cgroup_the_pid_namespace_sweep_contains_them_too(monkeypatch):
+    """Where no freezer cgroup can be made (not root), the harness sweeps its own pid namespace, zombie
+    thread groups included: the same survivors fail to reach the next candidate."""
+    from sandbox.local import Cgroup
+
+    monkeypatch.setattr(Cgroup, "open_freezer", lambda self: None)
+    one_test = {"id": "lcb/one", "tests": {"type": "stdin", "public": [{"input": "ping\n", "output": "pong"}]}}
+    with SandboxPool(pool_config("local"), progress=False) as pool:
+        verdicts = judge(pool, [(one_test, ZOMBIE_LEADER_KILLER), (STDIN_OK, "import time\ntime.sleep(0.5)\n"
+                                                                             + ECHO_RIGHT),
+                                (STDIN_OK, ZOMBIE_LEADER_FORGER), (STDIN_OK, SLOW_SILENT)])
+        assert pool.harnesses[0].hello["containment"] == "pid namespace sweep"
+    assert [v["passed"] for v in verdicts] == [True, True, True, False], verdicts

@@ -1,0 +1,275 @@
+"""execute on a Ray cluster (sandbox/cluster.py) on a real local multi-node cluster: a head without
+CPUs and two worker nodes of one CPU each (ray.cluster_utils.Cluster, one per module: it takes seconds
+to start). Same verdicts as the local pool on HumanEval and on real LiveCodeBench candidates, the
+attacks of test_sandbox_attacks contained on the nodes, a node killed mid-run, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import test_sandbox_attacks as attacks
+from conftest import require_shared
+
+from daj.config import ExecuteConfig
+from daj.errors import DajError
+from daj.store import Store
+
+try:
+    import ray
+    from ray.cluster_utils import Cluster
+except ImportError:  # the optional extra; CI installs it
+    if os.environ.get("CI", "").lower() == "true":
+        raise
+    pytest.skip("Ray is not installed (pip install -e '.[cluster]')", allow_module_level=True)
+
+from sandbox.cluster import RayPool, batch_size, connect  # noqa: E402
+from sandbox.pool import SandboxPool  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+# node death is noticed within about a second (defaults: 30 s); no dashboard, no usage stats
+SYSTEM = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+          "health_check_failure_threshold": 2}
+SUM = {"id": "lcb/sum", "tests": {"type": "stdin", "public": [{"input": "1 2\n", "output": "3"}],
+                                  "private": [{"input": "5 5\n", "output": "10"}]}}
+RIGHT = "a, b = map(int, input().split())\nprint(a + b)"
+WRONG = "a, b = map(int, input().split())\nprint(a - b)"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                      "_system_config": SYSTEM})
+    for _ in range(2):
+        c.add_node(num_cpus=1)
+    ray.init(address=c.address, logging_level="WARNING")
+    c.wait_for_nodes()
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def on(cluster, **settings) -> ExecuteConfig:
+    base = dict(backend="local", timeout_s=1.0, wall_factor=4.0, memory_mb=512, output_mb=8, pids_limit=64,
+                sandbox_memory_mb=2048, cluster=cluster.address)
+    return ExecuteConfig(**{**base, **settings})
+
+
+def local(config: ExecuteConfig, pairs) -> list[dict]:
+    with SandboxPool(config.model_copy(update={"cluster": None, "workers": 2}), progress=False) as pool:
+        return pool.check(pairs)
+
+
+def test_humaneval_verdicts_equal_the_local_pools(cluster, tmp_path):
+    from daj.data.humaneval import load_humaneval_package
+    from daj.policies.mutants import problem_mutants
+
+    # the reference and two mutants (wrong answers, crashes, endless loops) of 20 problems
+    pairs = [(p, m["code"]) for p in load_humaneval_package()[:20] for m in problem_mutants(p, 3, 0)]
+    config = on(cluster)
+    expected = local(config, pairs)
+    assert {v["status"] for v in expected} >= {"pass", "wrong_answer"}
+    with RayPool(config, cache_dir=str(tmp_path), progress=False) as pool:
+        assert pool.backend == "local" and pool.nodes == 2 and pool.workers == 2
+        assert pool.check(pairs) == expected
+        assert len(pool.stats["nodes"]) == 2, pool.stats  # both nodes judged
+        assert pool.stats["judged"] == len(pairs) and pool.stats["resubmitted"] == 0
+        batches = pool.stats["batches"]
+        # the driver keeps the cache: a second check sends nothing out
+        assert pool.check(pairs) == expected
+        assert pool.stats["batches"] == batches and pool.cache_hits == len(pairs)
+    assert len(Store(tmp_path, "verdicts")) == len(pairs)
+
+
+def test_lcb_verdicts_equal_the_local_pools_and_the_official_ones(cluster):
+    require_shared("lcb", "code_generation_lite_private184")
+    from daj.eval.agreement import load
+
+    # real O1-Mini, O1-Preview and Kimi-k1.6 candidates on public and hidden tests
+    subset = {"lcb/2777", "lcb/2727", "lcb/abc301_a", "lcb/abc301_c", "lcb/2791", "lcb/abc302_a"}
+    triples = [t for t in load("full", 16) if t[1]["id"] in subset]
+    assert len(triples) == 18
+    pairs = [(problem, cand["code"]) for _, problem, cand in triples]
+    config = on(cluster, timeout_s=6.0)
+    expected = local(config, pairs)
+    with RayPool(config, progress=False) as pool:
+        assert pool.check(pairs) == expected
+    official = [cand["imported_passed"] for _, _, cand in triples]
+    assert [v["passed"] for v in expected] == official
+
+
+# the attacks of test_sandbox_attacks that take the judging pool, run on the cluster's nodes
+ATTACKS = [f for name, f in sorted(vars(attacks).items())
+           if name.startswith("test_") and f.__code__.co_varnames[:f.__code__.co_argcount] == ("runner",)]
+
+
+@pytest.fixture(scope="module")
+def attack_pool(cluster):
+    # one batch at a time, each on one node: later candidates share the sandbox of earlier ones, as in
+    # the local pool the attacks were written for
+    config = attacks.CFG.model_copy(update={"cluster": cluster.address, "workers": 1})
+    with RayPool(config, progress=False, batch=64) as pool:
+        yield pool
+
+
+def test_the_attacks_are_all_listed():
+    assert len(ATTACKS) >= 8, [f.__name__ for f in ATTACKS]
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda f: f.__name__.removeprefix("test_"))
+def test_attacks_stay_contained_on_the_nodes(attack, attack_pool):
+    attack(attack_pool)
+
+
+RAY_ENDPOINTS = """
+import glob, os, socket
+reached = []
+for host, port in {endpoints!r}:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        reached.append(port)
+    except OSError:
+        pass
+for path in glob.glob("/tmp/ray/**", recursive=True) + glob.glob("/dev/shm/*"):
+    reached.append(path)
+for pid in os.listdir("/proc"):
+    try:
+        if b"RAY_" in open(f"/proc/{{pid}}/environ", "rb").read():
+            reached.append(pid)
+    except OSError:
+        pass
+print(len(reached))
+"""
+
+
+def test_candidates_cannot_reach_the_cluster(cluster, attack_pool):
+    """From inside a node's sandbox: no GCS, no raylet, no object store, no worker's environment."""
+    host, port = cluster.address.split(":")
+    endpoints = [(host, int(port)), ("127.0.0.1", int(port))]
+    for node in ray.nodes():
+        endpoints.append((node["NodeManagerAddress"], node["NodeManagerPort"]))
+        endpoints.append((node["NodeManagerAddress"], node["ObjectManagerPort"]))
+    code = RAY_ENDPOINTS.format(endpoints=endpoints)
+    assert ray.nodes() and Path("/tmp/ray").is_dir()  # there is something to reach from the host
+    problem = {"id": "lcb/ray", "tests": {"type": "stdin", "public": [{"input": "", "output": "0"}]}}
+    verdict = attack_pool.check([(problem, code)])[0]
+    assert verdict["passed"], verdict
+
+
+def test_batches():
+    assert batch_size(1000, 2) == 32 and batch_size(64, 2) == 8 and batch_size(3, 8) == 1
+
+
+def test_a_node_that_judges_differently_stops_the_run(cluster):
+    pool = RayPool(on(cluster), progress=False)
+    keys = ["k0", "k1"]
+    out = {"node": "n", "keys": ["k0", "other"], "verdicts": [{}, {}], "seconds": [0.0, 0.0]}
+    with pytest.raises(DajError, match="other cache keys"):
+        pool._record([0, 1], out, keys, [None, None])
+
+
+def test_an_unreachable_address_is_named_at_once():
+    code = "from sandbox.cluster import connect\nconnect('127.0.0.1:9')"
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "field 'execute.cluster'" in out.stderr and "does not answer" in out.stderr
+    assert time.monotonic() - start < 30
+    assert connect("127.0.0.1:9") is False  # this process is connected already: the address is not used
+
+
+def slow_sum(i: int) -> str:
+    return f"import time\ntime.sleep(0.4)\n{RIGHT if i % 3 else WRONG}  # {i}"
+
+
+def test_a_node_killed_mid_run_loses_no_verdict_and_records_none_twice(cluster, tmp_path):
+    pairs = [(SUM, slow_sum(i)) for i in range(18)]
+    expected = ["pass" if i % 3 else "wrong_answer" for i in range(18)]
+    victim = cluster.list_all_nodes()[-1]
+    killed = threading.Event()
+    with RayPool(on(cluster), cache_dir=str(tmp_path), progress=False, batch=2) as pool:
+
+        def kill_when_both_nodes_judged() -> None:
+            deadline = time.monotonic() + 120
+            while len(pool.stats["nodes"]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cluster.remove_node(victim, allow_graceful=False)  # mid-batch: both nodes are busy
+            killed.set()
+
+        killer = threading.Thread(target=kill_when_both_nodes_judged)
+        killer.start()
+        verdicts = pool.check(pairs)
+        killer.join()
+        assert killed.is_set() and pool.stats["batches"] < 9, pool.stats  # killed before the end
+        assert [v["status"] for v in verdicts] == expected
+        assert pool.stats["resubmitted"] >= 1, pool.stats  # the victim's batch in flight ran again
+        assert pool.stats["judged"] == len(pairs) and pool.stats["batches"] == 9, pool.stats
+    assert len(Store(tmp_path, "verdicts")) == len(pairs)
+    cluster.add_node(num_cpus=1)  # two nodes again for later tests
+    cluster.wait_for_nodes()
+
+
+SLEEPER = """
+import ctypes, time
+ctypes.CDLL(None).prctl(15, b"h6sleeper", 0, 0, 0)  # a name the host can see in /proc/<pid>/comm
+time.sleep(60)
+"""
+
+
+def sleepers() -> int:
+    n = 0
+    for pid in os.listdir("/proc"):
+        try:
+            n += Path(f"/proc/{pid}/comm").read_text().strip() == "h6sleeper"
+        except OSError:
+            pass
+    return n
+
+
+def test_ctrl_c_stops_the_nodes_sandboxes_within_seconds(cluster, tmp_path):
+    quick = [(SUM, RIGHT), (SUM, WRONG)] * 2
+    pairs = quick + [(SUM, SLEEPER)] * 4
+    config = on(cluster, wall_factor=40.0)  # a sleeper would take 40 s to time out
+    seen: list[int] = []
+    sent: list[float] = []
+    with RayPool(config, cache_dir=str(tmp_path), progress=False, batch=1) as pool:
+
+        def interrupt_when_sleeping() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (pool.stats["judged"] >= 4 and sleepers() >= 2):
+                time.sleep(0.1)
+            seen.append(sleepers())
+            sent.append(time.monotonic())
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+        threading.Thread(target=interrupt_when_sleeping, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            pool.check(pairs)
+        stopped_after = time.monotonic() - sent[0]
+        assert seen[0] >= 2  # the check below can see the candidates' processes
+        assert stopped_after < 8, stopped_after
+        deadline = time.monotonic() + 5
+        while sleepers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleepers() == 0
+    cached = Store(tmp_path, "verdicts").json_values()
+    assert sorted(v["status"] for v in cached) == ["pass", "pass", "wrong_answer", "wrong_answer"]
+
+
+def test_a_pool_needs_a_cluster_address():
+    with pytest.raises(DajError, match="execute.cluster"):
+        RayPool(ExecuteConfig(cluster=None))
+
+
+def test_the_settings(cluster):
+    for good in ("auto", "10.0.0.1:6379", "ray://head.example:10001"):
+        assert ExecuteConfig(cluster=good).cluster == good
+    for bad in ("", "ray://", "head", "http://head:1", "auto "):
+        with pytest.raises(ValueError):
+            ExecuteConfig(cluster=bad)
