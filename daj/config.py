@@ -386,14 +386,84 @@ class TrainConfig(Section):
         return self.steps // self.grad_accum
 
 
+BonMethod = Literal["random", "oracle", "first", "public_tests", "judge", "hybrid", "prm", "grm"]
+BON_METHODS: tuple[str, ...] = get_args(BonMethod)
+PrmAggregation = Literal["min", "mean", "last", "prod"]
+
+
+class PrmConfig(Section):
+    """bon method `prm`: a process reward model with a value head (Skywork-o1-Open-PRM style) scores each
+    candidate's steps; the steps' rewards are aggregated to one score (daj/eval/reward_models.py)."""
+
+    backend: Literal["hf", "openai"] = "hf"   # hf: loaded here; openai: a server's /embeddings (vLLM + Skywork's plugin)
+    model: str = Field("models/tiny", min_length=1)
+    tokenizer: str | None = None              # openai backend: the tokenizer that makes the token ids (null = model)
+    base_url: str | None = Field(None, min_length=1)     # openai backend only
+    api_key_env: str | None = Field(None, min_length=1)  # openai backend only
+    random_head_seed: NonNegativeInt | None = 0  # stand-ins only: a seeded random value head (null: the checkpoint's)
+    step: str = Field("\n", min_length=1)     # step separator (Skywork: a newline)
+    aggregation: PrmAggregation = "min"
+    max_prompt_chars: PositiveInt = 6000      # the statement is cut to this many characters (middle truncation)
+    max_tokens: PositiveInt = 4096            # longer inputs drop their earliest steps
+    batch_size: PositiveInt = 4
+
+    @model_validator(mode="after")
+    def _server_options(self) -> PrmConfig:
+        if self.backend != "openai" and (self.base_url or self.api_key_env or self.tokenizer):
+            raise ValueError("base_url, api_key_env and tokenizer are options of the openai backend")
+        if self.backend == "openai" and self.random_head_seed is not None:
+            raise ValueError("random_head_seed builds a local stand-in (backend hf); set it to null for a served PRM")
+        return self
+
+
+class GrmConfig(Decoding):
+    """bon method `grm`: a generative pointwise reward model (DeepSeek-GRM style) writes a critique and a
+    score from 1 to 10 for each candidate; `samples` answers per candidate are summed (DeepSeek-GRM's
+    voting); an unparsable answer scores 0, below the scale (daj/eval/reward_models.py)."""
+
+    backend: EngineBackend = "hf"
+    model: str = Field("models/tiny", min_length=1)
+    adapter: str | None = None
+    base_url: str | None = Field(None, min_length=1)     # openai backend only
+    api_key_env: str | None = Field(None, min_length=1)  # openai backend only
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    max_new_tokens: PositiveInt = 16          # critique budget (tiny default; real GRMs need far more)
+    samples: PositiveInt = 1
+    max_prompt_chars: PositiveInt = 6000
+
+    @model_validator(mode="after")
+    def _server_options(self) -> GrmConfig:
+        if self.backend != "openai" and (self.base_url or self.api_key_env):
+            raise ValueError("base_url and api_key_env are options of the openai backend")
+        return self
+
+    def engine_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"backend": self.backend, "model": self.model, "adapter": self.adapter,
+                                **self.engine_options}
+        spec.update({k: v for k in ("base_url", "api_key_env") if (v := getattr(self, k)) is not None})
+        return spec
+
+
 class BonConfig(Section):
     policies: list[Name] = Field(default_factory=lambda: ["mutants"], min_length=1)
+    methods: list[BonMethod] = Field(default_factory=lambda: list(BON_METHODS[:6]), min_length=1)
     rounds: PositiveInt = 8
     split: SplitName = "test"
     scaling_n: list[PositiveInt] | None = Field(default_factory=lambda: [1, 2, 4, 8])
     scaling_judge: bool = True
     share_votes: bool = False   # identical candidates share votes (off: the paper's tally)
-    swap: bool = False          # bon and pairwise: score both orders of a pair and combine them
+    swap: bool = False          # the judge methods judge each pair in both orders, combined (daj/judge/swap.py)
+    bootstrap: PositiveInt = 2000   # bootstrap replicates of the 95% intervals over problems
+    prm: PrmConfig = Field(default_factory=PrmConfig)
+    grm: GrmConfig = Field(default_factory=GrmConfig)
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, v: list[str]) -> list[str]:
+        dup = sorted({m for m in v if v.count(m) > 1})
+        if dup:
+            raise ValueError(f"method {dup[0]!r} is listed twice")
+        return v
 
 
 class PairwiseConfig(Section):

@@ -1,12 +1,15 @@
 """bon: Best-of-N selection on one split for every policy in bon.policies (logic in daj.eval).
 
-Writes metrics/bon.json ({policy: {method: {overall, easy, medium, hard, n}}}, pass@1 in %; methods random,
-oracle, first, public_tests, judge and hybrid, daj.eval.bon),
-metrics/bon_cost.json (judge calls and tokens per method and problem), metrics/bon_problems.csv (one
-row per policy, problem and method), and the scaling plot data metrics/bon_scaling_n.csv,
-metrics/bon_scaling_r.csv (wide: one overall-pass@1 column per method) and metrics/bon_scaling.json
-(long form with the difficulties). The judge is judge.model plus the trained adapter models/judge
-when that directory exists, else plus judge.adapter (or the bare base model when that is null).
+Writes metrics/bon.json ({policy: {method: {overall, easy, medium, hard, n, ci95, ...}}}, pass@1 in %;
+the methods of bon.methods, daj.eval.bon), metrics/bon_cost.json (model calls' tokens per method and
+problem), metrics/bon_problems.csv (one row per policy, problem and method), and the plot data
+metrics/bon_difficulty.csv (grouped bars with intervals), metrics/bon_scaling_n.csv and
+metrics/bon_scaling_r.csv (wide: one overall-pass@1 column per method), their long forms with
+intervals metrics/bon_scaling_{n,r}_band.csv, and metrics/bon_scaling.json (long form with the
+difficulties). The judge is judge.model plus the trained adapter models/judge when that directory
+exists, else plus judge.adapter (or the bare base model when that is null); prm and grm are the
+reward models of bon.prm and bon.grm (daj.eval.reward_models). Model calls and cache hits go to
+logs/bon.json.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import logging
 from daj.config import ParamsConfig
 from daj.data.pools import load_pools
 from daj.errors import DajError
-from daj.eval.bon import evaluate_policy
+from daj.eval.bon import JUDGE_METHODS, evaluate_policy
+from daj.eval.plotdata import band_rows, difficulty_rows
+from daj.eval.reward_models import make_scorers
 from daj.eval.scaling import scaling_n, scaling_r, wide
 from daj.io import atomic_open, read_jsonl, write_json
 from daj.judge.runner import build_runner
@@ -34,6 +39,8 @@ SCALING_N = "metrics/bon_scaling_n.csv"
 SCALING_R = "metrics/bon_scaling_r.csv"
 SCALING_JSON = "metrics/bon_scaling.json"
 DIFFICULTY_CSV = "metrics/bon_difficulty.csv"
+SCALING_N_BAND = "metrics/bon_scaling_n_band.csv"
+SCALING_R_BAND = "metrics/bon_scaling_r_band.csv"
 log = logging.getLogger(__name__)
 
 
@@ -53,38 +60,56 @@ def main(config: ParamsConfig) -> None:
     bon = config.bon
     seed, rounds, split, policies, sizes, share = (config.seed, bon.rounds, bon.split, bon.policies,
                                                     bon.scaling_n, bon.share_votes)
-    scale_judge = bon.scaling_judge
+    methods, swap, reps = list(bon.methods), bon.swap, bon.bootstrap
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
     if not problems:
         raise DajError(f"split {split!r} has no problems", path=f"{SPLITS_DIR}/{split}.jsonl")
     ids = [p["id"] for p in problems]
     pools = {policy: load_pools([policy], ids) for policy in policies}
 
-    adapter = judge_adapter(config)
-    log.info("judge: %s%s", config.judge.model, f" + {adapter}" if adapter else "")
-    # the problem bar shows progress
-    runner, _ = build_runner(config.judge, adapter, config.caches.judge, progress=False, where=str(params_path()))
-    summary, cost, rows, long_n, long_r = {}, {}, [], [], []
+    runner, adapter = None, None
+    if any(m in JUDGE_METHODS for m in methods):
+        adapter = judge_adapter(config)
+        log.info("judge: %s%s", config.judge.model, f" + {adapter}" if adapter else "")
+        # the problem bar shows progress
+        runner, _ = build_runner(config.judge, adapter, config.caches.judge, progress=False,
+                                 where=str(params_path()))
+    try:
+        scorers = make_scorers(bon, config.caches.judge, seed)
+    except DajError as e:
+        raise e.at(path=str(params_path()), under="bon.prm" if "prm" in methods else "bon.grm") from None
+    scale_judge = bon.scaling_judge and runner is not None and all(m in methods for m in JUDGE_METHODS)
+    summary, cost, rows, long_n, long_r, bars = {}, {}, [], [], [], []
     for policy in policies:
-        result = evaluate_policy(policy, problems, pools[policy], runner, rounds, seed, share_votes=share)
+        result = evaluate_policy(policy, problems, pools[policy], runner, rounds, seed, share_votes=share,
+                                 methods=methods, swap=swap, scorers=scorers, bootstrap=reps)
         summary[policy] = result.summary
-        cost[policy] = {"judge": {"model": config.judge.model, "adapter": adapter,
-                                  "rounds": rounds, "split": split, "share_votes": share}, **result.cost}
+        cost[policy] = {**models_used(config, adapter, methods), **result.cost}
         rows += result.rows
+        bars += difficulty_rows(policy, result.summary, problems, result.scores, seed, reps)
         largest = max((len(c) for c in pools[policy].values()), default=1)
         grid = sorted({min(s, largest) for s in sizes}) if sizes else list(range(1, largest + 1))
 
         def subset_judge(problem, subset, size, policy=policy):
             sub = evaluate_policy(policy, [problem], {problem["id"]: subset}, runner, rounds,
-                                  seed + 7919 * size, progress=False, share_votes=share)
-            return {m: sub.summary[m]["overall"] / 100.0 for m in ("judge", "hybrid")}
+                                  seed + 7919 * size, progress=False, share_votes=share, methods=JUDGE_METHODS,
+                                  swap=swap)
+            return {m: sub.summary[m]["overall"] / 100.0 for m in JUDGE_METHODS}
 
+        scored = {m: result.score_lists[m] for m in result.score_lists}
+        main_values = {m: result.scores[m] for m in scored}
         long_n += scaling_n(policy, problems, pools[policy], grid, result.votes,
-                            subset_judge if scale_judge else None, seed, progress=True)
-        long_r += scaling_r(policy, problems, pools[policy], rounds, result.votes, seed)
+                            subset_judge if scale_judge else None, seed, progress=True, scored=scored,
+                            main=main_values, bootstrap=reps)
+        if any(m in methods for m in JUDGE_METHODS):
+            long_r += scaling_r(policy, problems, pools[policy], rounds, result.votes, seed, main=main_values,
+                                bootstrap=reps)
         log.info("%s on %s (%d problems): %s", policy, split, len(problems),
                  ", ".join(f"{m} {v['overall']:.2f}" for m, v in result.summary.items()))
-    runner.engine.close()
+    if runner is not None:
+        runner.engine.close()
+    for scorer in scorers.values():
+        scorer.close()
     write_json(METRICS, summary)
     cost_results, run = split_run_fields(cost)  # model calls vs cache hits: how this run went
     write_json(COST, cost_results)
@@ -92,15 +117,25 @@ def main(config: ParamsConfig) -> None:
     write_csv(PROBLEMS_CSV, rows)
     write_csv(SCALING_N, wide(long_n, "n"))
     write_csv(SCALING_R, wide(long_r, "rounds"))
+    write_csv(SCALING_N_BAND, band_rows(long_n, "n"))
+    write_csv(SCALING_R_BAND, band_rows(long_r, "rounds"))
     write_json(SCALING_JSON, {"n": long_n, "rounds": long_r})
-    write_csv(DIFFICULTY_CSV, difficulty_rows(summary))
+    write_csv(DIFFICULTY_CSV, bars)
 
 
-def difficulty_rows(summary: dict) -> list[dict]:
-    """The Best-of-N table in long form (policy, method, difficulty, pass@1) for a DVC bar plot."""
-    return [{"policy": policy, "method": method, "difficulty": level, "pass1": scores[level]}
-            for policy, methods in summary.items() for method, scores in methods.items()
-            for level in ("overall", "easy", "medium", "hard") if level in scores]
+def models_used(config: ParamsConfig, adapter: str | None, methods: list[str]) -> dict:
+    """Which models answered, for the cost file: the judge's, and the reward models' of prm / grm."""
+    bon, out = config.bon, {}
+    if any(m in JUDGE_METHODS for m in methods):
+        out["judge"] = {"model": config.judge.model, "adapter": adapter, "rounds": bon.rounds, "split": bon.split,
+                        "share_votes": bon.share_votes, **({"swap": True} if bon.swap else {})}
+    if "prm" in methods:
+        out["prm"] = {"backend": bon.prm.backend, "model": bon.prm.model, "aggregation": bon.prm.aggregation,
+                      "step": bon.prm.step, "random_head_seed": bon.prm.random_head_seed}
+    if "grm" in methods:
+        out["grm"] = {"backend": bon.grm.backend, "model": bon.grm.model, "adapter": bon.grm.adapter,
+                      "samples": bon.grm.samples}
+    return out
 
 
 if __name__ == "__main__":

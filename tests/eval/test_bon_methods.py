@@ -155,6 +155,33 @@ def test_voting_is_seeded():
     assert np.isfinite(a.summary["judge"]["overall"])
 
 
+def test_swap_judges_every_pair_in_both_orders():
+    """bon.swap: each drawn pair is asked as (A, B) and (B, A); the answers are combined (daj.judge.swap)."""
+    problems, pools = problems_and_pools()
+
+    class Recording(CodeReadingJudge):
+        def __init__(self):
+            super().__init__()
+            self.shown: list[tuple[str, str]] = []
+
+        def generate(self, prompts, params, prefixes=None):
+            for chat in prompts:
+                blocks = re.findall(r"## Candidate \d+\n```python\n(.*?)\n```", chat[-1]["content"], re.DOTALL)
+                self.shown.append(tuple(blocks))
+            return super().generate(prompts, params, prefixes)
+
+    settings = JudgeConfig(force_selection=False, force_sampling=False)
+    plain = evaluate_policy("p", problems, pools, JudgeRunner(CodeReadingJudge(), settings), 8, 0, progress=False)
+    engine = Recording()
+    swapped = evaluate_policy("p", problems, pools, JudgeRunner(engine, settings), 8, 0, progress=False, swap=True)
+    assert engine.shown and set(engine.shown) == {(b, a) for a, b in engine.shown}  # both orders of every pair
+    for pid in ("t/0",):
+        assert swapped.cost["judge_per_problem"][pid]["responses"] == 2 * plain.cost["judge_per_problem"][pid]["responses"]
+    # the content-reading judge names the good program in both orders: the combined vote keeps it
+    picked = {r["problem_id"]: r["picked"] for r in swapped.rows if r["method"] == "judge"}
+    assert picked["t/0"] == 1 and swapped.summary["judge"]["overall"] == plain.summary["judge"]["overall"]
+
+
 def test_load_pool_errors(tmp_path):
     write_jsonl(tmp_path / "c.jsonl", [{"problem_id": "t/0", "policy": "p", "index": 0, "code": "x"},
                                        {"problem_id": "t/0", "policy": "p", "index": 1, "code": "y"}])

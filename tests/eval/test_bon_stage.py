@@ -31,9 +31,16 @@ def bon_run(tmp_path_factory):
 def test_bon_json_contract_and_exact_values(bon_run):
     bon = json.loads((bon_run / "metrics/bon.json").read_text())
     assert set(bon) == {"mutants"} and set(bon["mutants"]) == METHODS
-    for entry in bon["mutants"].values():
-        assert set(entry) == {"overall", "easy", "medium", "hard", "n"} and entry["n"] == 3
+    for method, entry in bon["mutants"].items():
+        assert {"overall", "easy", "medium", "hard", "n"} <= set(entry) and entry["n"] == 3
+        low, high = entry["ci95"]  # the 95% bootstrap interval over problems
+        assert low <= entry["overall"] <= high, method
     m = bon["mutants"]
+    assert m["random"]["ci95"] == [50.0, 50.0] and m["oracle"]["ci95"] == [100.0, 100.0]  # equal on every problem
+    for ref in ("random", "public_tests"):  # paired intervals of the judge's margins
+        paired = m["judge"][f"minus_{ref}"]
+        assert paired["diff"] == pytest.approx(m["judge"]["overall"] - m[ref]["overall"], abs=1e-3)
+        assert paired["ci95"][0] <= paired["diff"] <= paired["ci95"][1]
     # each pool: 2 passing of 4, public passers are 0 (fail), 1, 2 (pass)
     assert m["random"]["overall"] == 50.0 and m["oracle"]["overall"] == 100.0 and m["first"]["overall"] == 0.0
     assert m["public_tests"]["overall"] == pytest.approx(200 / 3, abs=1e-3)
@@ -120,3 +127,62 @@ def test_missing_verdicts_fail_cleanly(tmp_path, monkeypatch):
     with pytest.raises(DajError, match="verdicts/mutants.jsonl"):
         bon_stage.main(load_config())
     assert not (tmp_path / "metrics/bon.json").exists()
+
+
+def test_reward_model_methods_on_tiny_stand_ins(tmp_path, monkeypatch):
+    """bon.methods with prm and grm (tiny stand-ins: a seeded value head, the tiny model as GRM): results in
+    metrics, calls in logs/, and a rerun served from the cache."""
+    tiny = tiny_model_dir()
+    make_workspace(tmp_path, tiny, bon__methods=["random", "public_tests", "prm", "grm"], bon__scaling_n=[1, 2, 4],
+                   bon__prm={"model": tiny, "random_head_seed": 0}, bon__grm={"model": tiny, "max_new_tokens": 8})
+    monkeypatch.chdir(tmp_path)
+    bon_stage.main(load_config())
+    bon = json.loads((tmp_path / "metrics/bon.json").read_text())["mutants"]
+    assert set(bon) == {"random", "public_tests", "prm", "grm"}
+    assert bon["grm"]["unparsable"] == 12  # the random tiny model writes no score: 4 candidates x 3 problems
+    rows = [r for r in csv.DictReader((tmp_path / "metrics/bon_problems.csv").open()) if r["method"] == "prm"]
+    assert len(rows) == 3 and all(len(r["scores"].split(";")) == 4 for r in rows)
+    for r in rows:  # the pick has the best prm score (candidates sharing their weakest line tie)
+        scores = [float(s) for s in r["scores"].split(";")]
+        assert scores[int(r["picked"])] == max(scores)
+    cost_text = (tmp_path / "metrics/bon_cost.json").read_text()
+    assert "model_calls" not in cost_text and "cache_hits" not in cost_text
+    cost = json.loads(cost_text)["mutants"]
+    assert cost["prm"]["aggregation"] == "min" and "judge" not in cost
+    logs = json.loads((tmp_path / "logs/bon.json").read_text())["mutants"]["methods"]
+    assert logs["prm"]["model_calls"] == 12 and logs["grm"]["model_calls"] == 12
+    scaling = list(csv.DictReader((tmp_path / "metrics/bon_scaling_n.csv").open()))
+    assert [r["n"] for r in scaling] == ["1", "2", "4"] and float(scaling[-1]["prm"]) == bon["prm"]["overall"]
+    band = list(csv.DictReader((tmp_path / "metrics/bon_scaling_n_band.csv").open()))
+    assert {r["method"] for r in band} == {"random", "oracle", "first", "public_tests", "prm", "grm"}
+    assert all(float(r["low"]) <= float(r["pass1"]) <= float(r["high"]) for r in band)
+    first = (tmp_path / "metrics/bon.json").read_text()
+    bon_stage.main(load_config())  # rerun: every reward-model answer comes from the cache
+    logs = json.loads((tmp_path / "logs/bon.json").read_text())["mutants"]["methods"]
+    assert logs["prm"]["model_calls"] == 0 and logs["grm"]["model_calls"] == 0
+    assert (tmp_path / "metrics/bon.json").read_text() == first
+
+
+def test_swap_option_judges_both_orders(tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model_dir(), bon__scaling_judge=False, bon__methods=["random", "judge"])
+    monkeypatch.chdir(tmp_path)
+    bon_stage.main(load_config())
+    plain = json.loads((tmp_path / "metrics/bon_cost.json").read_text())["mutants"]
+    make_workspace(tmp_path, tiny_model_dir(), bon__scaling_judge=False, bon__methods=["random", "judge"],
+                   bon__swap=True)
+    bon_stage.main(load_config())
+    swapped = json.loads((tmp_path / "metrics/bon_cost.json").read_text())["mutants"]
+    assert swapped["judge"]["swap"] is True and "swap" not in plain["judge"]
+    assert swapped["methods"]["judge"]["responses"] == 2 * plain["methods"]["judge"]["responses"] > 0
+
+
+def test_bon_difficulty_bars_are_grouped_with_intervals(bon_run):
+    bars = list(csv.DictReader((bon_run / "metrics/bon_difficulty.csv").open()))
+    bon = json.loads((bon_run / "metrics/bon.json").read_text())["mutants"]
+    keys = [(r["method"], r["difficulty"]) for r in bars]
+    assert len(keys) == len(set(keys))  # one bar per method and difficulty: nothing for a plot to stack
+    for r in bars:
+        assert float(r["pass1"]) == bon[r["method"]][r["difficulty"]]
+        assert float(r["low"]) <= float(r["pass1"]) <= float(r["high"])
+    overall = {r["method"]: [float(r["low"]), float(r["high"])] for r in bars if r["difficulty"] == "overall"}
+    assert overall["judge"][0] <= bon["judge"]["overall"] <= overall["judge"][1]
