@@ -149,16 +149,19 @@ def plain(model, data, device, micro: int, accum: int, steps: int) -> dict:
 
 def bilevel(model, tok, device, args, micro: int, accum: int, reweight: str) -> dict:
     """Seconds per optimizer step of the Betty loop (darts), DPO, an upper step per optimizer step."""
-    from daj.train.bilevel import TrainConfig, train
+    from daj.config import TrainConfig
+    from daj.train.bilevel import train
     from daj.train.losses import make_objective
     from daj.train.weights import make_weight_model
 
     lower, upper, evals = pairs(tok, 32, args, "lower"), pairs(tok, 4, args, "upper"), pairs(tok, 2, args, "eval")
-    cfg = TrainConfig(objective="dpo", reweight=reweight, steps=accum * (args.bilevel_steps + 1), grad_accum=accum,
+    cfg = TrainConfig(objective="dpo", steps=accum * (args.bilevel_steps + 1), grad_accum=accum,
                       batch_size=micro, meta_batch_size=1, lr=1e-6, meta_lr=1e-4)
     wm = make_weight_model(reweight, ["alpha", "beta", "gamma"], len(lower.instance_ids))
-    res = train(model, make_objective("dpo"), wm, lower, upper, evals, cfg, progress=False)
-    times = sorted(r["seconds"] for r in res.history[1:])
+    for data in (lower, upper, evals):  # reference log-probs before the timed steps (train() keeps them)
+        data.compute_reference(model, device=device)
+    res = train(model, make_objective("dpo"), wm, lower, upper, evals, cfg, 0, progress=False)
+    times = sorted(r["seconds"] for r in [r for r in res.history if "seconds" in r][1:])  # [0] warms up
     return {"reweight": reweight, "micro_batch": micro, "accum": accum,
             "seconds_per_optimizer_step": times[len(times) // 2]}
 

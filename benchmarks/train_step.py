@@ -48,8 +48,9 @@ def child(args) -> dict:
     """One mode in this process: build the model and data, train args.steps steps, report."""
     import torch
 
+    from daj.config import TrainConfig
     from daj.models.tiny import train_tokenizer
-    from daj.train.bilevel import TrainConfig, train
+    from daj.train.bilevel import train
     from daj.train.data import PreferenceData
     from daj.train.lora import add_lora
     from daj.train.losses import make_objective
@@ -88,16 +89,18 @@ def child(args) -> dict:
     mk = lambda obj, rows: PreferenceData(obj, tok, max_len, rows, domains)  # noqa: E731
     lower, upper, eval_pairs = mk(args.objective, lower_rows), mk(args.objective, upper_rows), mk("dpo", upper_rows)
     seq_tokens = sum(len(s.ids) for s in lower.seqs) / len(lower.seqs)
-    cfg = TrainConfig(objective=args.objective, reweight=args.reweight, steps=args.steps, grad_accum=1, lr=1e-5,
-                      meta_lr=1e-3)
+    cfg = TrainConfig(objective=args.objective, steps=args.steps, grad_accum=1, lr=1e-5, meta_lr=1e-3)
     weight_model = make_weight_model(args.reweight, domains, len(lower.instance_ids))
+    for data in (lower, upper, eval_pairs):  # reference log-probs before the timed steps (train() keeps them)
+        data.compute_reference(model, device=next(model.parameters()).device)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    res = train(model, make_objective(args.objective), weight_model, lower, upper, eval_pairs, cfg, progress=False)
-    steps = sorted(r["seconds"] for r in res.history[1:])  # the first step warms up
+    res = train(model, make_objective(args.objective), weight_model, lower, upper, eval_pairs, cfg, 0, progress=False)
+    timed = [r for r in res.history if "seconds" in r]  # history[0] is the evaluation before training
+    steps = sorted(r["seconds"] for r in timed[1:])  # the first step warms up
     out = {"reweight": args.reweight, "objective": args.objective, "model": args.model, "precision": args.precision,
            "seconds_per_step": steps[len(steps) // 2], "mean_seconds_per_step": sum(steps) / len(steps),
-           "step_seconds": [r["seconds"] for r in res.history],
+           "step_seconds": [r["seconds"] for r in timed],
            "peak_rss_mb": res.final["peak_rss_mb"], "tokens_per_sequence": seq_tokens,
            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}

@@ -21,11 +21,12 @@ import math
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from daj.config import TrainConfig
 from daj.deps import require_betty
 from daj.hashing import stable_seed
 from daj.train.data import BatchStream, PreferenceData, to_device
@@ -46,41 +47,12 @@ _betty_logger().setLevel(logging.WARNING)
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
 
-@dataclass
-class TrainConfig:
-    """Settings of one training run (params.yaml train.* plus reweight and seed)."""
-
-    objective: str = "dpo"
-    reweight: str = "none"
-    steps: int = 12                # lower-level iterations = Betty iterations = micro-batches (paper: 20,000);
-                                   # optimizer steps = steps / grad_accum (paper: 1,250)
-    lr: float = 1e-4
-    meta_lr: float = 1e-2
-    grad_accum: int = 2
-    meta_grad_accum: int = 1
-    meta_every: int = 1            # Betty unroll_steps: upper step every meta_every lower optimizer steps
-    batch_size: int = 1            # units per lower micro-batch (pairs, rollouts, or GRPO prompts x group)
-    meta_batch_size: int = 1
-    darts_alpha: float = 0.01      # Betty's finite-difference radius
-    eval_every: int = 0            # full meta evaluation every N iterations (0: only at the end)
-    ckpt_every: int = 0            # checkpoint every N iterations (0: only at the end)
-    seed: int = 0
-    weight_param: str = "paper"    # daj.train.weights: paper (Algorithm 1, direct weights) / softmax
-
-    @property
-    def optimizer_steps(self) -> int:
-        """Lower optimizer steps: `steps` iterations of `grad_accum` micro-batches each."""
-        return self.steps // self.grad_accum
-
-    def __post_init__(self):
-        if self.steps % self.grad_accum:
-            raise ValueError(f"steps ({self.steps}) must be a multiple of grad_accum ({self.grad_accum})")
-
-    def fingerprint(self, extra: dict) -> str:
-        """Identity of a run for resuming; `steps` is left out so a resumed run may train longer."""
-        cfg = {k: v for k, v in asdict(self).items() if k not in ("steps", "eval_every", "ckpt_every")}
-        blob = json.dumps({"cfg": cfg, **extra}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def fingerprint(cfg: TrainConfig, seed: int, reweight: str, extra: dict) -> str:
+    """Identity of a run for resuming: every setting that changes the result (not `steps`, so a
+    resumed run may train longer; not where checkpoints, evaluations or caches go)."""
+    settings = cfg.model_dump(exclude={"steps", "eval_every", "ckpt_every", "rollout_adapter_dir"})
+    blob = json.dumps({"cfg": settings, "seed": seed, "reweight": reweight, **extra}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class JudgeProblem(ImplicitProblem):
@@ -160,14 +132,14 @@ class ReweightProblem(ImplicitProblem):
 def build_engine(judge_module, weight_model: WeightModel, lower_loader, upper_loader, loss_fn: LossFn,
                  cfg: TrainConfig, lower_opt: type = torch.optim.Adam, upper_opt: type = torch.optim.Adam,
                  meta_loss_fn: LossFn | None = None):
-    """Betty engine with the judge (and the reweighter unless reweight == none)."""
+    """Betty engine with the judge (and the reweighter unless the weight model is `none`)."""
     trainable = [p for p in judge_module.parameters() if p.requires_grad]
     lower_cfg = Config(type="darts", unroll_steps=cfg.meta_every, gradient_accumulation=cfg.grad_accum,
                        darts_alpha=cfg.darts_alpha, log_step=1)
     judge = JudgeProblem("judge", lower_cfg, judge_module, lower_opt(trainable, lr=cfg.lr), lower_loader, loss_fn)
     problems, deps = [judge], {"u2l": {}, "l2u": {}}
     reweighter = None
-    if cfg.reweight != "none":
+    if weight_model.kind != "none":
         upper_cfg = Config(type="darts", gradient_accumulation=cfg.meta_grad_accum, log_step=1)
         meta_params = list(weight_model.parameters())
         reweighter = ReweightProblem("reweighter", upper_cfg, weight_model, upper_opt(meta_params, lr=cfg.meta_lr),
@@ -183,6 +155,9 @@ def build_engine(judge_module, weight_model: WeightModel, lower_loader, upper_lo
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+EVAL_KEYS = ("meta_loss", "meta_acc", "meta_reward_acc", "meta_margin", "meta_reward")  # what evaluate() returns
 
 
 @torch.no_grad()
@@ -241,6 +216,7 @@ def resumable_state(ckpt_dir: str | Path | None, fingerprint: str, optimizer_ste
 
 @dataclass
 class RunResult:
+    reweight: str = "none"
     history: list[dict] = field(default_factory=list)
     final: dict = field(default_factory=dict)
 
@@ -264,14 +240,14 @@ def _weights_snapshot(weight_model: WeightModel, recent: list[dict]) -> dict:
 
 
 def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
-          eval_pairs: PreferenceData, cfg: TrainConfig, ckpt_dir: str | Path | None = None,
-          fingerprint_extra: dict | None = None, live=None, progress: bool = True, ref_store=None,
-          sampler: Sampler | None = None, grpo_group: int = 16) -> RunResult:
-    """Train the judge (and the weight model) for cfg.steps lower iterations (cfg.optimizer_steps
-    optimizer steps); resume from `ckpt_dir/state.pt` when it holds an unfinished run with the same
-    fingerprint. `ref_store` (a daj.train.refcache.ReferenceStore) shares reference log-probs with
-    other runs. Online GRPO (lower and upper are daj.train.rollouts.PromptData): `sampler` draws
-    `grpo_group` responses per prompt from the current model before every step."""
+          eval_pairs: PreferenceData, cfg: TrainConfig, seed: int, ckpt_dir: str | Path | None = None,
+          fingerprint_extra: dict | None = None, progress: bool = True, ref_store=None,
+          sampler: Sampler | None = None) -> RunResult:
+    """Train the judge (and the weight model; its kind is the run's `reweight`) for cfg.steps lower
+    iterations (cfg.optimizer_steps optimizer steps); resume from `ckpt_dir/state.pt` when it holds an
+    unfinished run with the same fingerprint. `ref_store` (a daj.train.refcache.ReferenceStore) shares
+    reference log-probs with other runs. Online GRPO (lower and upper are daj.train.rollouts.PromptData):
+    `sampler` draws cfg.grpo_group responses per prompt from the current model before every step."""
     from tqdm import tqdm
 
     from daj.io import atomic_open
@@ -281,7 +257,8 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
     model.to(device)
     for data in (lower, upper, eval_pairs):
         data.compute_reference(model, device=device, lazy=True, store=ref_store)
-    fp = cfg.fingerprint(fingerprint_extra or {})
+    reweight = weight_model.kind
+    fp = fingerprint(cfg, seed, reweight, fingerprint_extra or {})
     ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
     n_steps = cfg.optimizer_steps
     state = resumable_state(ckpt_dir, fp, n_steps)
@@ -296,21 +273,24 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
             raise ValueError("online GRPO needs a rollout sampler")
         kl = bool(getattr(objective, "grpo_kl", 0.0))
         temp = objective.temperature
-        lower_stream = RolloutStream(lower, sampler, model, cfg.batch_size, grpo_group, cfg.seed, start=judge_draws,
+        lower_stream = RolloutStream(lower, sampler, model, cfg.batch_size, cfg.grpo_group, seed, start=judge_draws,
                                      device=device, grad_accum=cfg.grad_accum, with_reference=kl, temperature=temp)
-        upper_stream = RolloutStream(upper, sampler, model, cfg.meta_batch_size, grpo_group, cfg.seed + 1,
+        upper_stream = RolloutStream(upper, sampler, model, cfg.meta_batch_size, cfg.grpo_group, seed + 1,
                                      start=meta_draws, device=device, with_reference=kl, temperature=temp)
-        eval_seed = stable_seed(cfg.seed, "meta-eval")
+        eval_seed = stable_seed(seed, "meta-eval")
         upper_batch = lambda units: upper_stream.make_batch(units, eval_seed)  # noqa: E731
     else:
-        lower_stream = BatchStream(lower, cfg.batch_size, cfg.seed, start=judge_draws, device=device)
-        upper_stream = BatchStream(upper, cfg.meta_batch_size, cfg.seed + 1, start=meta_draws, device=device)
+        lower_stream = BatchStream(lower, cfg.batch_size, seed, start=judge_draws, device=device)
+        upper_stream = BatchStream(upper, cfg.meta_batch_size, seed + 1, start=meta_draws, device=device)
     loss_fn = objective.per_sample
     engine, judge, reweighter = build_engine(model, weight_model, lower_stream, upper_stream, loss_fn, cfg,
                                              meta_loss_fn=objective.meta_per_sample)
     if online:  # an upper draw follows the lower optimizer steps taken so far
         upper_stream.version_fn = lambda: judge._count // cfg.grad_accum
-    result = RunResult()
+    def due(every: int, step: int) -> bool:  # `every` counts iterations; checked at optimizer-step ends
+        return bool(every) and (step + 1) * cfg.grad_accum // every > step * cfg.grad_accum // every
+
+    result = RunResult(reweight=reweight)
     start_step = 0
     if state:
         load_trainable_state(model, state["adapter"])
@@ -321,11 +301,10 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
             reweighter.optimizer.load_state_dict(state["meta_opt"])
             reweighter._count = state["meta_count"]
         engine.global_step = state["global_step"]
-        result.history = state["history"]
         start_step = state["step"]
-        if live is not None:  # the curves of a resumed run hold every step, as a straight run's do
-            for rec in result.history:
-                _log_live(live, rec)
+        # the shorter run evaluated at its last step; a straight run evaluates only on the eval grid
+        result.history = [r if not r["optimizer_step"] or due(cfg.eval_every, r["optimizer_step"] - 1)
+                          else {k: v for k, v in r.items() if k not in EVAL_KEYS} for r in state["history"]]
 
     def save(step: int) -> None:
         if not ckpt:
@@ -339,11 +318,12 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
             torch.save(blob, fh)
 
     engine.train()
-    bar = tqdm(range(start_step, n_steps), desc=f"train {objective.name}/{cfg.reweight}", disable=not progress,
+    bar = tqdm(range(start_step, n_steps), desc=f"train {objective.name}/{reweight}", disable=not progress,
                initial=start_step, total=n_steps, unit="opt step")
 
-    def due(every: int, step: int) -> bool:  # `every` counts iterations; checked at optimizer-step ends
-        return bool(every) and (step + 1) * cfg.grad_accum // every > step * cfg.grad_accum // every
+    if not state:  # where every curve starts: the initial weights and the untrained judge's meta evaluation
+        result.history.append({"step": 0, "optimizer_step": 0, **_weights_snapshot(weight_model, []),
+                               **evaluate(model, objective, upper, eval_pairs, device, upper_batch=upper_batch)})
 
     for step in bar:
         t0 = time.perf_counter()
@@ -374,24 +354,20 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
         judge.records.clear()
         if reweighter is not None:
             reweighter.records.clear()
-        if live is not None:
-            _log_live(live, rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
         if last or due(cfg.ckpt_every, step):
             save(step + 1)
-    if not result.history:
+    trained = [r for r in result.history if r["optimizer_step"] > 0]
+    if not trained:
         raise RuntimeError("no training step was run (steps <= checkpointed step)")
-    final = dict(result.history[-1])
-    if "meta_loss" not in final:
-        final.update(evaluate(model, objective, upper, eval_pairs, device, upper_batch=upper_batch))
+    final = dict(trained[-1])
     if online:
-        final["rollouts"] = {"optimizer_steps_with_rollouts": sum(r.get("rollout_responses", 0) > 0
-                                                                  for r in result.history),
-                             "responses": sum(r.get("rollout_responses", 0) for r in result.history),
-                             "first_step_reward": result.history[0]["rollout_reward"],
-                             "last_step_reward": result.history[-1]["rollout_reward"],
-                             "mean_reward": sum(r["rollout_reward"] for r in result.history) / len(result.history)}
-    timed = [r["seconds"] for r in result.history[1:]] or [result.history[0]["seconds"]]
+        final["rollouts"] = {"optimizer_steps_with_rollouts": sum(r["rollout_responses"] > 0 for r in trained),
+                             "responses": sum(r["rollout_responses"] for r in trained),
+                             "first_step_reward": trained[0]["rollout_reward"],
+                             "last_step_reward": trained[-1]["rollout_reward"],
+                             "mean_reward": sum(r["rollout_reward"] for r in trained) / len(trained)}
+    timed = [r["seconds"] for r in trained[1:]] or [trained[0]["seconds"]]
     final["seconds_per_step"] = sum(timed) / len(timed)
     final["peak_rss_mb"] = peak_rss_mb()
     if device == "cuda":
@@ -401,16 +377,3 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
                                              strict=True))
     result.final = final
     return result
-
-
-def _log_live(live, rec: dict) -> None:
-    """One dvclive step per lower optimizer step."""
-    live.step = rec["step"]
-    for key in ("loss", "unweighted_loss", "meta_batch_loss", "meta_loss", "meta_acc", "meta_reward_acc",
-                "meta_reward", "rollout_reward", "hypergrad_norm", "seconds"):
-        if key in rec:
-            live.log_metric(f"train/{key}", rec[key], plot=True)
-    for d, w in rec.get("domain_weights", {}).items():
-        live.log_metric(f"domain_weight/{d}", w, plot=True)
-    for q, v in rec.get("instance_spread", {}).items():
-        live.log_metric(f"instance_weight/{q}", v, plot=True)

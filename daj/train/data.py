@@ -103,7 +103,7 @@ class PreferenceData:
         self.seqs: list[TokenizedSeq] = []
         self.units: list[Unit] = []
         self._ref: dict[int, torch.Tensor] | None = None
-        self._ref_model, self._ref_chunk, self._ref_device = None, 8, "cpu"
+        self._ref_model, self._ref_device = None, "cpu"
         self._ref_store = None
         self._tok = lambda p, r: self._add_seq(tokenizer, p, r, max_length)
         if objective in ("dpo", "orpo"):
@@ -178,17 +178,18 @@ class PreferenceData:
                                    [self.domain_of(r) for r in members], {"advantages": adv.tolist()}))
 
     # reference log-probs -------------------------------------------------------------------------
-    def compute_reference(self, model, chunk: int = 8, device: str | torch.device = "cpu", lazy: bool = False,
+    def compute_reference(self, model, device: str | torch.device = "cpu", lazy: bool = False,
                           store=None) -> None:
         """Per-token response log-probs under the base model (PEFT adapter disabled). Eager: every
         sequence now. Lazy: each sequence the first time a batch needs it (a short run touches few
-        training units; the base model never changes, so the values are the same either way).
-        With a `store` (daj.train.refcache.ReferenceStore) values are looked up there first and
-        computed one sequence at a time, then saved."""
+        training units). Each sequence is computed alone (no padding, no batch): a padded batch's
+        values depend, in the last float bits, on which sequences shared it, i.e. on what was already
+        computed, resumed or cached. Alone, a value is the same in every run, so a run gives the same
+        bytes with a cold or warm `store` (daj.train.refcache.ReferenceStore, looked up first, then
+        filled), with or without one, and straight or resumed."""
         if self._ref is None or self._ref_model is not model:  # keep what this model already gave
             self._ref = {}
         self._ref_model, self._ref_device, self._ref_store = model, device, store
-        self._ref_chunk = 1 if store is not None else chunk
         if not lazy:
             self._ensure_reference(range(len(self.seqs)))
 
@@ -210,15 +211,12 @@ class PreferenceData:
         model = self._ref_model
         ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
         with ctx:
-            for k in range(0, len(missing), self._ref_chunk):
-                part = missing[k: k + self._ref_chunk]
-                batch = {key: v.to(self._ref_device)
-                         for key, v in collate([self.seqs[i] for i in part], self.pad_id).items()}
+            for i in missing:  # one sequence at a time (see compute_reference)
+                batch = {key: v.to(self._ref_device) for key, v in collate([self.seqs[i]], self.pad_id).items()}
                 logps, mask = token_logps(model, batch, temperature=self.temperature)
-                for i, row, m in zip(part, logps.cpu(), mask.cpu(), strict=True):
-                    self._ref[i] = row[m]
-                    if self._ref_store is not None:
-                        self._ref_store.put(self.seqs[i], self._ref[i], self.temperature)
+                self._ref[i] = logps[0].cpu()[mask[0].cpu()]
+                if self._ref_store is not None:
+                    self._ref_store.put(self.seqs[i], self._ref[i], self.temperature)
 
     def _ref_sum(self, idx: Sequence[int]) -> torch.Tensor:
         self._ensure_reference(idx)

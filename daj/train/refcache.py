@@ -2,10 +2,13 @@
 
 The DPO/KTO/GRPO reference is the frozen base model, so a sequence's per-token reference log-probs
 are the same in every run that trains that base model on the same tokens (e.g. the three runs of the
-smol experiment, which differ only in the reweighting). Keyed by a SHA-256 of (base-model content
-fingerprint, precision, logits temperature, token ids, response start, format version); values are float32 arrays in one
-SQLite file under train.ref_cache_dir. Values computed with a store are computed one sequence at a time,
-so they do not depend on which other sequences shared a padded batch (or on what the store held).
+smol experiment, which differ only in the reweighting). A cache must not change a result, so a stored
+value is exactly what a cold run would compute (daj.train.data computes every reference value alone,
+one sequence at a time): the key is a SHA-256 of everything that decides those bits, namely the base
+model's content fingerprint and precision, the logits temperature, the token ids and response start,
+the computation's version (STORE_VERSION: bump it when daj.train.logprobs changes its arithmetic), and
+the runtime (torch version, device, CPU threads). Values are float32 arrays in one SQLite file under
+caches.train_ref.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from daj.hashing import sha256_hex
 from daj.store import Store
 from daj.train.logprobs import TokenizedSeq
 
-STORE_VERSION = 2  # 2: keyed by the logits temperature too
+STORE_VERSION = 2  # 2: TRL's selective_log_softmax, logits temperature in the key
 
 
 class ReferenceStore:
@@ -52,10 +55,12 @@ class ReferenceStore:
         self._store.close()
 
 
-def model_key(model_ref: str, precision: str) -> str | None:
-    """The store's model part: the base model's content fingerprint and precision (None = not a
-    local model whose content can be fingerprinted; then no store is used)."""
+def model_key(model_ref: str, precision: str, device: str = "cpu") -> str | None:
+    """The store's model and runtime part: the base model's content fingerprint and precision, the
+    torch version, the device and the CPU thread count (None = not a local model whose content can be
+    fingerprinted; then no store is used)."""
     from daj.hashing import fingerprint
 
     digest = fingerprint(model_ref)
-    return None if digest is None else f"{digest}\0{precision}"
+    runtime = f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads"
+    return None if digest is None else f"{digest}\0{precision}\0{runtime}"

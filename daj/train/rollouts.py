@@ -4,11 +4,11 @@ Appendix B of the paper: GRPO is "an online reinforcement learning method with v
 Each lower (and upper) step draws a fresh group of `group` responses per prompt from the judge as it
 is now, BEFORE Betty's training_step: the batch carries the responses, their rewards, the
 group-normalised advantages and the log-probs of the sampling policy (`old_token_logps`, computed
-right after sampling with the same weights, at the sampling temperature), so the step itself stays deterministic and free of side
-effects, as Betty's darts re-runs need.
+right after sampling with the same weights, at the sampling temperature), so the step itself stays
+deterministic and free of side effects, as Betty's darts re-runs need.
 
-This package does not know what a judge or a reward is (daj.train never imports daj.judge): the
-composition root (stages/train.py) injects a `SamplerFactory` that turns the in-memory model into a
+This module does not know what a judge or a reward is: the trainer receives a `SamplerFactory` (built
+from the judge's runner and reward by daj.train.online) that turns the in-memory model into a
 `Sampler`: (prompt rows, n, seed, version) -> per row, n `Rollout`s with their verifiable reward.
 `version` is the number of optimizer steps taken before the draw (a served adapter is re-pushed
 when it changes).

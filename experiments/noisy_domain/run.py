@@ -33,9 +33,9 @@ def run_seed(seed: int, steps: int, workdir: Path, objective: str = "dpo", lr: f
              grad_accum: int = 2, meta_grad_accum: int = 1, weight_param: str = "paper", n_per_domain: int = 12,
              eval_every: int = 0, reweight: str = "domain", progress: bool = False) -> dict:
     """Train none and `reweight` on one seed's data and tiny model; return their summaries and histories."""
+    from daj.config import TrainConfig
     from daj.models.tiny import build_tiny_model
-    from daj.train.bilevel import TrainConfig
-    from daj.train.run import RunOptions, run, summary, timings
+    from daj.train.run import run, summary, timings
     from daj.train.synthetic import corpus, write_noisy_domain_data
 
     model_dir, pairs = workdir / f"model{seed}", workdir / f"pairs{seed}"
@@ -43,13 +43,12 @@ def run_seed(seed: int, steps: int, workdir: Path, objective: str = "dpo", lr: f
         build_tiny_model(model_dir, corpus(seed), seed=seed, vocab_size=400)
     write_noisy_domain_data(pairs, seed=seed, n_per_domain=n_per_domain, n_meta_per_domain=n_per_domain // 2,
                             corrupt=(CORRUPT,))
-    opts = RunOptions(model=str(model_dir), lora_r=8, lora_alpha=16, grpo_group=4)
+    cfg = TrainConfig(objective=objective, steps=steps, lr=lr, meta_lr=meta_lr, grad_accum=grad_accum,
+                      meta_grad_accum=meta_grad_accum, eval_every=eval_every, weight_param=weight_param, lora_r=8,
+                      lora_alpha=16, grpo_group=4)
     out = {}
     for arm in ("none", reweight):
-        cfg = TrainConfig(objective=objective, reweight=arm, steps=steps, lr=lr, meta_lr=meta_lr,
-                          grad_accum=grad_accum, meta_grad_accum=meta_grad_accum, eval_every=eval_every, seed=seed,
-                          weight_param=weight_param)
-        res = run(cfg, opts, pairs, progress=progress)
+        res = run(cfg, pairs, reweight=arm, seed=seed, model=str(model_dir), progress=progress)
         out[arm] = {"summary": {**summary(cfg, res), **timings(res)}, "history": res.history,
                     "instance_weights": res.final.get("instance_weights")}
     return out

@@ -107,8 +107,8 @@ def train_runs(cfg: dict, model: str, work: Path, out: Path, device: str) -> lis
     """Train every (reweight, seed); returns the run names (adapters under work/judges/<name>)."""
     import torch
 
-    from daj.train.bilevel import TrainConfig
-    from daj.train.run import RunOptions, run, summary, timings
+    from daj.config import TrainConfig
+    from daj.train.run import run, summary, timings
 
     names = []
     for seed in cfg["seeds"]:
@@ -120,15 +120,16 @@ def train_runs(cfg: dict, model: str, work: Path, out: Path, device: str) -> lis
                 log.info("%s: trained already", name)
                 continue
             log.info("train %s (%s)", name, time.strftime("%H:%M:%S"))
-            tc = TrainConfig(objective=cfg["objective"], reweight=rw, steps=cfg["steps"], lr=cfg["lr"],
-                             meta_lr=cfg["meta_lr"], grad_accum=cfg["grad_accum"], meta_grad_accum=1,
-                             meta_every=cfg["meta_every"], batch_size=1, meta_batch_size=1, seed=seed)
-            opts = RunOptions(model=model, precision=cfg["precision"], max_length=cfg["max_length"],
-                              ref_cache_dir=str(work / "train_ref"))
+            # weight_param softmax: the parametrisation the committed results were made with
+            tc = TrainConfig(objective=cfg["objective"], steps=cfg["steps"], lr=cfg["lr"], meta_lr=cfg["meta_lr"],
+                             grad_accum=cfg["grad_accum"], meta_grad_accum=1, meta_every=cfg["meta_every"],
+                             batch_size=1, meta_batch_size=1, precision=cfg["precision"],
+                             max_length=cfg["max_length"], weight_param=cfg.get("weight_param", "softmax"))
             if device == "cpu":
                 torch.set_num_threads(max(os.cpu_count() or 1, 1))
             start = time.perf_counter()
-            result = run(tc, opts, work / "pairs", judge_out=adapter, progress=True)
+            result = run(tc, work / "pairs", reweight=rw, seed=seed, model=model, ref_cache_dir=str(work / "train_ref"),
+                         judge_out=adapter, progress=True)
             s = {**summary(tc, result), **timings(result)}
             s["wall_seconds"] = round(time.perf_counter() - start, 1)
             write_json(out / "runs" / name / "train.json", s)

@@ -63,13 +63,14 @@ def test_batched_losses_equal_the_one_unit_path(tiny, name):
 def _lower_update(model0, data, batch_size: int, accum: int, reweight: str = "none") -> dict[str, torch.Tensor]:
     """The adapter change of ONE lower optimizer step (SGD, rate 1: the change is minus the gradient)
     made of `accum` micro-batches of `batch_size` pairs, through Betty's engine."""
-    from daj.train.bilevel import TrainConfig, build_engine
+    from daj.config import TrainConfig
+    from daj.train.bilevel import build_engine
     from daj.train.data import BatchStream
     from daj.train.weights import make_weight_model
 
     model = copy.deepcopy(model0).train()
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    cfg = TrainConfig(objective="dpo", reweight=reweight, steps=accum, lr=1.0, meta_lr=0.0, grad_accum=accum,
+    cfg = TrainConfig(objective="dpo", steps=accum, lr=1.0, grad_accum=accum,  # upper steps come after it
                       batch_size=batch_size, meta_batch_size=2)
     lower = BatchStream(data, batch_size, seed=5)
     upper = BatchStream(data, 2, seed=6)

@@ -49,13 +49,18 @@ def _model(root):
     return add_lora(model, 4, 8, ["q_proj", "v_proj", "o_proj"], seed=0), tok
 
 
-def _stream(root, model, tok, params: ParamsConfig, group: int = 4, kl: bool = False) -> RolloutStream:
-    from stages.train import rollout_sampler_factory
+def _factory(params: ParamsConfig):
+    """The stage's sampler factory (daj.train.online) for these params."""
+    from daj.train.online import rollout_sampler_factory
 
+    return rollout_sampler_factory(params.judge, params.reward, params.train.rollout_adapter_dir)
+
+
+def _stream(root, model, tok, params: ParamsConfig, group: int = 4, kl: bool = False) -> RolloutStream:
     rows = read_scored(root / "pairs" / "lower_scored.jsonl")
     data = PromptData(tok, 256, rows, domains_of(rows))
-    sampler = rollout_sampler_factory(params)(model, tok)
-    return RolloutStream(data, sampler, model, batch_size=2, group=group, seed=0, with_reference=kl)
+    return RolloutStream(data, _factory(params)(model, tok), model, batch_size=2, group=group, seed=0,
+                         with_reference=kl, temperature=params.judge.temperature)
 
 
 def _update(model, batch) -> None:
@@ -167,32 +172,35 @@ def test_group_size_is_honoured_or_the_run_fails(assets):
 
 
 def test_every_reweighting_trains_online_grpo_and_logs_rollouts(assets, tmp_path):
-    from daj.train.bilevel import TrainConfig
-    from daj.train.run import RunOptions, run
+    from daj.config import TrainConfig
+    from daj.train.run import run
     from daj.train.weights import REWEIGHTS
-    from stages.train import rollout_sampler_factory
 
-    factory = rollout_sampler_factory(judge_params(mode="select", force_selection=True))
-    opts = RunOptions(model=str(assets / "model"), grpo_group=4, lora_r=4, lora_alpha=8)
-    assert opts.grpo_mode == "online"
+    params = judge_params(mode="select", force_selection=True)
+    factory = _factory(params)
+    assert params.train.grpo_mode == "online"
     for reweight in REWEIGHTS:
-        cfg = TrainConfig(objective="grpo", reweight=reweight, steps=4, grad_accum=2, lr=0.02, meta_lr=0.5,
-                          batch_size=2, meta_batch_size=3)
-        res = run(cfg, opts, assets / "pairs", metrics_json=tmp_path / "m.json", metrics_dir=tmp_path / reweight,
-                  progress=False, sampler_factory=factory)
+        cfg = TrainConfig(**{**params.train.model_dump(), **dict(objective="grpo", steps=4, grad_accum=2, lr=0.02,
+                                                                 meta_lr=0.5, batch_size=2, meta_batch_size=3,
+                                                                 grpo_group=4, lora_r=4, lora_alpha=8)})
+        res = run(cfg, assets / "pairs", reweight=reweight, seed=0, model=str(assets / "model"),
+                  temperature=params.judge.temperature, metrics_json=tmp_path / "m.json",
+                  metrics_dir=tmp_path / reweight, progress=False, sampler_factory=factory)
         s = json.loads((tmp_path / "m.json").read_text())
         # rollouts were drawn at every optimizer step (grad_accum micro-batches x group each)
         assert s["rollouts"]["optimizer_steps_with_rollouts"] == 2
         assert s["rollouts"]["responses"] == 4 * 2 * 4  # iterations x prompts per micro-batch x group
-        assert [r["rollout_responses"] for r in res.history] == [16, 16]
-        assert all(-1.0 <= r["rollout_reward"] <= 1.0 for r in res.history)
+        assert [r["rollout_responses"] for r in res.history[1:]] == [16, 16]  # history[0]: before training
+        assert all(-1.0 <= r["rollout_reward"] <= 1.0 for r in res.history[1:])
         # meta loss = minus the meta groups' mean reward (the surrogate is 0 at ratio 1)
         assert s["meta_loss"] == pytest.approx(-s["meta_reward"], abs=1e-5)
         curve = (tmp_path / reweight / "curves" / "losses.csv").read_text().splitlines()
         assert "rollout_reward" in curve[0].split(",") and len(curve) == 3
+        meta = (tmp_path / reweight / "curves" / "meta_eval.csv").read_text().splitlines()
+        assert meta[0].split(",")[-1] == "meta_reward" and len(meta) == 3  # before training and at the end
         if reweight == "domain":
             w = s["domain_weights"]
-            assert max(abs(v - 1) for v in w.values()) > 1e-4  # the meta level moved them
+            assert max(abs(v - 1 / 3) for v in w.values()) > 1e-4  # the meta level moved them from 1/K
         if reweight == "instance_table":
             assert res.final["instance_spread"]["std"] > 0
             ids = json.loads((tmp_path / reweight / "instance_weights.json").read_text())
@@ -200,16 +208,16 @@ def test_every_reweighting_trains_online_grpo_and_logs_rollouts(assets, tmp_path
         if reweight == "instance_net":
             assert any(r.get("hypergrad_norm", 0) > 0 for r in res.history)  # the hypergradient reached the net
         if reweight == "none":
-            assert all(r["loss"] == pytest.approx(r["unweighted_loss"]) for r in res.history)
+            assert all(r["loss"] == pytest.approx(r["unweighted_loss"]) for r in res.history[1:])
 
 
 def test_online_grpo_needs_a_sampler(assets):
-    from daj.train.bilevel import TrainConfig
-    from daj.train.run import RunOptions, run
+    from daj.config import TrainConfig
+    from daj.train.run import run
 
     with pytest.raises(DajError) as err:
-        run(TrainConfig(objective="grpo", steps=2, grad_accum=1), RunOptions(model=str(assets / "model"), grpo_group=4,
-            lora_r=4, lora_alpha=8), assets / "pairs", progress=False)
+        run(TrainConfig(objective="grpo", steps=2, grad_accum=1, grpo_group=4, lora_r=4, lora_alpha=8),
+            assets / "pairs", reweight="none", seed=0, model=str(assets / "model"), progress=False)
     assert err.value.field == "train.grpo_mode"
 
 
@@ -239,7 +247,6 @@ def test_server_rollouts_push_the_current_adapter(assets, tmp_path):
 
     from daj.engines.hf import HFEngine
     from daj.testing.openai_server import make_server
-    from stages.train import rollout_sampler_factory
 
     server = make_server(HFEngine(str(assets / "model"), batch_size=1), "base", port=0, enable_lora=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -249,7 +256,7 @@ def test_server_rollouts_push_the_current_adapter(assets, tmp_path):
         model, tok = _model(assets)
         rows = [dict(r, messages=[{"role": "user", "content": r["prompt"]}])
                 for r in read_scored(assets / "pairs" / "lower_scored.jsonl")[:8:4]]
-        sample = rollout_sampler_factory(params)(model, tok)
+        sample = _factory(params)(model, tok)
         first = sample(rows, 3, 0, 0)
         assert [len(g) for g in first] == [3, 3]
         assert set(server.loras) == {"daj-judge-v0"}
@@ -269,13 +276,11 @@ def test_server_rollouts_push_the_current_adapter(assets, tmp_path):
 
 
 def test_params_errors_name_the_key():
-    from daj.train.run import from_params
-
     for train, field in (({"objective": "grpo", "grpo_group": 1}, "train.grpo_group"),
                          ({"steps": 5, "grad_accum": 2}, "train"),
                          ({"steps": 6, "grad_accum": 2, "grpo_mode": "sometimes"}, "train.grpo_mode")):
         with pytest.raises(DajError) as err:
             judge_params(train=train)
         assert err.value.field == field
-    cfg, opts = from_params(judge_params(train={"steps": 6, "grad_accum": 2, "grpo_mode": "offline"}))
-    assert (cfg.steps, cfg.optimizer_steps, opts.grpo_mode) == (6, 3, "offline")
+    cfg = judge_params(train={"steps": 6, "grad_accum": 2, "grpo_mode": "offline"}).train
+    assert (cfg.steps, cfg.optimizer_steps, cfg.grpo_mode) == (6, 3, "offline")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from daj.config import TrainConfig
 from daj.errors import DajError
-from daj.train.bilevel import TrainConfig
 from daj.train.losses import OBJECTIVES
-from daj.train.run import RunOptions, run, summary, timings
+from daj.train.run import run, timings
 from daj.train.synthetic import corpus, write_noisy_domain_data
 from daj.train.weights import REWEIGHTS
 
@@ -33,27 +33,30 @@ def assets(tmp_path_factory):
     return root
 
 
-def _opts(root: Path) -> RunOptions:
-    return RunOptions(model=str(root / "model"), grpo_group=4, lora_r=4, lora_alpha=8)
+def _cfg(**kw) -> TrainConfig:
+    """Small LoRA, groups of 4; everything else as the models' defaults unless given."""
+    return TrainConfig(**{"grpo_group": 4, "lora_r": 4, "lora_alpha": 8, **kw})
+
+
+def _run(cfg: TrainConfig, root: Path, reweight: str, pairs: Path | None = None, **kw):
+    return run(cfg, pairs or root / "pairs", reweight=reweight, seed=0, model=str(root / "model"), progress=False, **kw)
 
 
 def _sampler_factory():
     """The stage's online-GRPO sampler with the repo's judge settings, selection only (fast)."""
     from daj.params import load_config, with_overrides
-    from stages.train import rollout_sampler_factory
+    from daj.train.online import rollout_sampler_factory
 
-    return rollout_sampler_factory(with_overrides(load_config(REPO / "params.yaml"),
-                                                  **{"judge.mode": "select", "judge.force_selection": True}))
+    config = with_overrides(load_config(REPO / "params.yaml"), **{"judge.mode": "select", "judge.force_selection": True})
+    return rollout_sampler_factory(config.judge, config.reward, config.train.rollout_adapter_dir)
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_every_reweight_runs(assets, tmp_path, objective):
     factory = _sampler_factory() if objective == "grpo" else None
     for reweight in REWEIGHTS:
-        cfg = TrainConfig(objective=objective, reweight=reweight, steps=2, grad_accum=1, meta_lr=0.1,
-                          batch_size=2 if objective == "grpo" else 1)
-        res = run(cfg, _opts(assets), assets / "pairs", metrics_json=tmp_path / f"{reweight}.json", progress=False,
-                  sampler_factory=factory)
+        cfg = _cfg(objective=objective, steps=2, grad_accum=1, meta_lr=0.1, batch_size=2 if objective == "grpo" else 1)
+        res = _run(cfg, assets, reweight, metrics_json=tmp_path / f"{reweight}.json", sampler_factory=factory)
         s = json.loads((tmp_path / f"{reweight}.json").read_text())
         assert s["objective"] == objective and s["reweight"] == reweight and s["steps"] == 2
         assert s["optimizer_steps"] == 2
@@ -62,7 +65,7 @@ def test_every_reweight_runs(assets, tmp_path, objective):
         assert not {"seconds_per_step", "peak_rss_mb"} & set(s)  # timings stay out of the metrics
         assert timings(res)["seconds_per_step"] > 0 and timings(res)["peak_rss_mb"] > 0
         if objective == "grpo":  # online: a fresh group of 4 for each of 2 prompts at each of 2 steps
-            assert [r["rollout_responses"] for r in res.history] == [8, 8]
+            assert [r["rollout_responses"] for r in res.history[1:]] == [8, 8]  # history[0]: before training
             assert s["rollouts"]["responses"] == 16
             assert s["meta_loss"] == pytest.approx(-s["meta_reward"], abs=1e-5)
             assert s["final_loss"] == pytest.approx(0.0, abs=1e-4)  # ratio 1, advantages sum to 0 per group
@@ -74,15 +77,16 @@ def test_every_reweight_runs(assets, tmp_path, objective):
         if reweight == "domain":
             w = s["domain_weights"]
             assert set(w) == {"alpha", "beta", "gamma"}
-            assert sum(w.values()) / 3 == pytest.approx(1.0, abs=1e-5)
-            assert max(abs(v - 1) for v in w.values()) > 1e-4  # the upper level moved them
+            assert min(w.values()) >= 0  # projected onto >= 0, not renormalised
+            assert max(abs(v - 1 / 3) for v in w.values()) > 1e-4  # the upper level moved them from 1/K
         if reweight == "none":
-            assert all(r["loss"] == pytest.approx(r["unweighted_loss"]) for r in res.history)
+            assert all(r["loss"] == pytest.approx(r["unweighted_loss"]) for r in res.history[1:])
         if reweight == "instance_table":  # the table moved, and differently per instance
             assert res.final["instance_spread"]["std"] > 0
-        if reweight == "instance_net":  # the net's weights of the last step's samples moved off 1
-            spread = res.final["instance_spread"]
-            assert max(abs(spread["min"] - 1), abs(spread["max"] - 1)) > 1e-4, spread
+        if reweight == "instance_net":  # a function of the loss: the two steps' samples got different weights
+            spreads = [r["instance_spread"] for r in res.history if "instance_spread" in r]
+            assert len(spreads) == 2 and spreads[0]["p50"] != spreads[1]["p50"], spreads
+            assert all(sp["min"] >= 0 for sp in spreads)
 
 
 def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
@@ -105,10 +109,12 @@ def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
     n_opt = params["train"]["steps"] // params["train"]["grad_accum"]
     assert s["optimizer_steps"] == n_opt
     assert set(s["domain_weights"]) == {"alpha", "beta", "gamma"}
-    for name in ("domain_weights.csv", "domain_weights.png", "losses.csv", "losses.png"):
+    for name in ("domain_weights.csv", "domain_weights.png", "losses.csv", "losses.png", "meta_eval.csv"):
         assert (tmp_path / "metrics" / "train" / "curves" / name).stat().st_size > 0
     rows = (tmp_path / "metrics" / "train" / "curves" / "domain_weights.csv").read_text().splitlines()
-    assert rows[0] == "step,alpha,beta,gamma" and len(rows) == n_opt + 1
+    assert rows[0] == "step,alpha,beta,gamma" and len(rows) == 1 + 1 + n_opt  # header, before training, steps
+    assert len(set(rows[1].split(",")[1:])) == 1  # alpha_k = 1/K for every domain
+    assert abs(float(rows[1].split(",")[1]) - 1 / 3) < 1e-7
     assert rows[-1].split(",")[0] == str(params["train"]["steps"])  # x = lower iteration
     assert (tmp_path / "models" / "ckpt" / "state.pt").exists()
 
@@ -121,68 +127,102 @@ def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
     assert tok.eos_token == "<|im_end|>"
 
 
-def _curves(metrics_dir: Path) -> dict[str, str]:
-    """Every plot file a run leaves (dvclive's step logs and our CSVs), by relative path; timings out."""
-    out = {}
-    for f in sorted(metrics_dir.rglob("*")):
-        if f.is_file() and f.suffix in (".tsv", ".csv") and "seconds" not in f.name:
-            rows = [",".join(c for i, c in enumerate(line.replace("\t", ",").split(",")) if i != 1 or "timestamp" not in
-                             line) for line in f.read_text().splitlines()]
-            out[str(f.relative_to(metrics_dir))] = rows
-    return out
+def _outputs(root: Path) -> dict[str, bytes]:
+    """Every file a run wrote under `root` (adapter, metrics/train.json, curves), by relative path."""
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*"))
+            if f.is_file() and "ckpt" not in f.parts}
 
 
-def _no_timings(s: dict) -> dict:
-    return {k: v for k, v in s.items() if k not in ("seconds_per_step", "peak_rss_mb", "peak_gpu_mb")}
+def _write(root: Path) -> dict:
+    return dict(judge_out=root / "judge", metrics_json=root / "train.json", metrics_dir=root / "train")
 
 
-def test_resume_continues_exactly(assets, tmp_path):
+def test_resume_gives_the_bytes_of_a_straight_run(assets, tmp_path):
     def cfg(steps):
-        return TrainConfig(objective="dpo", reweight="domain", steps=steps, grad_accum=2, meta_lr=0.1)
+        return _cfg(objective="dpo", steps=steps, grad_accum=2, meta_lr=0.1)
 
-    straight = run(cfg(8), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "a", progress=False,
-                   metrics_dir=tmp_path / "ma")
-    run(cfg(4), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "b", progress=False, metrics_dir=tmp_path / "mb")
-    resumed = run(cfg(8), _opts(assets), assets / "pairs", ckpt_dir=tmp_path / "b", progress=False,
-                  metrics_dir=tmp_path / "mb")
-    assert [r["step"] for r in resumed.history] == [2, 4, 6, 8]  # lower iterations, 2 per optimizer step
-    a, b = summary(cfg(8), straight), summary(cfg(8), resumed)
-    assert b["final_loss"] == pytest.approx(a["final_loss"], rel=1e-5)
-    for d, w in a["domain_weights"].items():
-        assert b["domain_weights"][d] == pytest.approx(w, rel=1e-5)
-    # the resumed run's curves hold every step, like the straight run's (dvclive logs included)
-    ca, cb = _curves(tmp_path / "ma"), _curves(tmp_path / "mb")
-    assert set(ca) == set(cb) and any(k.endswith(".tsv") for k in ca)
-    evals = ("meta_loss", "meta_acc", "meta_reward_acc", "losses.csv")  # the first run also evaluated at its end
-    for name in ca:
-        if not any(e in name for e in evals):
-            assert len(ca[name]) == len(cb[name]) == 5, name  # header + 4 optimizer steps
+    _run(cfg(8), assets, "domain", ckpt_dir=tmp_path / "a" / "ckpt", **_write(tmp_path / "a"))
+    _run(cfg(4), assets, "domain", ckpt_dir=tmp_path / "b" / "ckpt", **_write(tmp_path / "b"))
+    resumed = _run(cfg(8), assets, "domain", ckpt_dir=tmp_path / "b" / "ckpt", **_write(tmp_path / "b"))
+    assert [r["step"] for r in resumed.history] == [0, 2, 4, 6, 8]  # lower iterations, 2 per optimizer step
+    assert len([r for r in resumed.history if "seconds" in r]) == 4  # 2 checkpointed, 2 trained now
+    a, b = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
+    assert set(a) >= {"judge/adapter_model.safetensors", "train.json", "train/curves/domain_weights.csv"}
+    assert a == b  # adapter, metrics and every curve (the resumed one holds all steps), byte for byte
+    assert len((tmp_path / "b" / "train" / "curves" / "losses.csv").read_text().splitlines()) == 1 + 4
 
 
 def test_a_repeated_finished_run_equals_a_fresh_one(assets, tmp_path):
     """`dvc repro -f` after a complete run: the finished checkpoint is not resumed (0 steps, empty
-    curves); the run trains again and writes the metrics and curves of a fresh run."""
-    cfg = TrainConfig(objective="dpo", reweight="instance_table", steps=4, grad_accum=2, meta_lr=0.1)
-    kw = dict(ckpt_dir=tmp_path / "ckpt", metrics_dir=tmp_path / "m", metrics_json=tmp_path / "train.json",
-              progress=False)
-    once = run(cfg, _opts(assets), assets / "pairs", **kw)
-    first, curves = json.loads((tmp_path / "train.json").read_text()), _curves(tmp_path / "m")
-    again = run(cfg, _opts(assets), assets / "pairs", **kw)
-    assert [r["step"] for r in again.history] == [2, 4]
+    curves); the run trains again and writes the bytes of a fresh run."""
+    cfg = _cfg(objective="dpo", steps=4, grad_accum=2, meta_lr=0.1)
+    once = _run(cfg, assets, "instance_table", ckpt_dir=tmp_path / "ckpt", **_write(tmp_path))
+    first = _outputs(tmp_path)
+    again = _run(cfg, assets, "instance_table", ckpt_dir=tmp_path / "ckpt", **_write(tmp_path))
+    assert [r["step"] for r in again.history] == [0, 2, 4]
     # it trained again (new timings), rather than replaying the finished checkpoint's history
-    assert [r["seconds"] for r in again.history] != [r["seconds"] for r in once.history]
-    assert _no_timings(json.loads((tmp_path / "train.json").read_text())) == _no_timings(first)
-    assert _curves(tmp_path / "m") == curves
-    assert (tmp_path / "m" / "curves" / "instance_weights.csv").exists()
+    assert [r.get("seconds") for r in again.history] != [r.get("seconds") for r in once.history]
+    assert _outputs(tmp_path) == first
+    assert (tmp_path / "train" / "curves" / "instance_weights.csv").exists()
+
+
+def test_outputs_do_not_depend_on_the_reference_cache(assets, tmp_path):
+    """Issue 22: a fresh clone (no .cache/train_ref) and a warm checkout give the same bytes: the
+    adapter, metrics/train.json and the curves are identical with no store, a cold one and a warm one."""
+    from daj.train.refcache import ReferenceStore, model_key
+
+    cfg = _cfg(objective="dpo", steps=6, grad_accum=2, meta_lr=0.1)
+    store_dir = tmp_path / "ref"
+    _run(cfg, assets, "domain", **_write(tmp_path / "none"))
+    _run(cfg, assets, "domain", ref_cache_dir=str(store_dir), **_write(tmp_path / "cold"))
+    stored = len(ReferenceStore(store_dir, "any"))
+    assert stored > 0
+    _run(cfg, assets, "domain", ref_cache_dir=str(store_dir), **_write(tmp_path / "warm"))
+    assert len(ReferenceStore(store_dir, "any")) == stored  # every value came from the store
+    none, cold, warm = (_outputs(tmp_path / k) for k in ("none", "cold", "warm"))
+    assert "judge/adapter_model.safetensors" in none and "train.json" in none
+    assert none == cold == warm
+    # another run that shares the store (another reweighting) reads the same values
+    _run(cfg, assets, "none", ref_cache_dir=str(store_dir), **_write(tmp_path / "other"))
+    assert len(ReferenceStore(store_dir, "any")) == stored
+    key = model_key(str(assets / "model"), "fp32")
+    assert key is not None and model_key(str(assets / "model"), "bf16") != key
+    assert model_key("no/such/model", "fp32") is None
+
+
+def test_reference_store_keys(tmp_path):
+    """Another base model, precision, temperature or response start never reads a value; a torn value
+    is recomputed."""
+    from daj.train.logprobs import TokenizedSeq
+    from daj.train.refcache import ReferenceStore
+
+    store = ReferenceStore(tmp_path / "ref", "model-a")
+    seq = TokenizedSeq((1, 2, 3, 4), 2)
+    store.put(seq, torch.tensor([-1.0, -2.0]))
+    assert store.get(seq).tolist() == [-1.0, -2.0]
+    assert ReferenceStore(tmp_path / "ref", "model-b").get(seq) is None
+    assert store.get(seq, temperature=0.7) is None
+    assert store.get(TokenizedSeq((1, 2, 3, 4), 1)) is None
+    store.put(TokenizedSeq((5, 6, 7), 1), torch.tensor([-1.0]))  # 1 value for 2 response tokens: torn
+    assert store.get(TokenizedSeq((5, 6, 7), 1)) is None
 
 
 def test_dvc_plots_read_every_curve_file(assets, tmp_path):
-    """dvc.yaml plots the whole curves folder with x = step: every file there must be plot data
-    (the per-instance weights mapping used to sit there and broke `dvc plots show`)."""
-    cfg = TrainConfig(objective="dpo", reweight="instance_table", steps=2, grad_accum=1, meta_lr=0.1)
-    run(cfg, _opts(assets), assets / "pairs", metrics_dir=tmp_path / "metrics" / "train", progress=False)
+    """Every curve file is plot data DVC reads with x = step and named y series, no empty cell (the
+    per-instance weights mapping sits beside the folder, not in it)."""
+    cfg = _cfg(objective="dpo", steps=2, grad_accum=1, meta_lr=0.1)
+    _run(cfg, assets, "instance_table", metrics_dir=tmp_path / "metrics" / "train")
     assert (tmp_path / "metrics" / "train" / "instance_weights.json").exists()
-    (tmp_path / "dvc.yaml").write_text("plots:\n  - metrics/train/curves:\n      x: step\n")
+    curves = tmp_path / "metrics" / "train" / "curves"
+    for f in curves.glob("*.csv"):
+        lines = [line.split(",") for line in f.read_text().splitlines()]
+        assert lines[0][0] == "step" and all(len(r) == len(lines[0]) and all(r) for r in lines), f.name
+    (tmp_path / "dvc.yaml").write_text(
+        "plots:\n  - metrics/train/curves:\n      x: step\n"
+        "  - Losses:\n      x: step\n      y:\n        metrics/train/curves/losses.csv: [loss, unweighted_loss, "
+        "meta_batch_loss]\n"
+        "  - Meta:\n      x: step\n      y:\n        metrics/train/curves/meta_eval.csv: [meta_loss, meta_acc]\n"
+        "  - Spread:\n      x: step\n      y:\n        metrics/train/curves/instance_weights.csv: [min, p50, max]\n")
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run(dvc + ["init", "--no-scm", "-q"], cwd=tmp_path, check=True, capture_output=True, timeout=120)
     proc = subprocess.run(dvc + ["plots", "show", "--json"], cwd=tmp_path, capture_output=True, text=True,
@@ -191,7 +231,11 @@ def test_dvc_plots_read_every_curve_file(assets, tmp_path):
     shown = json.loads(proc.stdout)
     assert "errors" not in shown, shown.get("errors")
     rows = shown["data"]["metrics/train/curves/instance_weights.csv"][0]["content"]["data"]["values"]
-    assert [r["step"] for r in rows] == ["1", "2"] and all("p50" in r for r in rows)
+    assert [r["step"] for r in rows] == ["0", "1", "2"] and all("p50" in r for r in rows)
+    meta = shown["data"]["Meta"][0]["content"]["data"]["values"]
+    assert sorted({r["step"] for r in meta}) == ["0", "2"]  # before training and at the end: a line
+    assert {r["field"] for r in shown["data"]["Losses"][0]["content"]["data"]["values"]} == {
+        "loss", "unweighted_loss", "meta_batch_loss"}
 
 
 def test_bad_pairs_file_names_file_line_field(assets, tmp_path):
@@ -202,7 +246,7 @@ def test_bad_pairs_file_names_file_line_field(assets, tmp_path):
     lines[2] = json.dumps(row)
     (tmp_path / "pairs" / "lower.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(DajError) as err:
-        run(TrainConfig(steps=2), _opts(assets), tmp_path / "pairs", judge_out=tmp_path / "judge", progress=False)
+        _run(_cfg(steps=2), assets, "none", pairs=tmp_path / "pairs", judge_out=tmp_path / "judge")
     assert "lower.jsonl:3" in str(err.value) and "chosen" in str(err.value)
     assert not (tmp_path / "judge").exists()
 
@@ -219,34 +263,3 @@ def test_adapter_config_is_written_in_a_stable_order(tmp_path):
         texts.append(path.read_text())
     assert texts[0] == texts[1]
     assert json.loads(texts[0])["target_modules"] == ["down_proj", "q_proj", "v_proj"]
-
-
-def test_reference_store_is_shared_across_runs_and_changes_nothing(assets, tmp_path):
-    import dataclasses
-
-    from daj.train.logprobs import TokenizedSeq
-    from daj.train.refcache import ReferenceStore, model_key
-
-    cfg = TrainConfig(objective="dpo", reweight="domain", steps=6, grad_accum=2, meta_lr=0.1)
-    plain = summary(cfg, run(cfg, _opts(assets), assets / "pairs", progress=False))
-    opts = dataclasses.replace(_opts(assets), ref_cache_dir=str(tmp_path / "ref"))
-    first = summary(cfg, run(cfg, opts, assets / "pairs", progress=False))
-    key = model_key(opts.model, opts.precision)
-    store = ReferenceStore(tmp_path / "ref", key)
-    stored = len(store)
-    assert stored > 0
-    second = summary(dataclasses.replace(cfg, reweight="none"), run(dataclasses.replace(cfg, reweight="none"), opts,
-                                                                     assets / "pairs", progress=False))
-    assert len(store) >= stored  # reused, added only new ones
-    again = summary(cfg, run(cfg, opts, assets / "pairs", progress=False))
-    for name in ("final_loss", "meta_loss", "meta_acc"):
-        assert again[name] == first[name]  # identical whatever the store held
-        assert first[name] == pytest.approx(plain[name], rel=1e-4, abs=1e-6)
-    assert second["reweight"] == "none"
-    # another base model (or precision) never reads these values; a torn value is recomputed
-    seq = TokenizedSeq((1, 2, 3, 4), 2)
-    store.put(seq, torch.tensor([-1.0, -2.0]))
-    assert store.get(seq).tolist() == [-1.0, -2.0]
-    assert ReferenceStore(tmp_path / "ref", key + "x").get(seq) is None
-    assert store.get(TokenizedSeq((1, 2, 3, 4), 1)) is None
-    assert model_key("no/such/model", "fp32") is None

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from daj.train.bilevel import TrainConfig, build_engine
+from daj.config import TrainConfig
+from daj.train.bilevel import build_engine
 from daj.train.weights import WEIGHT_PARAMS, make_weight_model
 
 torch.set_num_threads(1)
@@ -53,7 +54,7 @@ def _train(weight_model, steps: int = N_UPPER, meta_lr: float = META_LR, seed: i
     lower = {"x": x, "y": y, "index": torch.arange(len(x)), "domain": domain}
     upper = {"x": xv, "y": yv, "index": torch.zeros(len(xv), dtype=torch.long),
              "domain": torch.zeros(len(xv), dtype=torch.long)}
-    cfg = TrainConfig(reweight=weight_model.kind, lr=0.01, meta_lr=meta_lr, grad_accum=1, meta_every=1)
+    cfg = TrainConfig(lr=0.01, meta_lr=meta_lr, grad_accum=1, meta_every=1)
     engine, _, reweighter = build_engine(module, weight_model, _Loader(lower), _Loader(upper), _loss_fn, cfg)
     weights = lambda: weight_model(lower["index"], domain, torch.zeros(len(x))).detach().clone()  # noqa: E731
     trace = [weights()]
