@@ -8,6 +8,7 @@
     python -m daj.presets presets/smol.yaml            # one argument per line: -S, key=value, -S, ...
     python -m daj.presets presets/smol.yaml --shell    # one shell-quoted line
     python -m daj.presets presets/smol.yaml --apply    # write the values into ./params.yaml instead
+    python -m daj.presets presets/paper.yaml presets/paper_po.yaml   # several: later files win per key
 
 Values are written in Hydra's override grammar (what `dvc exp run -S` parses): strings single-quoted
 (so dates, paths with ':' and words like `null` stay strings), numbers and booleans bare, null as
@@ -140,22 +141,31 @@ def apply_to_params(preset: dict[str, Any], params: dict) -> dict:
     return out
 
 
+def load_presets(paths: list[str | Path], params: dict, params_path: str | Path) -> dict[str, Any]:
+    """Several presets merged in order (a later file's value wins for a key both set), each file's keys
+    checked against params."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        preset = load_preset(path)
+        check_keys(preset, params, path, params_path)
+        merged.update(preset)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m daj.presets", description="Turn a preset into dvc exp run -S args.")
-    ap.add_argument("preset", help="the preset YAML (dotted key -> value)")
+    ap = argparse.ArgumentParser(prog="python -m daj.presets", description="Turn presets into dvc exp run -S args.")
+    ap.add_argument("preset", nargs="+", help="preset YAML files (dotted key -> value), applied in order")
     ap.add_argument("--params", default="params.yaml", help="params file whose keys the preset must use")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--shell", action="store_true", help="print one shell-quoted line instead of one arg per line")
     mode.add_argument("--apply", action="store_true", help="write the preset's values into --params (no dvc)")
     args = ap.parse_args(argv)
     try:
-        preset = load_preset(args.preset)
-        params_text = Path(args.params).read_text(encoding="utf-8")
-        params = load_yaml(params_text)
-        check_keys(preset, params, args.preset, args.params)
-        from daj.params import validate_params  # the preset must give params the stages accept
+        params = load_yaml(Path(args.params).read_text(encoding="utf-8"))
+        preset = load_presets(args.preset, params, args.params)
+        from daj.params import validate_params  # the presets must give params the stages accept
 
-        validate_params(apply_to_params(preset, params), args.preset)
+        validate_params(apply_to_params(preset, params), " + ".join(args.preset))
         if args.apply:
             from daj.io import atomic_open
 

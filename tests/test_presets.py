@@ -79,23 +79,35 @@ def test_cli_prints_args_and_applies(tmp_path, capsys):
     assert main([str(tmp_path / "q.yaml"), "--params", str(tmp_path / "params.yaml")]) == 2
 
 
-# The paper's settings (GUIDE section 3; DaJ section 5.1 and Appendices B-C), written out independently
-# of presets/paper.yaml so that a drifted preset value fails here.
+# What the paper states (GUIDE section 3; DaJ section 5.1 and Appendices B-C), written out independently
+# of presets/paper.yaml so that a drifted preset value fails here. Project choices are not in this list.
 PAPER = {
-    "benchmark": "lcb", "data.lcb_release": "release_v6",
+    "benchmark": "lcb",
     "split.lcb_upper_start": "2024-08-01", "split.lcb_test_start": "2025-02-01",
     "split.lcb_test_end": "2025-05-01", "split.exclude_platforms": ["codeforces"],
     "sampling.temperature": 0.7, "sampling.top_p": 0.8, "sampling.top_k": 20,
     "sampling.repetition_penalty": 1.05, "sampling.max_new_tokens": 8192,
-    "judge.model": "Qwen/Qwen3-1.7B", "train.objective": "grpo", "train.grpo_group": 16,
-    "train.grpo_mode": "online", "train.beta": 0.1, "train.lr": 1e-6, "train.meta_lr": 1e-4,
-    "train.meta_grad_accum": 8, "train.meta_batch_size": 1, "train.precision": "bf16",
+    "judge.temperature": 0.7, "judge.top_p": 0.8, "judge.top_k": 20, "judge.repetition_penalty": 1.05,
+    "judge.mode": "reason",  # a reasoning judge: the five-step review, then the selection
+    "train.grpo_group": 16, "train.grpo_mode": "online", "train.beta": 0.1, "train.lr": 1e-6,
+    "train.meta_lr": 1e-4, "train.meta_grad_accum": 8, "train.meta_batch_size": 1, "train.precision": "bf16",
     "train.lora_r": 32, "train.lora_alpha": 64,
     "train.lora_targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "bon.rounds": 8,
+    "bon.prm.model": "Skywork/Skywork-o1-Open-PRM-Qwen-2.5-7B",  # Table 2's Skywork PRM
 }
+# The paper's judge by objective: Qwen3-1.7B for GRPO, Qwen2.5-Coder-14B for preference optimisation.
+PAPER_JUDGE = {"grpo": "Qwen/Qwen3-1.7B", "dpo": "Qwen2.5-Coder-14B", "kto": "Qwen2.5-Coder-14B",
+               "orpo": "Qwen2.5-Coder-14B"}
+# Choices of ours that the presets make; each must be marked "ours" on its line in the preset file.
+OURS = {"data.lcb_release", "cpu_threads", "pairs.max_pairs_per_problem", "pairs.responses_per_pair",
+        "judge.max_new_tokens", "judge.force_selection", "judge.max_prompt_chars", "train.batch_size",
+        "train.grad_accum", "train.steps", "train.max_length", "train.eval_every", "train.ckpt_every",
+        "bon.prm.aggregation", "bon.prm.max_tokens", "bon.grm.model", "bon.grm.max_new_tokens",
+        "bon.grm.max_prompt_chars"}
 CHEAP = {"Qwen/Qwen3-Coder-30B-A3B-Instruct", "Qwen/Qwen2.5-Coder-32B-Instruct"}
 STRONG = {"o4-mini", "deepseek-ai/DeepSeek-V3.2-Speciale"}
+PRESETS = REPO / "presets"
 
 
 def _get(params: dict, dotted: str):
@@ -105,12 +117,28 @@ def _get(params: dict, dotted: str):
     return node
 
 
-def test_paper_preset_matches_the_paper():
+def _paper_params(*extra: str) -> dict:
     from daj.params import validate_params
+    from daj.presets import load_presets
 
-    preset = load_preset(REPO / "presets" / "paper.yaml")
-    params = apply_to_params(preset, yaml.safe_load((REPO / "params.yaml").read_text()))
-    validate_params(params, "presets/paper.yaml")
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    files = [PRESETS / "paper.yaml", *(PRESETS / name for name in extra)]
+    params = apply_to_params(load_presets(files, base, REPO / "params.yaml"), base)
+    validate_params(params, "presets")
+    return params
+
+
+def _marks(path: Path) -> dict[str, bool]:
+    """Top-level preset key -> whether its line is marked as our choice."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith((" ", "#", "-")) and ":" in line:
+            out[line.split(":", 1)[0]] = "# ours" in line
+    return out
+
+
+def test_paper_preset_matches_the_paper():
+    params = _paper_params()
     for key, want in PAPER.items():
         assert _get(params, key) == want, key
     train = params["train"]
@@ -129,4 +157,63 @@ def test_paper_preset_matches_the_paper():
     assert {t["model"] for t in params["pairs"]["lower_trajectories"]} == CHEAP
     assert {t["model"] for t in params["pairs"]["upper_trajectories"]} == STRONG
     assert [policies[n]["model"] for n in params["bon"]["policies"]] == ["deepseek-ai/DeepSeek-V3.2-Speciale"]
-    assert params["judge"]["mode"] == "reason" and params["judge"]["max_new_tokens"] == 8192
+    # Table 2: DaJ next to random, Skywork PRM and DeepSeek-GRM
+    assert {"random", "judge", "prm", "grm"} <= set(params["bon"]["methods"])
+    assert "DeepSeek-GRM" in params["bon"]["grm"]["model"] and params["bon"]["prm"]["random_head_seed"] is None
+
+
+def test_each_objective_gets_the_papers_judge():
+    """paper.yaml is the GRPO run (Qwen3-1.7B); paper.yaml + paper_po.yaml the DPO / KTO / ORPO runs
+    (Qwen2.5-Coder-14B), whichever of the three -S train.objective picks."""
+    grpo = _paper_params()
+    assert grpo["train"]["objective"] == "grpo" and grpo["judge"]["model"] == PAPER_JUDGE["grpo"]
+    po = _paper_params("paper_po.yaml")
+    assert po["train"]["objective"] in ("dpo", "kto", "orpo")
+    for objective in ("dpo", "kto", "orpo"):
+        assert PAPER_JUDGE[objective] in po["judge"]["model"]
+    assert po["judge"]["tokenizer"] == po["judge"]["model"]
+    assert {k: v for k, v in po.items() if k not in ("judge", "train")} == \
+        {k: v for k, v in grpo.items() if k not in ("judge", "train")}  # only the judge and objective change
+
+
+def test_lora_weight_decay_and_instance_net_are_the_papers(tiny_model):
+    """No params key holds these: the training code's own choices, read through its public API."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from daj.config import TrainConfig
+    from daj.train.bilevel import build_engine
+    from daj.train.lora import add_lora
+    from daj.train.weights import make_weight_model
+
+    model = add_lora(AutoModelForCausalLM.from_pretrained(tiny_model), 32, 64, ["q_proj", "v_proj"])
+    assert all(c.lora_dropout == 0.0 for c in model.peft_config.values())  # LoRA dropout 0
+    _, judge, reweighter = build_engine(torch.nn.Linear(2, 1), make_weight_model("domain", ["a", "b"], 0),
+                                        [None], [None], lambda *a: None, TrainConfig())
+    for problem in (judge, reweighter):  # Adam (not AdamW) with weight decay 0 at both levels
+        assert type(problem.optimizer) is torch.optim.Adam
+        assert all(g["weight_decay"] == 0 for g in problem.optimizer.param_groups)
+    net = make_weight_model("instance_net", [], 0, seed=0)
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(1, 10), (10, 10), (10, 1)]  # 2 hidden x 10
+    assert all(m.weight.abs().sum() > 0 for m in linears)  # randomly initialised, the last layer too
+
+
+def test_our_choices_are_marked_as_ours():
+    marks = {**_marks(PRESETS / "paper.yaml")}
+    po_marks = _marks(PRESETS / "paper_po.yaml")
+    for key in OURS:
+        assert marks.get(key) is True, f"presets/paper.yaml: {key} is our choice; mark its line '# ours'"
+    for key in PAPER:
+        assert not marks.get(key, False), f"presets/paper.yaml: {key} is the paper's, not ours"
+    assert po_marks == {"judge.model": True, "judge.tokenizer": True, "train.objective": False}
+
+
+def test_cli_applies_presets_in_order(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_text("seed: 0\njudge:\n  model: m\n")
+    (tmp_path / "a.yaml").write_text("seed: 3\njudge.model: first\n")
+    (tmp_path / "b.yaml").write_text("judge.model: second\n")
+    assert main([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"), "--params", str(tmp_path / "params.yaml")]) == 0
+    assert capsys.readouterr().out.splitlines() == ["-S", "seed=3", "-S", "judge.model='second'"]
+    (tmp_path / "c.yaml").write_text("judge.modle: x\n")
+    assert main([str(tmp_path / "a.yaml"), str(tmp_path / "c.yaml"), "--params", str(tmp_path / "params.yaml")]) == 2

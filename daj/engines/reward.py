@@ -7,7 +7,7 @@ token is `v_head(hidden state)`; a PRM step reward is its sigmoid at the step's 
 (daj.eval.reward_models).
 
 Backends (`make_value_model`):
-- `hf`: loaded here: transformers' AutoModel for the base (trust_remote_code off: the base is a plain
+- `hf`: loaded here (a GPU in bf16 when there is one, else the CPU in fp32): transformers' AutoModel for the base (trust_remote_code off: the base is a plain
   Qwen2/Qwen3 model), the head read from the safetensors files;
 - `openai`: an OpenAI-compatible server's POST /v1/embeddings with token ids as input, one embedding per
   input whose entries are the per-token values (vLLM serving the checkpoint with Skywork's plugin, as
@@ -67,7 +67,7 @@ class HFValueModel:
     """A value-head model run with transformers (right-padded batches of `batch_size`)."""
 
     def __init__(self, model: str, random_head_seed: int | None = None, batch_size: int = 4,
-                 device: str = "cpu", dtype: str = "fp32"):
+                 device: str | None = None, dtype: str | None = None):
         import torch
         from transformers import AutoModel
 
@@ -75,6 +75,8 @@ class HFValueModel:
         from daj.models.loading import check_model_ref, load_tokenizer
 
         mref = check_model_ref(model)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # bf16 on a GPU, fp32 on CPU
+        dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
         torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
         try:
             self.model = AutoModel.from_pretrained(mref.path, dtype=torch_dtype, trust_remote_code=False,
