@@ -2,11 +2,10 @@
 
 Writes metrics/bon.json ({policy: {method: {overall, easy, medium, hard, n, ci95, ...}}}, pass@1 in %;
 the methods of bon.methods, daj.eval.bon), metrics/bon_cost.json (model calls' tokens per method and
-problem), metrics/bon_problems.csv (one row per policy, problem and method), and the plot data
-metrics/bon_difficulty.csv (grouped bars with intervals), metrics/bon_scaling_n.csv and
-metrics/bon_scaling_r.csv (wide: one overall-pass@1 column per method), their long forms with
-intervals metrics/bon_scaling_{n,r}_band.csv, and metrics/bon_scaling.json (long form with the
-difficulties). The judge is judge.model plus the trained adapter models/judge when that directory
+problem), metrics/bon_problems.csv (one row per policy, problem and method), the plot data
+(daj.eval.plotdata: long CSVs with a `series` column and 95% intervals `lo`/`hi`)
+metrics/bon_difficulty.csv (grouped bars), metrics/bon_scaling_n.csv and metrics/bon_scaling_r.csv
+(curves against N and R), and metrics/bon_scaling.json (the curves with the difficulties). The judge is judge.model plus the trained adapter models/judge when that directory
 exists, else plus judge.adapter (or the bare base model when that is null); prm and grm are the
 reward models of bon.prm and bon.grm (daj.eval.reward_models). Model calls and cache hits go to
 logs/bon.json.
@@ -22,9 +21,9 @@ from daj.config import ParamsConfig
 from daj.data.pools import load_pools
 from daj.errors import DajError
 from daj.eval.bon import JUDGE_METHODS, evaluate_policy
-from daj.eval.plotdata import band_rows, difficulty_rows
+from daj.eval.plotdata import curve_rows, difficulty_rows
 from daj.eval.reward_models import make_scorers
-from daj.eval.scaling import scaling_n, scaling_r, wide
+from daj.eval.scaling import scaling_n, scaling_r
 from daj.io import atomic_open, read_jsonl, write_json
 from daj.judge.runner import build_runner
 from daj.params import params_path
@@ -39,13 +38,12 @@ SCALING_N = "metrics/bon_scaling_n.csv"
 SCALING_R = "metrics/bon_scaling_r.csv"
 SCALING_JSON = "metrics/bon_scaling.json"
 DIFFICULTY_CSV = "metrics/bon_difficulty.csv"
-SCALING_N_BAND = "metrics/bon_scaling_n_band.csv"
-SCALING_R_BAND = "metrics/bon_scaling_r_band.csv"
 log = logging.getLogger(__name__)
 
 
-def write_csv(path: str, rows: list[dict]) -> None:
-    fields: list[str] = []
+def write_csv(path: str, rows: list[dict], header: tuple[str, ...] = ()) -> None:
+    """Rows as CSV; the columns are `header`, else every key in first-seen order (a header even when empty)."""
+    fields: list[str] = list(header)
     for row in rows:
         fields += [k for k in row if k not in fields]
     buffer = io.StringIO()
@@ -86,7 +84,7 @@ def main(config: ParamsConfig) -> None:
         summary[policy] = result.summary
         cost[policy] = {**models_used(config, adapter, methods), **result.cost}
         rows += result.rows
-        bars += difficulty_rows(policy, result.summary, problems, result.scores, seed, reps)
+        bars += difficulty_rows(policy, result.summary, problems, result.scores, seed, reps, len(policies) > 1)
         largest = max((len(c) for c in pools[policy].values()), default=1)
         grid = sorted({min(s, largest) for s in sizes}) if sizes else list(range(1, largest + 1))
 
@@ -115,12 +113,10 @@ def main(config: ParamsConfig) -> None:
     write_json(COST, cost_results)
     record("bon", run)
     write_csv(PROBLEMS_CSV, rows)
-    write_csv(SCALING_N, wide(long_n, "n"))
-    write_csv(SCALING_R, wide(long_r, "rounds"))
-    write_csv(SCALING_N_BAND, band_rows(long_n, "n"))
-    write_csv(SCALING_R_BAND, band_rows(long_r, "rounds"))
+    write_csv(SCALING_N, curve_rows(long_n, "n", len(policies) > 1), ("n", "series", "pass1", "lo", "hi"))
+    write_csv(SCALING_R, curve_rows(long_r, "rounds", len(policies) > 1), ("rounds", "series", "pass1", "lo", "hi"))
     write_json(SCALING_JSON, {"n": long_n, "rounds": long_r})
-    write_csv(DIFFICULTY_CSV, bars)
+    write_csv(DIFFICULTY_CSV, bars, ("difficulty", "series", "pass1", "lo", "hi"))
 
 
 def models_used(config: ParamsConfig, adapter: str | None, methods: list[str]) -> dict:

@@ -1,11 +1,14 @@
-"""Plot data of the bon stage in long form, one row per (policy, method, x), with 95% intervals.
+"""Plot data of the bon stage: long CSVs for the plot templates (.dvc/plots: `daj_bars`, `daj_lines`).
 
-- `difficulty_rows` -> metrics/bon_difficulty.csv: (policy, method, difficulty, pass1, low, high): one
-  bar per method within each difficulty (grouped, not stacked: one row per bar, never summed).
-- `band_rows` -> metrics/bon_scaling_{n,r}_band.csv: (policy, <x>, method, pass1, low, high): the
-  scaling curves with their intervals as a band.
-Intervals are percentile-bootstrap intervals over the problems of the row (daj.eval.intervals),
-seeded by (seed, policy, method, difficulty): deterministic.
+Every file has a `series` column (the method, or `policy/method` when bon.policies has several) and
+the 95% interval of each value in `lo` / `hi`:
+- `difficulty_rows` -> metrics/bon_difficulty.csv (difficulty, series, pass1, lo, hi): one bar per
+  method within each difficulty, grouped, never stacked (one row per bar);
+- `curve_rows` -> metrics/bon_scaling_n.csv (n, series, pass1, lo, hi) and metrics/bon_scaling_r.csv
+  (rounds, ...): the scaling curves with their intervals as a band.
+Intervals are percentile-bootstrap intervals over the problems behind each value
+(daj.eval.intervals), seeded by (seed, policy, method, difficulty or x): deterministic; an overall bar
+carries the `ci95` of metrics/bon.json.
 """
 
 from __future__ import annotations
@@ -17,23 +20,30 @@ from daj.hashing import stable_seed
 LEVELS = ("overall", *DIFFICULTIES)
 
 
+def series_name(policy: str, method: str, several: bool) -> str:
+    return f"{policy}/{method}" if several else method
+
+
 def difficulty_rows(policy: str, summary: dict, problems: list[dict], scores: dict[str, dict[str, float]],
-                    seed: int, reps: int) -> list[dict]:
-    """The Best-of-N table in long form with each bar's interval (a difficulty without problems: no row)."""
+                    seed: int, reps: int, several: bool = False) -> list[dict]:
+    """One bar per (difficulty, method) with its interval (a difficulty without problems: no bar)."""
     rows = []
-    for method, entry in summary.items():
-        for level in LEVELS:
+    for level in LEVELS:
+        ids = [p["id"] for p in problems if level == "overall" or p.get("difficulty") == level]
+        for method, entry in summary.items():
             if entry.get(level) is None:
                 continue
-            ids = [p["id"] for p in problems if level == "overall" or p.get("difficulty") == level]
-            ci = percent(bootstrap_mean([scores[method][i] for i in ids], stable_seed(seed, policy, method, level),
-                                        reps)) if reps else None
-            rows.append({"policy": policy, "method": method, "difficulty": level, "pass1": entry[level],
-                         "low": ci[0] if ci else "", "high": ci[1] if ci else ""})
+            if level == "overall" and entry.get("ci95"):  # the interval bon.json reports
+                ci = entry["ci95"]
+            else:
+                ci = percent(bootstrap_mean([scores[method][i] for i in ids],
+                                            stable_seed(seed, policy, method, level), reps)) if reps else None
+            rows.append({"difficulty": level, "series": series_name(policy, method, several),
+                         "pass1": entry[level], "lo": ci[0] if ci else "", "hi": ci[1] if ci else ""})
     return rows
 
 
-def band_rows(long_rows: list[dict], x: str) -> list[dict]:
-    """Scaling rows (daj.eval.scaling, with `low`/`high`) as (policy, x, method, pass1, low, high)."""
-    return [{"policy": r["policy"], x: r[x], "method": r["method"], "pass1": r["overall"],
-             "low": r.get("low", ""), "high": r.get("high", "")} for r in long_rows]
+def curve_rows(long_rows: list[dict], x: str, several: bool = False) -> list[dict]:
+    """Scaling rows (daj.eval.scaling, with `low`/`high`) as (x, series, pass1, lo, hi)."""
+    return [{x: r[x], "series": series_name(r["policy"], r["method"], several), "pass1": r["overall"],
+             "lo": r.get("low", ""), "hi": r.get("high", "")} for r in long_rows]

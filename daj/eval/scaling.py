@@ -188,12 +188,3 @@ def _main_hybrid(cands: list[PoolCandidate], vote: VoteResult | None) -> float:
 def _flat(entry: dict) -> dict:
     return {"overall": entry["overall"], "easy": entry["easy"], "medium": entry["medium"],
             "hard": entry["hard"], "problems": entry["n"]}
-
-
-def wide(rows: list[dict], x: str) -> list[dict]:
-    """One row per (policy, x) with one overall-pass@1 column per method (for DVC plots)."""
-    table: dict[tuple, dict] = {}
-    for row in rows:
-        key = (row["policy"], row[x])
-        table.setdefault(key, {"policy": row["policy"], x: row[x]})[row["method"]] = row["overall"]
-    return list(table.values())

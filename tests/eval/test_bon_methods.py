@@ -15,7 +15,7 @@ from daj.engines.base import Completion
 from daj.errors import DajError
 from daj.eval.bon import evaluate_policy, static_picks
 from daj.eval.passk import pass_at_k, public_tests_expectation, subset_public_tests
-from daj.eval.scaling import scaling_n, scaling_r, static_at_size, subset_first, wide
+from daj.eval.scaling import scaling_n, scaling_r, static_at_size, subset_first
 from daj.io import write_jsonl
 from daj.judge.runner import JudgeRunner
 
@@ -138,8 +138,6 @@ def test_evaluate_policy_with_a_judge():
     assert by[("hybrid", 3)] == s["hybrid"]["overall"]
     assert by[("judge", 1)] == by[("random", 1)]
     assert by[("oracle", 1)] == pytest.approx(s["random"]["overall"])
-    table = wide(rows_n, "n")
-    assert [row["n"] for row in table] == [1, 2, 3] and "judge" in table[0]
 
 
 def test_voting_is_seeded():

@@ -80,12 +80,27 @@ def test_problem_rows_cost_and_scaling(bon_run):
     cost = json.loads((bon_run / "metrics/bon_cost.json").read_text())["mutants"]
     assert cost["methods"]["judge"]["responses"] > 0 and cost["methods"]["random"]["responses"] == 0
     assert set(cost["judge_per_problem"]) == {r["problem_id"] for r in judge_rows}
-    scaling_n = list(csv.DictReader((bon_run / "metrics/bon_scaling_n.csv").open()))
-    assert [int(r["n"]) for r in scaling_n] == [1, 2, 3, 4]
-    assert float(scaling_n[0]["oracle"]) == 50.0 and float(scaling_n[-1]["oracle"]) == 100.0
-    assert float(scaling_n[-1]["judge"]) == json.loads((bon_run / "metrics/bon.json").read_text())["mutants"]["judge"]["overall"]
-    scaling_r = list(csv.DictReader((bon_run / "metrics/bon_scaling_r.csv").open()))
-    assert [int(r["rounds"]) for r in scaling_r] == [1, 2, 3, 4] and "judge" in scaling_r[0]
+    bon = json.loads((bon_run / "metrics/bon.json").read_text())["mutants"]
+    curve = curves(bon_run / "metrics/bon_scaling_n.csv", "n")
+    assert sorted(curve["oracle"]) == [1, 2, 3, 4] and set(curve) == METHODS
+    assert curve["oracle"][1][0] == 50.0 and curve["oracle"][4][0] == 100.0
+    assert curve["judge"][4][0] == bon["judge"]["overall"]
+    rounds = curves(bon_run / "metrics/bon_scaling_r.csv", "rounds")
+    assert sorted(rounds["judge"]) == [1, 2, 3, 4] and rounds["judge"][4][0] == bon["judge"]["overall"]
+    for table in (curve, rounds):  # every point inside its band
+        assert all(lo <= v <= hi for points in table.values() for v, lo, hi in points.values())
+
+
+def curves(path, x: str) -> dict[str, dict[int, tuple[float, float, float]]]:
+    """A long plot CSV (x, series, pass1, lo, hi) as {series: {x: (pass1, lo, hi)}}."""
+    with open(path) as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == [x, "series", "pass1", "lo", "hi"]
+        out: dict = {}
+        for r in reader:
+            assert int(r[x]) not in out.get(r["series"], {})  # one point per series and x
+            out.setdefault(r["series"], {})[int(r[x])] = (float(r["pass1"]), float(r["lo"]), float(r["hi"]))
+    return out
 
 
 def test_shared_votes_option(tmp_path, monkeypatch):
@@ -151,11 +166,9 @@ def test_reward_model_methods_on_tiny_stand_ins(tmp_path, monkeypatch):
     assert cost["prm"]["aggregation"] == "min" and "judge" not in cost
     logs = json.loads((tmp_path / "logs/bon.json").read_text())["mutants"]["methods"]
     assert logs["prm"]["model_calls"] == 12 and logs["grm"]["model_calls"] == 12
-    scaling = list(csv.DictReader((tmp_path / "metrics/bon_scaling_n.csv").open()))
-    assert [r["n"] for r in scaling] == ["1", "2", "4"] and float(scaling[-1]["prm"]) == bon["prm"]["overall"]
-    band = list(csv.DictReader((tmp_path / "metrics/bon_scaling_n_band.csv").open()))
-    assert {r["method"] for r in band} == {"random", "oracle", "first", "public_tests", "prm", "grm"}
-    assert all(float(r["low"]) <= float(r["pass1"]) <= float(r["high"]) for r in band)
+    curve = curves(tmp_path / "metrics/bon_scaling_n.csv", "n")
+    assert set(curve) == {"random", "oracle", "first", "public_tests", "prm", "grm"}
+    assert sorted(curve["prm"]) == [1, 2, 4] and curve["prm"][4][0] == bon["prm"]["overall"]
     first = (tmp_path / "metrics/bon.json").read_text()
     bon_stage.main(load_config())  # rerun: every reward-model answer comes from the cache
     logs = json.loads((tmp_path / "logs/bon.json").read_text())["mutants"]["methods"]
@@ -177,12 +190,16 @@ def test_swap_option_judges_both_orders(tmp_path, monkeypatch):
 
 
 def test_bon_difficulty_bars_are_grouped_with_intervals(bon_run):
-    bars = list(csv.DictReader((bon_run / "metrics/bon_difficulty.csv").open()))
+    with open(bon_run / "metrics/bon_difficulty.csv") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == ["difficulty", "series", "pass1", "lo", "hi"]
+        bars = list(reader)
     bon = json.loads((bon_run / "metrics/bon.json").read_text())["mutants"]
-    keys = [(r["method"], r["difficulty"]) for r in bars]
+    keys = [(r["series"], r["difficulty"]) for r in bars]
     assert len(keys) == len(set(keys))  # one bar per method and difficulty: nothing for a plot to stack
+    assert {r["series"] for r in bars} == METHODS
     for r in bars:
-        assert float(r["pass1"]) == bon[r["method"]][r["difficulty"]]
-        assert float(r["low"]) <= float(r["pass1"]) <= float(r["high"])
-    overall = {r["method"]: [float(r["low"]), float(r["high"])] for r in bars if r["difficulty"] == "overall"}
-    assert overall["judge"][0] <= bon["judge"]["overall"] <= overall["judge"][1]
+        assert float(r["pass1"]) == bon[r["series"]][r["difficulty"]]
+        assert float(r["lo"]) <= float(r["pass1"]) <= float(r["hi"])
+    overall = {r["series"]: [float(r["lo"]), float(r["hi"])] for r in bars if r["difficulty"] == "overall"}
+    assert all(overall[m] == bon[m]["ci95"] for m in METHODS)  # the overall bars carry bon.json's intervals
