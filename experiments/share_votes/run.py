@@ -1,8 +1,8 @@
 """What does sharing votes among identical candidates change on the real pools? (issue 14 item 3)
 
-    .venv/bin/python benchmarks/bon_share_votes.py [--seeds 400] [--out benchmarks/results/bon_share_votes.json]
+    python -m experiments.share_votes.run [--seeds 400] [--out experiments/share_votes/results/share_votes.json]
 
-Pools (../shared/data/lcb/submissions, official verdicts on the hidden tests):
+Pools (shared/data/lcb/submissions, found through daj.paths; official verdicts on the hidden tests):
   lcb3   the O1-Mini, O1-Preview and Kimi-k1.6 one-sample pools combined: 3 candidates per problem
   n10    the unnamed model's 10 samples per problem (100 problems)
 Judges (no model: deterministic functions of the prompt, so runs are exact and repeatable):
@@ -28,15 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from daj.eval.exact_vote import expected_pass  # noqa: E402
 from daj.io import write_json  # noqa: E402
 from daj.judge.voting import identity_groups, pairwise_vote  # noqa: E402
+from daj.paths import shared_data  # noqa: E402
 from daj.policies.file import read_pool  # noqa: E402
 
-SUB = ROOT.parent / "shared" / "data" / "lcb" / "submissions"
+SUB = shared_data("lcb", "submissions")
 POOLS = {"lcb3": [SUB / f"submissions_v5_{m}_N1_eval_all.json.gz"
                   for m in ("O1-Mini-2024-09-12", "O1-Preview-2024-09-12", "Kimi-k1.6-IOI-high")],
          "n10": [SUB / "third_party_llm-spec-refinement_N10_eval_all.json.gz"]}
@@ -98,7 +99,7 @@ def run(pool: dict[str, list[dict]], kind: str, rounds: int, share: bool, seeds:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=400)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/bon_share_votes.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments/share_votes/results/share_votes.json"))
     args = ap.parse_args(argv)
     start = time.perf_counter()
     report: dict = {"seeds": args.seeds, "results": {}}
