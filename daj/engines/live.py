@@ -39,25 +39,12 @@ class LiveEngine(HFEngine):
     """The hf engine over a model object that keeps training (no copy, no reload)."""
 
     def __init__(self, model, tokenizer, name: str = "live", batch_size: int = 16):
-        side = tokenizer.padding_side  # the trainer shares this tokenizer: keep its padding side
-        try:
-            self._setup(model, tokenizer, str(next(model.parameters()).device), batch_size, name,
-                        penalty="fast", cache="dynamic", compile="auto")
-        finally:
-            tokenizer.padding_side = side
+        self._setup(model, tokenizer, str(next(model.parameters()).device), batch_size, name, penalty="fast")
 
     def render(self, prompt: Chat, prefix: str | None = None) -> str:
         if len(prompt) == 1 and prompt[0].get("role") == RENDERED_ROLE:
             return prompt[0]["content"] + (prefix or "")
         return super().render(prompt, prefix)
-
-    def _encode(self, texts: list[str]):
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"  # generation pads on the left; the trainer's tokenizer is shared
-        try:
-            return super()._encode(texts)
-        finally:
-            self.tokenizer.padding_side = side
 
     @contextlib.contextmanager
     def _inference(self):
@@ -75,16 +62,13 @@ class LiveEngine(HFEngine):
             if was_training:
                 self.model.train()
 
-    def generate(self, prompts, params, prefixes=None):
+    def generate(self, prompts, params, prefixes=None, continuations=None):
         with self._inference():
-            return super().generate(prompts, params, prefixes)
+            return super().generate(prompts, params, prefixes, continuations)
 
-    def score_continuations(self, prompt, prefix, options):
+    def score_continuations_batch(self, requests, batch_size=None):
         with self._inference():
-            return super().score_continuations(prompt, prefix, options)
-
-    def prompt_tokens(self, prompt, prefix=None):
-        return super().prompt_tokens(prompt, prefix)
+            return super().score_continuations_batch(requests, batch_size)
 
     def close(self) -> None:
         """The model belongs to the trainer: nothing to release."""

@@ -13,7 +13,8 @@ from daj.hashing import fingerprint as fingerprint  # noqa: F401 - re-export for
 from daj.hashing import json_digest
 from daj.store import Store
 
-CACHE_VERSION = 1
+# 2: hf answers independent of the batch, forced draws seeded without the engine's name
+CACHE_VERSION = 2
 
 
 def cache_key(**parts) -> str:

@@ -23,6 +23,7 @@ log-probabilities are kept on the response (`option_logprobs`) for swap-combined
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
@@ -120,15 +121,28 @@ class JudgeRunner:
         self.cache = cache if cache is not None else JudgeCache(None)
         self.batch_size, self.progress = batch_size, progress
         self.label = label or engine.name
+        generate = getattr(engine, "generate", None)
+        self._scores_after_generate = generate is not None and "continuations" in inspect.signature(generate).parameters
 
-    def _key(self, req: JudgeRequest) -> str:
+    def _parts(self, req: JudgeRequest) -> dict:
+        """Everything but the engine that decides a request's answers."""
         # select mode keeps the key it had as `max_new_tokens: 0` with forced selection
         s = self.settings
         sampling = sampling_of(s, req.n, req.seed).to_dict()
         if s.selection_only:
             sampling["max_new_tokens"] = 0
-        return cache_key(messages=req.messages, model=self.engine.name, sampling=sampling,
-                         force=s.scores_options, force_sampling=s.force_sampling, k=req.n_candidates)
+        return {"messages": req.messages, "sampling": sampling, "force": s.scores_options,
+                "force_sampling": s.force_sampling, "k": req.n_candidates}
+
+    def _key(self, req: JudgeRequest) -> str:
+        """The cache key: the request's parts and the engine's name (model and adapter digests)."""
+        return cache_key(model=self.engine.name, **self._parts(req))
+
+    def _draw_key(self, req: JudgeRequest) -> str:
+        """What seeds a request's forced draws: its parts without the engine, so that a judge whose
+        weights moved by a rounding error draws with the same uniforms (a decision then flips only where
+        a uniform falls within that error of a boundary), and two judges share them on a prompt."""
+        return cache_key(**self._parts(req))
 
     def _pick(self, scores: list[float], salt: str) -> int:
         """The forced index: the likeliest, or a draw from the options' probabilities at the judge's
@@ -137,14 +151,17 @@ class JudgeRunner:
 
     def _finish(self, req: JudgeRequest, completion, salt: str = "",
                 scored: dict[str, list[float]] | None = None) -> JudgeResponse:
-        """Parse a completion; force the selection if asked (`scored` memoises scores per prefix)."""
+        """Parse a completion; force the selection if asked (`scored` memoises scores per prefix; an
+        engine that scored the options after the completion left them in its `extra`)."""
         raw = completion.text
         raw_sel = parse_selection(raw, req.n_candidates)
         text, sel, forced, logprobs = raw, raw_sel, False, None
         if raw_sel is None and self.settings.scores_options:
             prefix = force_prefix(raw)
-            options = [f"{k}{CLOSE}" for k in range(1, req.n_candidates + 1)]
+            options = self._options(req.n_candidates)
             scored = {} if scored is None else scored
+            if completion.extra.get("scored_prefix") == prefix:
+                scored[prefix] = completion.extra["option_scores"]
             if prefix not in scored:
                 scored[prefix] = self.engine.score_continuations(req.messages, prefix, options)
             scores = scored[prefix]
@@ -156,10 +173,25 @@ class JudgeRunner:
                              finish_reason=completion.finish_reason, prompt_tokens=completion.prompt_tokens,
                              completion_tokens=completion.completion_tokens, option_logprobs=logprobs)
 
+    @staticmethod
+    def _options(k: int) -> list[str]:
+        """The forced-selection options after `<selection>`: `1</selection>` .. `K</selection>`."""
+        return [f"{i}{CLOSE}" for i in range(1, k + 1)]
+
     def _complete(self, requests: list[JudgeRequest], n: int, seed: int) -> list[list[Completion]]:
-        """The engine's completions, or in selection-only mode n empty ones (nothing to generate)."""
+        """The engine's completions, or in selection-only mode n empty ones (nothing to generate). An
+        engine that can score options right after generating (hf: on its decoding cache) does the
+        forced selections' scoring there."""
         if not self.settings.selection_only:
-            return self.engine.generate([r.messages for r in requests], sampling_of(self.settings, n, seed))
+            params = sampling_of(self.settings, n, seed)
+            prompts = [r.messages for r in requests]
+            if self.settings.force_selection and self._scores_after_generate:
+                def ask(i: int, text: str) -> tuple[str, list[str]] | None:
+                    k = requests[i].n_candidates
+                    return None if parse_selection(text, k) is not None else (force_prefix(text), self._options(k))
+
+                return self.engine.generate(prompts, params, continuations=ask)
+            return self.engine.generate(prompts, params)
         count = getattr(self.engine, "prompt_tokens", None)
         out = []
         for req in requests:
@@ -175,8 +207,7 @@ class JudgeRunner:
         if not self.settings.selection_only or len(requests) < 2 or not callable(batch):
             return None
         prefix = force_prefix("")
-        scores = batch([(r.messages, prefix, [f"{k}{CLOSE}" for k in range(1, r.n_candidates + 1)])
-                        for r in requests])
+        scores = batch([(r.messages, prefix, self._options(r.n_candidates)) for r in requests])
         return [{prefix: s} for s in scores]
 
     def respond(self, requests: list[JudgeRequest], desc: str | None = None,
@@ -215,7 +246,8 @@ class JudgeRunner:
                     if len(completions) != n:
                         raise RuntimeError(f"engine returned {len(completions)} completions, expected {n}")
                     scored: dict[str, list[float]] = dict(prefetched[i]) if prefetched else {}
-                    responses = [self._finish(req, c, f"{key}#{k}", scored) for k, c in enumerate(completions)]
+                    salt = self._draw_key(req)
+                    responses = [self._finish(req, c, f"{salt}#{k}", scored) for k, c in enumerate(completions)]
                     self.cache.put(key, [asdict(r) for r in responses])
                     found[key] = responses
                 stats.model_calls += len(chunk)

@@ -11,9 +11,9 @@ A small judge often prefers a position whatever the programs. Showing candidates
 - **Votes** otherwise (a judge that writes its own tags): each order's valid selection is a vote for
   the candidate it names; more votes win; one vote each (the orders disagree) is a tie; no vote
   gives no selection (a format error).
-- Ties and draws use a seed of the unordered pair (both prompts' digests, sorted) and the response
-  index, and the computation runs in a canonical orientation, so the combined choice is the same
-  whichever order the caller calls forward.
+- Ties and draws use a seed of the unordered pair (both prompts' digests, sorted), the seed and the
+  response index (not the engine, as in JudgeRunner's forced draws), and the computation runs in a
+  canonical orientation, so the combined choice is the same whichever order the caller calls forward.
 
 `swap_consistent` / `swap_consistency` give the share of pairs whose two orders pick the same
 program (the pairwise metrics of daj.eval use them).
@@ -108,7 +108,8 @@ def respond_swapped(runner: JudgeRunner, requests: list[SwapRequest],
     out = []
     for i, (r, keep) in enumerate(zip(requests, canonical, strict=True)):
         first, second = answers[2 * i], answers[2 * i + 1]
-        pair_salt = json_digest(sorted([json_digest(r.forward), json_digest(r.backward)]) + [r.seed, runner.engine.name])
+        # the pair's content and seed, not the engine: see JudgeRunner._draw_key
+        pair_salt = json_digest(sorted([json_digest(r.forward), json_digest(r.backward)]) + [r.seed])
         choices = []
         for k in range(r.n):
             c = combine(first[k], second[k], f"{pair_salt}#{k}", s.temperature, s.force_sampling)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from _tiny_model import tiny_engine
-from transformers import GenerationConfig, RepetitionPenaltyLogitsProcessor
+from transformers import RepetitionPenaltyLogitsProcessor
 
 from daj.engines.base import SamplingParams
+from daj.engines.hf import HFEngine
 from daj.engines.penalty import FastRepetitionPenalty, hf_ignores_left_padding
 
 CHATS = [[{"role": "user", "content": "def add(a, b):"}],
@@ -85,25 +86,12 @@ def _texts(result):
 
 @pytest.mark.parametrize("temperature", [0.7, 0.0])
 def test_engine_samples_the_same_tokens_as_transformers_processor(temperature):
-    """Left-padded batches, n > 1: the fast path gives exactly the old path's completions."""
+    """Left-padded batches, n > 1: the fast penalty gives exactly the completions of transformers' processor."""
     eng = tiny_engine()
     p = SamplingParams(n=2, max_new_tokens=12, seed=3, temperature=temperature, repetition_penalty=1.8)
     assert eng.penalty == "fast"
     fast = eng.generate(CHATS, p)
-    try:
-        eng.penalty = "hf"
-        old = eng.generate(CHATS, p)
-        no_penalty = eng.generate(CHATS, SamplingParams(**{**p.to_dict(), "repetition_penalty": 1.0}))
-    finally:
-        eng.penalty = "fast"
-    assert _texts(fast) == _texts(old)
+    theirs = HFEngine.from_model(eng.model, eng.tokenizer, batch_size=eng.batch_size, penalty="hf")
+    no_penalty = eng.generate(CHATS, SamplingParams(**{**p.to_dict(), "repetition_penalty": 1.0}))
+    assert _texts(fast) == _texts(theirs.generate(CHATS, p))
     assert _texts(fast) != _texts(no_penalty)  # the penalty acts on these prompts
-
-
-def test_fast_penalty_steps_aside_when_other_processors_would_reorder():
-    eng = tiny_engine()
-    config = GenerationConfig(repetition_penalty=1.05, do_sample=True)
-    assert eng._fast_penalty(config)
-    assert not eng._fast_penalty(GenerationConfig(repetition_penalty=1.0))
-    assert not eng._fast_penalty(GenerationConfig(repetition_penalty=1.05, no_repeat_ngram_size=3))
-    assert not eng._fast_penalty(GenerationConfig(repetition_penalty=1.05, suppress_tokens=[3]))

@@ -30,7 +30,10 @@ def pairs_run(tmp_path_factory):
 
 
 def test_pairs_outputs_follow_the_contract(pairs_run):
+    from transformers import AutoTokenizer
+
     root = pairs_run
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
     metrics = json.loads((root / "metrics/pairs.json").read_text())
     for split in ("lower", "upper"):
         scored = read_jsonl(root / f"data/pairs/{split}_scored.jsonl")
@@ -50,7 +53,7 @@ def test_pairs_outputs_follow_the_contract(pairs_run):
             assert r["selection"] == selection and r["correct_position"] == position
             expected = "correct" if selection == position else "wrong"
             assert r["label"] == expected and r["reward"] == LEVELS[expected]
-            assert r["prompt"].startswith("<|im_start|>system\n") and r["prompt"].endswith("<|im_start|>assistant\n")
+            assert r["prompt"] == tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
         assert all(len(g) == 2 for g in by_group.values())
         positions = sorted(rs[0]["correct_position"] for rs in by_group.values())
         assert positions == [1] * 6 + [2] * 6  # both orders of every pair
