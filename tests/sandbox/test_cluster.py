@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,10 +43,20 @@ RIGHT = "a, b = map(int, input().split())\nprint(a + b)"
 WRONG = "a, b = map(int, input().split())\nprint(a - b)"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CLIENT_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                      "ray_client_server_port": CLIENT_PORT,
                                                       "_system_config": SYSTEM})
     for _ in range(2):
         c.add_node(num_cpus=1)
@@ -163,6 +174,24 @@ def test_candidates_cannot_reach_the_cluster(cluster, attack_pool):
     problem = {"id": "lcb/ray", "tests": {"type": "stdin", "public": [{"input": "", "output": "0"}]}}
     verdict = attack_pool.check([(problem, code)])[0]
     assert verdict["passed"], verdict
+
+
+CLIENT = """
+from daj.config import ExecuteConfig
+from sandbox.cluster import RayPool
+problem = {{"id": "lcb/sum", "tests": {{"type": "stdin", "public": [{{"input": "1 2\\n", "output": "3"}}]}}}}
+with RayPool(ExecuteConfig(backend="local", cluster={address!r}), progress=False) as pool:
+    verdicts = pool.check([(problem, "print(3)"), (problem, "print(4)")])
+    print(pool.nodes, [v["status"] for v in verdicts])
+"""
+
+
+def test_a_driver_elsewhere_joins_through_ray_client(cluster):
+    """execute.cluster: ray://host:port, the address of a cluster this host is not part of."""
+    code = CLIENT.format(address=f"ray://127.0.0.1:{CLIENT_PORT}")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "2 ['pass', 'wrong_answer']"
 
 
 def test_batches():
