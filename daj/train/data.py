@@ -117,7 +117,7 @@ class PreferenceData:
         elif objective == "grpo":
             self._build_grpo(rows, grpo_group)
         else:
-            raise DajError(f"unknown objective {objective!r}", field="train.objective")
+            raise ValueError(f"unknown objective {objective!r}")  # the params model admits only OBJECTIVES
         if not self.units:
             raise DajError(f"no usable training units for {objective}")
 

@@ -84,8 +84,10 @@ def run_experiment(seeds: list[int], steps: int, workdir: Path, **kw) -> dict:
             w = _domain_means(r[arm]["instance_weights"])
         else:  # instance_net: no per-instance table to read back
             w = {}
+        traj = [x for _, x in _trajectory(r[arm]["history"])][1:]  # after each optimizer step
         per_seed[seed] = {
             "domain_weights": w, "corrupt_lowest": bool(w) and min(w, key=w.get) == CORRUPT,
+            **({"corrupt_lowest_share": sum(min(x, key=x.get) == CORRUPT for x in traj) / len(traj)} if traj else {}),
             **({"separation": separation(w)} if w else {}),
             "meta_loss": {"none": none["meta_loss"], arm: dom["meta_loss"]},
             "meta_acc": {"none": none["meta_acc"], arm: dom["meta_acc"]},
@@ -214,7 +216,8 @@ def main() -> None:
     for seed, p in result["per_seed"].items():
         w = ", ".join(f"{d} {v:.4f}" for d, v in p["domain_weights"].items())
         sep = p.get("separation", {})
-        print(f"seed {seed}: weights [{w}] gap {sep.get('gap_to_lowest_clean', math.nan):.4f} ratio "
+        share = p.get("corrupt_lowest_share", math.nan)
+        print(f"seed {seed}: weights [{w}] lowest at {share:.0%} of steps, gap {sep.get('gap_to_lowest_clean', math.nan):.4f} ratio "
               f"{sep.get('ratio_to_clean_mean', math.nan):.3f}  meta loss none {p['meta_loss']['none']:.4f} -> {arm} "
               f"{p['meta_loss'][arm]:.4f}  meta acc {p['meta_acc']['none']:.3f} -> {p['meta_acc'][arm]:.3f}  "
               f"s/step {p['seconds_per_step'][arm]:.2f}")
