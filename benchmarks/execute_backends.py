@@ -20,14 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lcb_agreement import load  # noqa: E402
-
+from daj.config import ExecuteConfig  # noqa: E402
+from daj.eval.agreement import load  # noqa: E402
 from daj.io import write_json  # noqa: E402
 from daj.paths import shared_data  # noqa: E402
-from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.pool import SandboxPool  # noqa: E402
+from sandbox.pool import SandboxPool, n_workers  # noqa: E402
 
 DATA = shared_data("lcb")
 VERDICT_KEYS = ("passed", "public_passed", "status", "tests_passed")
@@ -35,18 +33,18 @@ VERDICT_KEYS = ("passed", "public_passed", "status", "tests_passed")
 
 def judge(backend: str, pairs: list, workers: int, image: str) -> tuple[dict, list[dict]]:
     """Judge `pairs` on one backend; its figures and the verdicts."""
-    config = SandboxConfig(backend=backend, workers=workers, cache_dir=None, docker_image=image)
+    config = ExecuteConfig(backend=backend, workers=workers, docker_image=image)
     with SandboxPool(config) as runner:
         start = time.perf_counter()
         runner.check(pairs[:1], desc=f"{backend} warm-up")  # one sandbox up; not timed below
         startup = time.perf_counter() - start
-        runner._ensure_servers(config.n_workers())  # all sandboxes up before the clock starts
+        runner.check(pairs[1:1 + n_workers(config)], desc=f"{backend} warm-up")  # every sandbox up
         startup_all = time.perf_counter() - start
         start = time.perf_counter()
         verdicts = runner.check(pairs, desc=f"execute ({backend})")
         seconds = time.perf_counter() - start
     tests = sum(v["tests_total"] if v["passed"] else v["tests_passed"] + 1 for v in verdicts)
-    figures = {"workers": config.n_workers(), "seconds": round(seconds, 1),
+    figures = {"workers": n_workers(config), "seconds": round(seconds, 1),
                "candidates_per_s": round(len(pairs) / seconds, 2), "tests_run_per_s": round(tests / seconds, 1),
                "sandbox_start_s": round(startup, 2), "all_sandboxes_start_s": round(startup_all, 2),
                "status": dict(collections.Counter(v["status"] for v in verdicts))}

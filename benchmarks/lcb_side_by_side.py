@@ -27,13 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lcb_agreement import agreement, load  # noqa: E402
-
+from daj.config import ExecuteConfig  # noqa: E402
+from daj.eval.agreement import agreement, load  # noqa: E402
 from daj.io import write_json  # noqa: E402
-from sandbox import local  # noqa: E402
-from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.pool import SandboxPool  # noqa: E402
 
 
@@ -66,21 +63,49 @@ def run_lcb(triples, workers: int, lcb_path: str) -> dict:
     return {"seconds": seconds, "verdicts": verdicts, "tests": tests_run}
 
 
-def run_daj(triples, workers: int, harness_dir: Path | None = None) -> dict:
-    config = SandboxConfig(backend="local", workers=workers, cache_dir=None)
-    original = local.HARNESS_DIR
-    if harness_dir is not None:  # an older harness, for comparison
-        local.HARNESS_DIR = harness_dir
-    try:
-        pairs = [(p, c["code"]) for _, p, c in triples]
-        with SandboxPool(config, progress=True) as runner:
-            runner.check(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
-            start = time.perf_counter()
-            verdicts = runner.check(pairs, desc="daj" if harness_dir is None else "daj (old harness)")
-            seconds = time.perf_counter() - start
-    finally:
-        local.HARNESS_DIR = original
-    return {"seconds": seconds, "verdicts": verdicts, "tests": sum(len(v["outcomes"]) for v in verdicts)}
+def run_daj(triples, workers: int, tree: Path | None = None) -> dict:
+    """daj's sandbox on the candidates: this checkout's, or (`tree`) that of an older revision, run in
+    a subprocess of its own with the same settings."""
+    pairs = [(p, c["code"]) for _, p, c in triples]
+    if tree is not None:
+        return run_old(tree, triples, workers)
+    config = ExecuteConfig(backend="local", workers=workers)
+    with SandboxPool(config, progress=True) as runner:
+        runner.check(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
+        start = time.perf_counter()
+        verdicts = runner.check(pairs, desc="daj")
+        seconds = time.perf_counter() - start
+        candidate_seconds = list(runner.seconds)
+    return {"seconds": seconds, "verdicts": verdicts, "candidate_seconds": candidate_seconds,
+            "tests": sum(len(v["outcomes"]) for v in verdicts)}
+
+
+OLD_RUN = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from sandbox.config import SandboxConfig
+from sandbox.pool import SandboxPool
+pairs, workers = json.load(open(sys.argv[2])), int(sys.argv[3])
+with SandboxPool(SandboxConfig(backend="local", workers=workers, cache_dir=None), progress=True) as runner:
+    runner.check(pairs[:workers], desc="warm-up")
+    start = time.perf_counter()
+    verdicts = runner.check(pairs, desc="daj (old harness)")
+    seconds = time.perf_counter() - start
+json.dump({"seconds": seconds, "verdicts": verdicts}, open(sys.argv[4], "w"))
+"""
+
+
+def run_old(tree: Path, triples, workers: int) -> dict:
+    """The sandbox of an exported older revision (its own SandboxConfig API), in a subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs_file, out = Path(tmp) / "pairs.json", Path(tmp) / "out.json"
+        pairs_file.write_text(json.dumps([(p, c["code"]) for _, p, c in triples]))
+        subprocess.run([sys.executable, "-c", OLD_RUN, str(tree), str(pairs_file), str(workers), str(out)],
+                       check=True, cwd=tree)
+        run = json.loads(out.read_text())
+    run["candidate_seconds"] = [v.get("seconds") for v in run["verdicts"]]
+    run["tests"] = sum(len(v["outcomes"]) for v in run["verdicts"])
+    return run
 
 
 def summary(run: dict, triples, workers: int) -> dict:
@@ -91,12 +116,14 @@ def summary(run: dict, triples, workers: int) -> dict:
            "official_pass": report["total"]["official_pass"], "pass_kept": report["total"]["pass_kept"],
            "official_fail": report["total"]["official_fail"],
            "fail_rejected": report["total"]["fail_rejected"]}
-    if verdicts and "seconds" in verdicts[0]:
+    seconds = run.get("candidate_seconds")
+    if seconds:
+        seconds = [s or 0.0 for s in seconds]
         by_status: dict[str, float] = Counter()
-        for v in verdicts:
-            by_status[v["status"]] += v["seconds"]
-        passing = sorted(v["seconds"] for v in verdicts if v["status"] == "pass")
-        busy = sum(v["seconds"] for v in verdicts)
+        for v, s in zip(verdicts, seconds, strict=True):
+            by_status[v["status"]] += s
+        passing = sorted(s for v, s in zip(verdicts, seconds, strict=True) if v["status"] == "pass")
+        busy = sum(seconds)
         out["where_the_seconds_go"] = {
             "sum_of_candidate_seconds": round(busy, 1),
             "over_workers": round(busy / workers, 1),
@@ -110,12 +137,13 @@ def summary(run: dict, triples, workers: int) -> dict:
     return out
 
 
-def old_harness_dir(rev: str) -> Path:
-    """The sandbox/ directory of git revision `rev`, exported to a temp dir."""
+def old_tree(rev: str) -> Path:
+    """The sandbox/ and daj/ directories of git revision `rev`, exported to a temp dir."""
     dest = Path(tempfile.mkdtemp(prefix="daj-old-harness-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "sandbox"], check=True, capture_output=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "sandbox", "daj"], check=True,
+                             capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return dest / "sandbox"
+    return dest
 
 
 def main() -> None:
@@ -132,7 +160,7 @@ def main() -> None:
                     "load_average_at_start": os.getloadavg()[0]}
     report["daj"] = summary(run_daj(triples, args.workers), triples, args.workers)
     if args.old_harness:
-        report["daj_old_harness"] = summary(run_daj(triples, args.workers, old_harness_dir(args.old_harness)),
+        report["daj_old_harness"] = summary(run_daj(triples, args.workers, old_tree(args.old_harness)),
                                             triples, args.workers)
     if args.lcb_path:
         report["lcb_harness"] = summary(run_lcb(triples, args.workers, args.lcb_path), triples, args.workers)

@@ -23,14 +23,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lcb_agreement import load  # noqa: E402
-
+from daj.config import ExecuteConfig  # noqa: E402
+from daj.eval.agreement import load  # noqa: E402
 from daj.io import write_json  # noqa: E402
-from sandbox.compare import functional_matches, stdout_matches  # noqa: E402
-from sandbox.config import SandboxConfig  # noqa: E402
-from sandbox.harness import PRELUDE  # noqa: E402
+from sandbox.inside.compare import functional_matches, stdout_matches  # noqa: E402
+from sandbox.inside.runner import PRELUDE  # noqa: E402
 from sandbox.pool import SandboxPool  # noqa: E402
 
 TIMEOUT_S = 6.0
@@ -91,11 +89,12 @@ def trivial_pairs(n: int) -> list[tuple[dict, str]]:
 
 def compare_runners(pairs: list[tuple[dict, str]], workers: int, desc: str) -> dict:
     """Judge `pairs` with the sandbox, then with the naive runner; the figures of both."""
-    config = SandboxConfig(backend="local", workers=workers, cache_dir=None, timeout_s=TIMEOUT_S)
+    config = ExecuteConfig(backend="local", workers=workers, timeout_s=TIMEOUT_S)
     with SandboxPool(config, progress=True) as runner:
         runner.check(pairs[:workers], desc="warm-up")  # start the sandboxes outside the timing
         start = time.perf_counter()
         verdicts = runner.check(pairs, desc=f"sandbox {desc}")
+        seconds = list(runner.seconds)  # per candidate (verdicts hold results only)
     sandbox_s = time.perf_counter() - start
     sandbox_tests = sum(len(v["outcomes"]) for v in verdicts)
 
@@ -112,7 +111,7 @@ def compare_runners(pairs: list[tuple[dict, str]], workers: int, desc: str) -> d
     # out on either side: tests per worker-second there.
     keep = [i for i, (v, nv) in enumerate(zip(verdicts, naive, strict=True))
             if v["status"] != "timeout" and not nv[2]]
-    sb_t, sb_s = sum(len(verdicts[i]["outcomes"]) for i in keep), sum(verdicts[i]["seconds"] for i in keep)
+    sb_t, sb_s = sum(len(verdicts[i]["outcomes"]) for i in keep), sum(seconds[i] or 0.0 for i in keep)
     nv_t, nv_s = sum(naive[i][1] for i in keep), sum(naive[i][3] for i in keep)
 
     report = {

@@ -1,8 +1,8 @@
 """Agreement of sandbox verdicts with LiveCodeBench's official ones on the real pools in shared/.
 
 The pools (O1-Mini, O1-Preview, Kimi-k1.6; one sample per problem, `*_eval_all.json.gz`) carry the
-official verdict on the full hidden tests. Used by benchmarks/lcb_agreement.py, the side-by-side
-benchmark and tests/sandbox/test_sandbox_lcb.py.
+official verdict on the full hidden tests. Used by experiments/sandbox_agreement/lcb_agreement.py, the
+side-by-side benchmark and tests/sandbox/test_sandbox_lcb.py.
 """
 
 from __future__ import annotations

@@ -271,19 +271,30 @@ class Guard:
             return "the test's type-equality functions were changed"
         return ""
 
-    def tampered(self, test=None) -> str:
-        """Why this run cannot be trusted ('' when nothing was touched)."""
+    def tampered(self, test=None, passing: bool = True) -> str:
+        """Why this run cannot be trusted ('' when nothing was touched). A failing test is checked
+        for the unittest machinery only: whatever else it changed, it did not forge a pass (and a
+        test's own patches, undone in tearDown, are still in place when a failure is reported)."""
         if self._unittest_changed():
             return "the unittest machinery or a tracing hook was modified"
+        if not passing:
+            return ""
         why = self.library.changed()
         if why:
             return why
         for key, ident in self.globals.items():
             if key not in self.module.__dict__ or identity(self.module.__dict__[key]) != ident:
                 return f"{key} of the test module was rebound"
-        for owner, before in self.classes:
-            if entries(owner) != before:
-                return f"class {owner.__name__} was modified"
+        for i, (owner, before) in enumerate(self.classes):
+            now = entries(owner)
+            inherited = [vars(k) for k, _ in self.classes[i + 1:]]
+            for key, ident in now.items():
+                # rebinding or removing what the class had, or shadowing a method of a base class
+                if (key in before and before[key] != ident) or (
+                        key not in before and any(callable(d.get(key)) for d in inherited)):
+                    return f"{owner.__name__}.{key} was changed"
+            if any(key not in now for key in before):
+                return f"class {owner.__name__} lost a method"
         for name in self.expected:
             why = self._method_replaced(name)
             if why:
@@ -358,7 +369,7 @@ def run_unittest(spec: dict, res: int) -> None:
             if self._sent:
                 return
             self._sent = True
-            why = guard.tampered(self._test)
+            why = guard.tampered(self._test, passing=status == PASS)
             if why:
                 status, error = WRONG, f"tampering: {why}"
             elif status == PASS and id(self._test) not in guard.finished:

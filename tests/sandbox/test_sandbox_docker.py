@@ -1,7 +1,7 @@
 """Docker backend. Two parts:
 
 - without a daemon: backend choice, container settings, the attach-stream framing, and the real
-  DockerChannel/HarnessServer code driven through a clearly-labelled test double of the docker client;
+  DockerChannel/Client code driven through a clearly-labelled test double of the docker client;
 - against a live dockerd and the small test image (`make image-test`; `.ci/run` installs docker.io,
   starts dockerd and builds it): the same verdicts as the local backend on real HumanEval and
   LiveCodeBench rows, and hostile programs contained. Without docker these skip with the reason;

@@ -1,6 +1,6 @@
 """Agreement with LiveCodeBench's official verdicts on a fast subset of the real pools (hidden tests).
 
-The full runs (880 x 3 on public tests, 184 x 3 on hidden tests) are benchmarks/lcb_agreement.py.
+The full runs (880 x 3 on public tests, 184 x 3 on hidden tests) are experiments/sandbox_agreement/lcb_agreement.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Agreement of our sandbox with LiveCodeBench's official verdicts on real candidate pools.
 
-    python benchmarks/lcb_agreement.py public    # 880 problems x 3 pools, public tests only
-    python benchmarks/lcb_agreement.py full      # 184 problems with hidden tests x 3 pools
+    python -m experiments.sandbox_agreement.lcb_agreement public    # 880 problems x 3 pools, public tests only
+    python -m experiments.sandbox_agreement.lcb_agreement full      # 184 problems with hidden tests x 3 pools
 Options: --limit N (first N problems), --workers K, --out report.json, --cache DIR.
 Officially passing candidates should pass; officially failing ones should be rejected (on public tests
 only some can be). Every disagreement is listed with our status and error text.
@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from daj.config import ExecuteConfig  # noqa: E402
 from daj.eval.agreement import DATA, SNAPSHOTS, agreement, load  # noqa: E402, F401
 from daj.io import write_json  # noqa: E402
-from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.pool import SandboxPool  # noqa: E402
 
 
@@ -34,9 +34,9 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     triples = load(args.mode, args.limit)
-    config = SandboxConfig(backend="local", workers=args.workers, cache_dir=args.cache)
+    config = ExecuteConfig(backend="local", workers=args.workers)
     start = time.perf_counter()
-    with SandboxPool(config) as runner:
+    with SandboxPool(config, cache_dir=args.cache) as runner:
         verdicts = runner.check([(p, c["code"]) for _, p, c in triples], desc=f"lcb {args.mode}")
     seconds = time.perf_counter() - start
     key = "passed" if args.mode == "full" else "public_passed"

@@ -1,6 +1,6 @@
 """BigCodeBench canonical solutions in our sandbox: which pass here, which lack a library.
 
-    python benchmarks/bcb_canonical.py [--backend local|docker] [--image TAG] [--all] [--workers K]
+    python -m experiments.sandbox_agreement.bcb_canonical [--backend local|docker] [--image TAG] [--all] [--workers K]
                                        [--out report.json]
 
 Default: the 148 Hard tasks (code = code_prompt + canonical_solution, tests from the `test` field), in
@@ -18,13 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from daj.config import ExecuteConfig  # noqa: E402
 from daj.data.bcb import load_bcb_snapshot  # noqa: E402
 from daj.io import write_json  # noqa: E402
 from daj.paths import shared_data  # noqa: E402
-from sandbox.config import SandboxConfig  # noqa: E402
 from sandbox.pool import SandboxPool  # noqa: E402
 
 DATA = shared_data("bigcodebench")
@@ -40,8 +40,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     problems = [p for p in load_bcb_snapshot(args.data) if args.all or p["hard"]]
-    config = SandboxConfig(backend=args.backend, docker_image=args.image, workers=args.workers,
-                           cache_dir=None)
+    config = ExecuteConfig(backend=args.backend, docker_image=args.image, workers=args.workers)
     start = time.perf_counter()
     with SandboxPool(config) as runner:
         verdicts = runner.check([(p, p["reference"]) for p in problems], desc="bcb canonical")
