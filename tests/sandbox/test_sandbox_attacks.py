@@ -27,7 +27,7 @@ SECRET = "7c1d0e5a9b-answer"
 
 
 @pytest.fixture(scope="module")
-def runner():
+def pool():
     with SandboxPool(CFG, progress=False) as r:
         yield r
 
@@ -49,8 +49,8 @@ DOUBLE_RIGHT = "class Solution:\n    def f(self, x):\n        return 2 * x"
 DOUBLE_WRONG = "class Solution:\n    def f(self, x):\n        return x + 1"
 
 
-def passed(runner, pairs) -> list[bool]:
-    return [v["passed"] for v in runner.check([(p, textwrap.dedent(c)) for p, c in pairs])]
+def passed(pool, pairs) -> list[bool]:
+    return [v["passed"] for v in pool.check([(p, textwrap.dedent(c)) for p, c in pairs])]
 
 
 # 1. reading the answers -------------------------------------------------------------------------
@@ -84,9 +84,9 @@ class Solution:
 """
 
 
-def test_answers_are_not_in_the_candidates_memory(runner):
+def test_answers_are_not_in_the_candidates_memory(pool):
     f = functional_problem()
-    assert passed(runner, [(ECHO, ECHO_RIGHT), (ECHO, READ_ANSWERS_STDIN), (f, READ_ANSWERS_FUNCTIONAL),
+    assert passed(pool, [(ECHO, ECHO_RIGHT), (ECHO, READ_ANSWERS_STDIN), (f, READ_ANSWERS_FUNCTIONAL),
                            (f, DOUBLE_RIGHT)]) == [True, False, False, True]
 
 
@@ -127,9 +127,9 @@ print("nothing")
 """
 
 
-def test_result_events_cannot_be_forged(runner):
+def test_result_events_cannot_be_forged(pool):
     f = functional_problem()
-    assert passed(runner, [(f, FORGE_OWN_CHANNEL), (f, DOUBLE_WRONG), (ECHO, FORGE_OTHERS),
+    assert passed(pool, [(f, FORGE_OWN_CHANNEL), (f, DOUBLE_WRONG), (ECHO, FORGE_OTHERS),
                            (ECHO, "print('wrong')"), (ECHO, ECHO_RIGHT)]) == [False, False, False, False, True]
 
 
@@ -159,11 +159,11 @@ builtins.exec = exec
 """
 
 
-def test_comparison_cannot_be_patched(runner):
+def test_comparison_cannot_be_patched(pool):
     f = functional_problem()
     he = load_humaneval_package()[0]
     wrong_he = he["prompt"] + "    return False\n"
-    assert passed(runner, [(f, PATCH_COMPARE), (he, STRIP_ASSERTS + wrong_he), (he, he["reference"])]) == [
+    assert passed(pool, [(f, PATCH_COMPARE), (he, STRIP_ASSERTS + wrong_he), (he, he["reference"])]) == [
         False, False, True]
 
 
@@ -182,11 +182,11 @@ class Int(int):
 """
 
 
-def test_values_equal_to_everything_fail(runner):
+def test_values_equal_to_everything_fail(pool):
     f = functional_problem()
     he = load_humaneval_package()[0]
     body = "    " + "\n    ".join(ALWAYS_EQUAL.strip().splitlines())
-    verdicts = passed(runner, [
+    verdicts = passed(pool, [
         (f, ALWAYS_EQUAL + "class Solution:\n    def f(self, x):\n        return Yes()"),
         (f, ALWAYS_EQUAL + "class Solution:\n    def f(self, x):\n        return Int(0)"),
         (he, ALWAYS_EQUAL + he["prompt"] + "    return Yes()\n"),
@@ -229,12 +229,12 @@ UNITTEST_ATTACKS = {
 }
 
 
-def test_unittest_tampering_fails(runner):
+def test_unittest_tampering_fails(pool):
     problem = {"id": "bcb/u", "tests": {"type": "unittest", "public": [], "private": [],
                                         "code": UNITTEST, "timeout_s": 20}}
     pairs = [(problem, code) for code in UNITTEST_ATTACKS.values()]
     pairs.append((problem, "def task_func(x):\n    return x * x"))
-    verdicts = runner.check(pairs)
+    verdicts = pool.check(pairs)
     assert [v["passed"] for v in verdicts] == [False] * len(UNITTEST_ATTACKS) + [True], verdicts
     assert verdicts[-1]["tests_total"] == 2
 
@@ -256,9 +256,9 @@ print("clean" if not found else found)
 """
 
 
-def test_no_state_outlives_a_candidate(runner):
+def test_no_state_outlives_a_candidate(pool):
     problem = stdin_problem([("", "clean")])
-    assert passed(runner, [(problem, LEAVE_STATE), (problem, LOOK_FOR_STATE)]) == [False, True]
+    assert passed(pool, [(problem, LEAVE_STATE), (problem, LOOK_FOR_STATE)]) == [False, True]
 
 
 # 7. reaching the trusted processes ------------------------------------------------------------------
@@ -289,9 +289,9 @@ print(opened, calls)
 """
 
 
-def test_trusted_processes_are_out_of_reach(runner):
+def test_trusted_processes_are_out_of_reach(pool):
     problem = stdin_problem([("", "0 []")])
-    v = runner.check([(problem, REACH)])[0]
+    v = pool.check([(problem, REACH)])[0]
     assert v["passed"], v
 
 
@@ -325,12 +325,12 @@ print("x")
 """
 
 
-def test_garbage_and_survivors_cannot_touch_later_candidates(runner):
-    ok = passed(runner, [(ECHO, GARBAGE_AND_SURVIVOR), (ECHO, "import time\ntime.sleep(0.3)\nprint('wrong')"),
+def test_garbage_and_survivors_cannot_touch_later_candidates(pool):
+    ok = passed(pool, [(ECHO, GARBAGE_AND_SURVIVOR), (ECHO, "import time\ntime.sleep(0.3)\nprint('wrong')"),
                          (ECHO, "import time\ntime.sleep(0.3)\n" + ECHO_RIGHT)])
     assert ok == [False, False, True]
     census = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]))"
-    v = runner.check([(stdin_problem([("", "4")]), census)])[0]  # server, zygote, host, itself
+    v = pool.check([(stdin_problem([("", "4")]), census)])[0]  # server, zygote, host, itself
     assert v["passed"], v
 
 
@@ -410,7 +410,7 @@ def test_bad_job_lines_do_not_stop_the_server(tmp_path):
         proc.wait()
 
 
-def test_a_harness_fault_is_an_error_not_a_verdict(tmp_path):
+def test_a_problem_with_unusable_tests_is_an_error_not_a_verdict(tmp_path):
     from daj.errors import DajError
 
     broken = {"id": "lcb/b", "tests": {"type": "functional", "func_name": "f",
@@ -434,7 +434,7 @@ def test_without_seccomp_a_killed_zygote_only_costs_a_fresh_server():
     assert [v["passed"] for v in after] == [True, False]
 
 
-def test_unittest_guard_accepts_real_test_idioms(runner):
+def test_unittest_guard_accepts_real_test_idioms(pool):
     # inherited tests, @patch, setUpClass, subTest, assertRaises and importing unittest.mock are no tampering
     tests = textwrap.dedent('''
         import os
@@ -462,5 +462,5 @@ def test_unittest_guard_accepts_real_test_idioms(runner):
     problem = {"id": "bcb/i", "tests": {"type": "unittest", "public": [], "private": [], "code": tests,
                                         "timeout_s": 20}}
     right = "from unittest import mock\ndef task_func(x):\n    if x < 0:\n        raise ValueError\n    return x * x"
-    verdicts = runner.check([(problem, right), (problem, right.replace("return x * x", "return x * x + (x == 2)"))])
+    verdicts = pool.check([(problem, right), (problem, right.replace("return x * x", "return x * x + (x == 2)"))])
     assert [(v["passed"], v["tests_passed"], v["tests_total"]) for v in verdicts] == [(True, 4, 4), (False, 2, 4)]

@@ -469,8 +469,8 @@ def test_live_same_verdicts_as_local_on_humaneval_and_livecodebench():
     verdicts = {}
     for backend in ("local", "docker"):
         config = ExecuteConfig(backend=backend, docker_image=TEST_IMAGE, **base)
-        with SandboxPool(config, progress=False) as runner:
-            verdicts[backend] = runner.check(pairs)
+        with SandboxPool(config, progress=False) as pool:
+            verdicts[backend] = pool.check(pairs)
     key = ("passed", "public_passed", "status", "tests_passed", "tests_total", "outcomes")
     differ = [(p["id"], {k: v[k] for k in key}, {k: d[k] for k in key})
               for (p, _), v, d in zip(pairs, verdicts["local"], verdicts["docker"], strict=True)

@@ -27,8 +27,8 @@ def test_hidden_tests_subset_matches_official_verdicts():
     triples = [t for t in load("full", 16) if t[1]["id"] in SUBSET]
     assert len(triples) == 39
     config = ExecuteConfig(backend="local", workers=2)
-    with SandboxPool(config, progress=False) as runner:
-        verdicts = runner.check([(p, c["code"]) for _, p, c in triples])
+    with SandboxPool(config, progress=False) as pool:
+        verdicts = pool.check([(p, c["code"]) for _, p, c in triples])
     report = agreement(triples, verdicts, "passed")
     total = report["total"]
     assert total["official_pass"] == 36 and total["official_fail"] == 3

@@ -19,7 +19,7 @@ CFG = ExecuteConfig(backend="local", timeout_s=1.0, wall_factor=4.0, workers=1,
 
 
 @pytest.fixture(scope="module")
-def runner():
+def pool():
     with SandboxPool(CFG, progress=False) as r:
         yield r
 
@@ -32,24 +32,24 @@ def stdin_problem(tests, public=1):
 ADD = stdin_problem([("1 2\n", "3\n"), ("5 5", "10"), ("-1 1", "0")])
 
 
-def judge(runner, problem, code):
-    return runner.check([(problem, textwrap.dedent(code))])[0]
+def judge(pool, problem, code):
+    return pool.check([(problem, textwrap.dedent(code))])[0]
 
 
-def test_stdin_real_stdin_and_stop_at_first_failure(runner):
-    v = judge(runner, ADD, "a, b = map(int, input().split())\nprint(a + b)")
+def test_stdin_real_stdin_and_stop_at_first_failure(pool):
+    v = judge(pool, ADD, "a, b = map(int, input().split())\nprint(a + b)")
     assert (v["status"], v["passed"], v["tests_passed"], v["tests_total"]) == ("pass", True, 3, 3)
     # real stdin: `for line in sys.stdin` and open(0) work (LCB's mock breaks both)
     for code in ("import sys\nfor line in sys.stdin:\n    print(sum(map(int, line.split())))",
                  "print(sum(map(int, open(0).read().split())))"):
-        assert judge(runner, ADD, code)["passed"]
-    v = judge(runner, ADD, "a, b = map(int, input().split())\nprint(a + b if a != 5 else 0)")
+        assert judge(pool, ADD, code)["passed"]
+    v = judge(pool, ADD, "a, b = map(int, input().split())\nprint(a + b if a != 5 else 0)")
     assert (v["status"], v["public_passed"], v["passed"], v["outcomes"]) == (
         "wrong_answer", True, False, ["pass", "wrong_answer"])
-    v = judge(runner, ADD, "print(1/0)")
+    v = judge(pool, ADD, "print(1/0)")
     assert v["status"] == "runtime_error" and "ZeroDivisionError" in v["error"] and not v["public_passed"]
-    assert judge(runner, ADD, "def f(:\n  pass")["status"] == "compile_error"
-    assert judge(runner, ADD, "import numpy_not_installed")["status"] == "missing_dependency"
+    assert judge(pool, ADD, "def f(:\n  pass")["status"] == "compile_error"
+    assert judge(pool, ADD, "import numpy_not_installed")["status"] == "missing_dependency"
     # the LCB prelude (star imports), exit() as a normal end, big ints, deep recursion
     code = """
         a, b = map(int, input().split())
@@ -59,10 +59,10 @@ def test_stdin_real_stdin_and_stop_at_first_failure(runner):
         print(reduce(add, [a, b]))
         exit()
         """
-    assert judge(runner, ADD, code)["passed"]
+    assert judge(pool, ADD, code)["passed"]
 
 
-def test_functional_shared_solution_and_json_arguments(runner):
+def test_functional_shared_solution_and_json_arguments(pool):
     problem = {"id": "lcb/f", "tests": {"type": "functional", "func_name": "f",
                "public": [{"input": "[1, 2]\n3", "output": "[2, 3]"}],
                "private": [{"input": "[4]\n1", "output": "[4, 2]"}]}}
@@ -73,25 +73,25 @@ def test_functional_shared_solution_and_json_arguments(runner):
                 self.calls += 1
                 return (max(xs), k if self.calls == 1 else self.calls)
         """
-    v = judge(runner, problem, code)  # one Solution() for all tests: calls reaches 2; tuple -> list
+    v = judge(pool, problem, code)  # one Solution() for all tests: calls reaches 2; tuple -> list
     assert v["passed"] and v["tests_total"] == 2
-    v = judge(runner, problem, "class Solution:\n    def f(self, xs, k):\n        return [0]")
+    v = judge(pool, problem, "class Solution:\n    def f(self, xs, k):\n        return [0]")
     assert v["status"] == "wrong_answer" and v["outcomes"] == ["wrong_answer"]
-    v = judge(runner, problem, "class Solution:\n    def f(self, xs, k):\n        while True: pass")
+    v = judge(pool, problem, "class Solution:\n    def f(self, xs, k):\n        while True: pass")
     assert v["status"] == "timeout"
-    assert judge(runner, problem, "class Other: pass")["status"] == "compile_error"
+    assert judge(pool, problem, "class Other: pass")["status"] == "compile_error"
 
 
-def test_humaneval_canonical_pass_and_wrong_fail(runner):
+def test_humaneval_canonical_pass_and_wrong_fail(pool):
     problems = load_humaneval_package()
-    canon = runner.check([(p, p["reference"]) for p in problems])
+    canon = pool.check([(p, p["reference"]) for p in problems])
     assert sum(v["passed"] for v in canon) == len(problems) == 164
-    verdicts = runner.check([(p, p["prompt"] + "\n    return None\n") for p in problems])
+    verdicts = pool.check([(p, p["prompt"] + "\n    return None\n") for p in problems])
     assert not any(v["passed"] for v in verdicts)
     assert {v["status"] for v in verdicts} <= {"wrong_answer", "runtime_error"}
 
 
-def test_unittest_module_with_per_test_outcomes(runner):
+def test_unittest_module_with_per_test_outcomes(pool):
     tests = """
         import unittest
         class TestCases(unittest.TestCase):
@@ -103,14 +103,14 @@ def test_unittest_module_with_per_test_outcomes(runner):
         """
     problem = {"id": "bcb/x", "tests": {"type": "unittest", "public": [], "private": [],
                                         "code": textwrap.dedent(tests), "timeout_s": 20}}
-    v = judge(runner, problem, "def task_func(x):\n    return x * x")
+    v = judge(pool, problem, "def task_func(x):\n    return x * x")
     assert (v["status"], v["passed"], v["tests_total"]) == ("pass", True, 2)
-    v = judge(runner, problem, "def task_func(x):\n    return x + 3")
+    v = judge(pool, problem, "def task_func(x):\n    return x + 3")
     assert v["status"] == "wrong_answer" and v["tests_passed"] == 1
-    v = judge(runner, problem, "import not_a_real_lib_xyz\ndef task_func(x):\n    return x * x")
+    v = judge(pool, problem, "import not_a_real_lib_xyz\ndef task_func(x):\n    return x * x")
     assert v["status"] == "missing_dependency"
     hang = {"id": "bcb/h", "tests": {**problem["tests"], "timeout_s": 1}}
-    v = judge(runner, hang, "import time\ndef task_func(x):\n    time.sleep(60)")
+    v = judge(pool, hang, "import time\ndef task_func(x):\n    time.sleep(60)")
     assert v["status"] == "timeout"
 
 
@@ -133,7 +133,7 @@ HOSTILE = {
 }
 
 
-def test_hostile_programs_are_contained(runner, tmp_path):
+def test_hostile_programs_are_contained(pool, tmp_path):
     marker = tmp_path / "owned.txt"
     secret = Path("/root/.daj_sandbox_test_secret")
     secret.write_text("top secret")
@@ -141,7 +141,7 @@ def test_hostile_programs_are_contained(runner, tmp_path):
     try:
         problem = stdin_problem([("", "3\n")])
         codes = {k: v.format(marker=marker, secret=secret) for k, v in HOSTILE.items()}
-        verdicts = dict(zip(codes, runner.check([(problem, c) for c in codes.values()]), strict=True))
+        verdicts = dict(zip(codes, pool.check([(problem, c) for c in codes.values()]), strict=True))
     finally:
         secret.unlink()
         del os.environ["DAJ_TEST_SECRET"]
@@ -162,22 +162,22 @@ def test_hostile_programs_are_contained(runner, tmp_path):
             assert v["status"] == status and fragment in v["error"], (name, v)
     assert "top secret" not in verdicts["read_root"]["error"]
     assert verdicts["fork_bomb"]["status"] in ("timeout", "runtime_error"), verdicts["fork_bomb"]
-    if runner.harnesses[0].hello.get("seccomp"):  # signals to the judge/server are refused: no restart
+    if pool.harnesses[0].hello.get("seccomp"):  # signals to the judge/server are refused: no restart
         assert "PermissionError" in verdicts["kill_parent"]["error"]
         assert "PermissionError" in verdicts["kill_all"]["error"]
-        assert runner.harnesses[0].restarts == 0
+        assert pool.harnesses[0].restarts == 0
     # after all that, the sandbox is intact: a fresh candidate sees only the sandbox's own processes
     # (bwrap init, server, judge, itself) and an empty private tmp
     census = "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), os.listdir('/tmp'), os.getcwd())"
-    v = judge(runner, stdin_problem([("", "4 ['job'] /tmp/job")]), census)
+    v = judge(pool, stdin_problem([("", "4 ['job'] /tmp/job")]), census)
     assert v["passed"], v
 
 
-def test_verdicts_are_deterministic(runner):
+def test_verdicts_are_deterministic(pool):
     codes = ["a, b = map(int, input().split())\nprint(a + b)", "print(1/0)", "while True: pass",
              "import random\nprint(random.choice([3, 10, 0]))"]
-    first = runner.check([(ADD, c) for c in codes])
-    second = runner.check([(ADD, c) for c in codes])
+    first = pool.check([(ADD, c) for c in codes])
+    second = pool.check([(ADD, c) for c in codes])
     assert first == second
 
 
