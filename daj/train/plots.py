@@ -1,18 +1,19 @@
-"""Plot data and figures of a training run: losses, the meta evaluation, the domain weights (paper
-fig. 5) and the spread of instance weights (fig. 6).
+"""Plot data and figures of a training run: losses, the meta evaluation and the learned data weights
+(the paper's figs. 5 and 6).
 
-Every CSV has x = `step` (the lower iteration at the end of an optimizer step; 0 = before training)
-and one named column per y series, and every cell of it is filled: a series is only put in a file
-whose rows all have it, so DVC never draws an empty cell as 0. Rows on another x grid go to their
-own file:
+Every CSV is LONG: x = `step` (the lower iteration at the end of an optimizer step; 0 = before
+training), `series` (a readable name: one line per value in `dvc plots show`, template daj_lines) and
+the value. A series has a row only where it was measured, so nothing is drawn as 0 and series on
+different x grids share a chart:
 
-  losses.csv           every optimizer step: loss (weighted), unweighted_loss, and when present
-                       meta_batch_loss (the upper level's batch), hypergrad_norm, rollout_reward
-  meta_eval.csv        step 0, every train.eval_every iterations and the end: meta_loss, meta_acc,
-                       meta_reward_acc (and meta_reward for online GRPO)
-  domain_weights.csv   reweight=domain, step 0 and every optimizer step: one column per domain
-  instance_weights.csv reweight=instance_*: min, p05, p25, p50, p75, p95, max of the instance weights
-                       (the whole table for instance_table, the last step's samples for instance_net)
+  losses.csv     step, series, value: the lower loss (weighted and unweighted) every optimizer step,
+                 the meta loss on the upper batch (reweighted runs), and the meta loss on all upper
+                 units at step 0, every train.eval_every iterations and the end
+  meta_eval.csv  step, series, value: meta accuracy and reward accuracy (and the meta groups' and the
+                 rollouts' mean reward for online GRPO)
+  weights.csv    step, series, weight, written for every run: reweight=domain, one series per domain;
+                 instance_*: min, p05, p25, median, p75, p95 and max of the instance weights (the whole
+                 table for instance_table, the step's samples for instance_net); none: every sample at 1
 
 PNGs of the same name say in their title what they show and which run (objective / reweight).
 """
@@ -25,13 +26,14 @@ from pathlib import Path
 from daj.io import atomic_open
 
 SPREAD_KEYS = ("min", "p05", "p25", "p50", "p75", "p95", "max")
-LOSS_KEYS = ("loss", "unweighted_loss", "meta_batch_loss", "hypergrad_norm", "rollout_reward")
-EVAL_KEYS = ("meta_loss", "meta_acc", "meta_reward_acc", "meta_reward")
+SPREAD_LABELS = {"min": "min", "p05": "5th percentile", "p25": "25th percentile", "p50": "median",
+                 "p75": "75th percentile", "p95": "95th percentile", "max": "max"}
 LABELS = {"loss": "lower loss (weighted)", "unweighted_loss": "lower loss (unweighted)",
           "meta_batch_loss": "meta loss (upper batch)", "meta_loss": "meta loss (all upper units)",
           "meta_acc": "meta pairs: log p(chosen) > log p(rejected)",
           "meta_reward_acc": "meta pairs: implicit reward margin > 0", "meta_reward": "meta groups' mean reward",
           "rollout_reward": "rollouts' mean reward"}
+NO_REWEIGHT = "every sample (reweight none)"
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -46,14 +48,26 @@ def _save_png(fig, path: Path) -> None:
         fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
 
 
-def _table(history: list[dict], keys: tuple[str, ...], rows_with: str) -> tuple[list[str], list[dict]]:
-    """The rows that have `rows_with`, and the keys present in every one of them (no empty cells)."""
-    rows = [r for r in history if rows_with in r]
-    return [k for k in keys if rows and all(k in r for r in rows)], rows
+def _long(rows: list[dict], keys: tuple[str, ...]) -> list[list]:
+    """[step, series label, value] for every row and key it holds (a key absent from a row: no row)."""
+    return [[r["step"], LABELS[k], r[k]] for k in keys for r in rows if r.get(k) is not None]
+
+
+def weight_rows(history: list[dict], reweight: str) -> list[list]:
+    """[step, series, weight] rows of the learned data weights (see the module docstring)."""
+    rows: list[list] = []
+    for r in history:
+        if "domain_weights" in r:
+            rows += [[r["step"], d, w] for d, w in r["domain_weights"].items()]
+        elif "instance_spread" in r:
+            rows += [[r["step"], SPREAD_LABELS[k], r["instance_spread"][k]] for k in SPREAD_KEYS]
+    if reweight == "none":
+        rows = [[r["step"], NO_REWEIGHT, 1.0] for r in history]
+    return sorted(rows, key=lambda row: (str(row[1]), row[0]))
 
 
 def write_plots(history: list[dict], out_dir: str | Path, objective: str, reweight: str) -> list[Path]:
-    """Write the CSVs (and PNGs) that apply to this run into `out_dir`; returns their paths."""
+    """Write the CSVs and PNGs of this run into `out_dir`; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,61 +75,30 @@ def write_plots(history: list[dict], out_dir: str | Path, objective: str, reweig
 
     out = Path(out_dir)
     run = f"{objective} / reweight={reweight}"
+    trained = [r for r in history if r["optimizer_step"] > 0]
+    evals = [r for r in history if "meta_loss" in r]
+    losses = _long(trained, ("loss", "unweighted_loss", "meta_batch_loss")) + _long(evals, ("meta_loss",))
+    meta = _long(evals, ("meta_acc", "meta_reward_acc", "meta_reward")) + _long(trained, ("rollout_reward",))
+    weights = weight_rows(history, reweight)
+    files = {"losses": (["step", "series", "value"], losses, "loss"),
+             "meta_eval": (["step", "series", "value"], meta, "accuracy / reward"),
+             "weights": (["step", "series", "weight"], weights,
+                         "instance weight" if reweight.startswith("instance") else "domain weight")}
+    which = {"instance_table": "Instance weights (all instances)",
+             "instance_net": "Instance weights (the step's samples)"}.get(reweight, "Domain weights")
+    titles = {"losses": f"Losses: {run}", "meta_eval": f"Meta evaluation: {run}", "weights": f"{which}: {run}"}
     written: list[Path] = []
-
-    def save(name: str, header: list[str], rows: list[list], fig) -> None:
+    for name, (header, rows, ylabel) in files.items():
         _write_csv(out / f"{name}.csv", header, rows)
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for series in dict.fromkeys(row[1] for row in rows):
+            points = [(row[0], row[2]) for row in rows if row[1] == series]
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o" if len(points) < 12 else None,
+                    ms=3, label=series)
+        ax.set(title=titles[name], xlabel="lower iteration", ylabel=ylabel)
+        if rows:
+            ax.legend(fontsize=7)
         _save_png(fig, out / f"{name}.png")
         plt.close(fig)
-        written.extend([out / f"{name}.csv", out / f"{name}.png"])
-
-    trained = [r for r in history if r["optimizer_step"] > 0]
-    loss_keys, _ = _table(trained, LOSS_KEYS, "loss")
-    eval_keys, evals = _table(history, EVAL_KEYS, "meta_loss")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    steps = [r["step"] for r in trained]
-    for k in ("loss", "unweighted_loss", "meta_batch_loss"):
-        if k in loss_keys:
-            ax1.plot(steps, [r[k] for r in trained], label=LABELS[k])
-    ax1.plot([r["step"] for r in evals], [r["meta_loss"] for r in evals], marker="o", ms=3, label=LABELS["meta_loss"])
-    ax1.set(title=f"Losses: {run}", xlabel="lower iteration", ylabel="loss")
-    ax1.legend(fontsize=7)
-    for k in ("meta_acc", "meta_reward_acc", "meta_reward"):
-        if k in eval_keys:
-            ax2.plot([r["step"] for r in evals], [r[k] for r in evals], marker="o", ms=3, label=LABELS[k])
-    if "rollout_reward" in loss_keys:
-        ax2.plot(steps, [r["rollout_reward"] for r in trained], label=LABELS["rollout_reward"])
-    ax2.set(title=f"Meta evaluation: {run}", xlabel="lower iteration", ylabel="accuracy / reward")
-    ax2.legend(fontsize=7)
-    _write_csv(out / "meta_eval.csv", ["step", *eval_keys], [[r["step"]] + [r[k] for k in eval_keys] for r in evals])
-    written.append(out / "meta_eval.csv")
-    save("losses", ["step", *loss_keys], [[r["step"]] + [r[k] for k in loss_keys] for r in trained], fig)
-
-    weighted = [r for r in history if "domain_weights" in r]
-    if weighted:
-        domains = list(weighted[0]["domain_weights"])
-        rows = [[r["step"]] + [r["domain_weights"][d] for d in domains] for r in weighted]
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for i, d in enumerate(domains):
-            ax.plot([row[0] for row in rows], [row[i + 1] for row in rows], label=d)
-        ax.axhline(rows[0][1], color="grey", lw=0.5, ls="--")
-        ax.set(title=f"Domain weights: {run}", xlabel="lower iteration", ylabel="domain weight")
-        ax.legend(fontsize=7)
-        save("domain_weights", ["step", *domains], rows, fig)
-
-    spread = [r for r in history if "instance_spread" in r]
-    if spread:
-        rows = [[r["step"]] + [r["instance_spread"][k] for k in SPREAD_KEYS] for r in spread]
-        col = {k: [r["instance_spread"][k] for r in spread] for k in SPREAD_KEYS}
-        x = [r["step"] for r in spread]
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        ax.fill_between(x, col["p05"], col["p95"], alpha=0.2, label="5-95%")
-        ax.fill_between(x, col["p25"], col["p75"], alpha=0.4, label="25-75%")
-        ax.plot(x, col["p50"], label="median")
-        ax.plot(x, col["min"], color="k", lw=0.7, ls=":", label="min / max")
-        ax.plot(x, col["max"], color="k", lw=0.7, ls=":")
-        what = "all instances" if reweight == "instance_table" else "the step's samples"
-        ax.set(title=f"Instance weights ({what}): {run}", xlabel="lower iteration", ylabel="instance weight")
-        ax.legend(fontsize=7)
-        save("instance_weights", ["step", *SPREAD_KEYS], rows, fig)
+        written += [out / f"{name}.csv", out / f"{name}.png"]
     return written

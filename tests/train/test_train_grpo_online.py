@@ -194,10 +194,9 @@ def test_every_reweighting_trains_online_grpo_and_logs_rollouts(assets, tmp_path
         assert all(-1.0 <= r["rollout_reward"] <= 1.0 for r in res.history[1:])
         # meta loss = minus the meta groups' mean reward (the surrogate is 0 at ratio 1)
         assert s["meta_loss"] == pytest.approx(-s["meta_reward"], abs=1e-5)
-        curve = (tmp_path / reweight / "curves" / "losses.csv").read_text().splitlines()
-        assert "rollout_reward" in curve[0].split(",") and len(curve) == 3
-        meta = (tmp_path / reweight / "curves" / "meta_eval.csv").read_text().splitlines()
-        assert meta[0].split(",")[-1] == "meta_reward" and len(meta) == 3  # before training and at the end
+        meta = [row.split(",") for row in (tmp_path / reweight / "curves" / "meta_eval.csv").read_text().splitlines()]
+        assert sum(r[1] == "rollouts' mean reward" for r in meta) == 2  # each optimizer step
+        assert sorted(r[0] for r in meta if r[1] == "meta groups' mean reward") == ["0", "4"]  # before and at the end
         if reweight == "domain":
             w = s["domain_weights"]
             assert max(abs(v - 1 / 3) for v in w.values()) > 1e-4  # the meta level moved them from 1/K

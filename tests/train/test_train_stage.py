@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from daj.config import TrainConfig
-from daj.errors import DajError
 from daj.train.losses import OBJECTIVES
 from daj.train.run import run, timings
 from daj.train.synthetic import corpus, write_noisy_domain_data
@@ -109,13 +108,13 @@ def test_stage_cli_writes_adapter_metrics_and_plots(assets, tmp_path):
     n_opt = params["train"]["steps"] // params["train"]["grad_accum"]
     assert s["optimizer_steps"] == n_opt
     assert set(s["domain_weights"]) == {"alpha", "beta", "gamma"}
-    for name in ("domain_weights.csv", "domain_weights.png", "losses.csv", "losses.png", "meta_eval.csv"):
+    for name in ("weights.csv", "weights.png", "losses.csv", "losses.png", "meta_eval.csv", "meta_eval.png"):
         assert (tmp_path / "metrics" / "train" / "curves" / name).stat().st_size > 0
-    rows = (tmp_path / "metrics" / "train" / "curves" / "domain_weights.csv").read_text().splitlines()
-    assert rows[0] == "step,alpha,beta,gamma" and len(rows) == 1 + 1 + n_opt  # header, before training, steps
-    assert len(set(rows[1].split(",")[1:])) == 1  # alpha_k = 1/K for every domain
-    assert abs(float(rows[1].split(",")[1]) - 1 / 3) < 1e-7
-    assert rows[-1].split(",")[0] == str(params["train"]["steps"])  # x = lower iteration
+    rows = [r.split(",") for r in (tmp_path / "metrics" / "train" / "curves" / "weights.csv").read_text().splitlines()]
+    assert rows[0] == ["step", "series", "weight"] and len(rows) == 1 + 3 * (1 + n_opt)  # before training, steps
+    first = {r[1]: float(r[2]) for r in rows[1:] if r[0] == "0"}
+    assert set(first) == {"alpha", "beta", "gamma"} and all(abs(w - 1 / 3) < 1e-7 for w in first.values())
+    assert max(int(r[0]) for r in rows[1:]) == params["train"]["steps"]  # x = lower iteration
     assert (tmp_path / "models" / "ckpt" / "state.pt").exists()
 
     from daj.models.loading import load_causal_lm
@@ -147,9 +146,10 @@ def test_resume_gives_the_bytes_of_a_straight_run(assets, tmp_path):
     assert [r["step"] for r in resumed.history] == [0, 2, 4, 6, 8]  # lower iterations, 2 per optimizer step
     assert len([r for r in resumed.history if "seconds" in r]) == 4  # 2 checkpointed, 2 trained now
     a, b = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
-    assert set(a) >= {"judge/adapter_model.safetensors", "train.json", "train/curves/domain_weights.csv"}
+    assert set(a) >= {"judge/adapter_model.safetensors", "train.json", "train/curves/weights.csv"}
     assert a == b  # adapter, metrics and every curve (the resumed one holds all steps), byte for byte
-    assert len((tmp_path / "b" / "train" / "curves" / "losses.csv").read_text().splitlines()) == 1 + 4
+    losses = (tmp_path / "b" / "train" / "curves" / "losses.csv").read_text().splitlines()
+    assert sum(",lower loss (weighted)," in row for row in losses) == 4  # one row per optimizer step
 
 
 def test_a_repeated_finished_run_equals_a_fresh_one(assets, tmp_path):
@@ -163,7 +163,7 @@ def test_a_repeated_finished_run_equals_a_fresh_one(assets, tmp_path):
     # it trained again (new timings), rather than replaying the finished checkpoint's history
     assert [r.get("seconds") for r in again.history] != [r.get("seconds") for r in once.history]
     assert _outputs(tmp_path) == first
-    assert (tmp_path / "train" / "curves" / "instance_weights.csv").exists()
+    assert "median" in (tmp_path / "train" / "curves" / "weights.csv").read_text()
 
 
 def test_outputs_do_not_depend_on_the_reference_cache(assets, tmp_path):
@@ -208,21 +208,20 @@ def test_reference_store_keys(tmp_path):
 
 
 def test_dvc_plots_read_every_curve_file(assets, tmp_path):
-    """Every curve file is plot data DVC reads with x = step and named y series, no empty cell (the
-    per-instance weights mapping sits beside the folder, not in it)."""
+    """Every curve file is long plot data DVC reads with x = step and a named series per line, no empty
+    cell; the instance weights' spread moves (min and max leave 1) and the meta loss is a line."""
     cfg = _cfg(objective="dpo", steps=2, grad_accum=1, meta_lr=0.1)
     _run(cfg, assets, "instance_table", metrics_dir=tmp_path / "metrics" / "train")
     assert (tmp_path / "metrics" / "train" / "instance_weights.json").exists()
     curves = tmp_path / "metrics" / "train" / "curves"
+    assert sorted(f.name for f in curves.glob("*.csv")) == ["losses.csv", "meta_eval.csv", "weights.csv"]
     for f in curves.glob("*.csv"):
         lines = [line.split(",") for line in f.read_text().splitlines()]
-        assert lines[0][0] == "step" and all(len(r) == len(lines[0]) and all(r) for r in lines), f.name
+        assert lines[0][:2] == ["step", "series"] and all(len(r) == 3 and all(r) for r in lines), f.name
     (tmp_path / "dvc.yaml").write_text(
-        "plots:\n  - metrics/train/curves:\n      x: step\n"
-        "  - Losses:\n      x: step\n      y:\n        metrics/train/curves/losses.csv: [loss, unweighted_loss, "
-        "meta_batch_loss]\n"
-        "  - Meta:\n      x: step\n      y:\n        metrics/train/curves/meta_eval.csv: [meta_loss, meta_acc]\n"
-        "  - Spread:\n      x: step\n      y:\n        metrics/train/curves/instance_weights.csv: [min, p50, max]\n")
+        "plots:\n"
+        "  - Losses:\n      template: linear\n      x: step\n      y:\n        metrics/train/curves/losses.csv: value\n"
+        "  - Weights:\n      template: linear\n      x: step\n      y:\n        metrics/train/curves/weights.csv: weight\n")
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run(dvc + ["init", "--no-scm", "-q"], cwd=tmp_path, check=True, capture_output=True, timeout=120)
     proc = subprocess.run(dvc + ["plots", "show", "--json"], cwd=tmp_path, capture_output=True, text=True,
@@ -230,36 +229,11 @@ def test_dvc_plots_read_every_curve_file(assets, tmp_path):
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(proc.stdout)
     assert "errors" not in shown, shown.get("errors")
-    rows = shown["data"]["metrics/train/curves/instance_weights.csv"][0]["content"]["data"]["values"]
-    assert [r["step"] for r in rows] == ["0", "1", "2"] and all("p50" in r for r in rows)
-    meta = shown["data"]["Meta"][0]["content"]["data"]["values"]
-    assert sorted({r["step"] for r in meta}) == ["0", "2"]  # before training and at the end: a line
-    assert {r["field"] for r in shown["data"]["Losses"][0]["content"]["data"]["values"]} == {
-        "loss", "unweighted_loss", "meta_batch_loss"}
-
-
-def test_bad_pairs_file_names_file_line_field(assets, tmp_path):
-    shutil.copytree(assets / "pairs", tmp_path / "pairs")
-    lines = (tmp_path / "pairs" / "lower.jsonl").read_text().splitlines()
-    row = json.loads(lines[2])
-    row["chosen"] = 3
-    lines[2] = json.dumps(row)
-    (tmp_path / "pairs" / "lower.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DajError) as err:
-        _run(_cfg(steps=2), assets, "none", pairs=tmp_path / "pairs", judge_out=tmp_path / "judge")
-    assert "lower.jsonl:3" in str(err.value) and "chosen" in str(err.value)
-    assert not (tmp_path / "judge").exists()
-
-
-def test_adapter_config_is_written_in_a_stable_order(tmp_path):
-    """PEFT saves target_modules from a set (hash order); the saved file must not depend on it."""
-    from daj.train.lora import canonicalise_adapter_config
-
-    texts = []
-    for order in (["v_proj", "q_proj", "down_proj"], ["down_proj", "v_proj", "q_proj"]):
-        path = tmp_path / "adapter_config.json"
-        path.write_text(json.dumps({"r": 32, "target_modules": order, "lora_alpha": 64}))
-        canonicalise_adapter_config(path)
-        texts.append(path.read_text())
-    assert texts[0] == texts[1]
-    assert json.loads(texts[0])["target_modules"] == ["down_proj", "q_proj", "v_proj"]
+    weights = shown["data"]["Weights"][0]["content"]["data"]["values"]
+    spread = {(r["series"], r["step"]): float(r["weight"]) for r in weights}
+    assert {s for s, _ in spread} == {"min", "5th percentile", "25th percentile", "median", "75th percentile",
+                                      "95th percentile", "max"}
+    assert spread[("min", "0")] == spread[("max", "0")] == 1.0
+    assert spread[("min", "2")] < 1 or spread[("max", "2")] > 1  # the meta level moved some instance
+    losses = shown["data"]["Losses"][0]["content"]["data"]["values"]
+    assert sorted({r["step"] for r in losses if r["series"] == "meta loss (all upper units)"}) == ["0", "2"]
