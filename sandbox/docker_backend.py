@@ -80,7 +80,8 @@ def docker_identity(config: ExecuteConfig, client: Any | None = None) -> str:
     return f"docker:{image_id}:{harness_digest()[:16]}"
 
 
-def container_options(config: ExecuteConfig, harness_dir: Path = INSIDE_DIR, freezer: Path | None = None) -> dict:
+def container_options(config: ExecuteConfig, harness_dir: Path = INSIDE_DIR,
+                      freezer: Path | None = None) -> dict:
     """Keyword arguments of client.containers.create for one sandbox container (`freezer`: the
     host path of the candidates' cgroup, or None to rely on the pid namespace sweep)."""
     memory = f"{config.sandbox_memory_mb}m"

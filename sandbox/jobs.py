@@ -113,5 +113,5 @@ def summarise(job: dict, result: dict) -> dict:
 def sandbox_error(job: dict, why: str) -> dict:
     """The recorded failure of a candidate that broke the harness on every retry."""
     total = len(job.get("tests") or [])
-    return {"passed": False, "public_passed": False, "status": SANDBOX_ERROR, "tests_passed": 0, "tests_total": total, "outcomes": [],
-            "error": f"sandbox error: {why}"[:1000]}
+    return {"passed": False, "public_passed": False, "status": SANDBOX_ERROR, "tests_passed": 0,
+            "tests_total": total, "outcomes": [], "error": f"sandbox error: {why}"[:1000]}

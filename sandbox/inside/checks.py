@@ -266,7 +266,8 @@ class Session:
                 tail = read_tail(err)
                 mark = ERROR_MARK.strip()
                 message = tail.rsplit(mark, 1)[-1].strip() if mark in tail else tail[-300:].strip()
-                return self.emit(MISSING if os.WEXITSTATUS(status) == EXIT_MISSING else RUNTIME, message[:300])
+                missing = os.WEXITSTATUS(status) == EXIT_MISSING
+                return self.emit(MISSING if missing else RUNTIME, message[:300])
             return self.emit(*abnormal_end(status, err))
 
     def _host_ready(self) -> bool:

@@ -75,8 +75,8 @@ def enter_runner(spec: dict, cpu_s: float, cpu_total_s: float, work: str, keep: 
     os.setpgid(0, 0)
     hardening.close_fds_except(keep)
     paths = (os.path.join(work, n) for n in (".in", ".out", ".err"))
-    fds = [os.open(p, flags, 0o600) for p, flags in zip(paths, (
-        os.O_RDONLY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), strict=True)]
+    write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fds = [os.open(p, flags, 0o600) for p, flags in zip(paths, (os.O_RDONLY, write, write), strict=True)]
     for fd, target in zip(fds, (0, 1, 2), strict=True):
         os.dup2(fd, target)
         os.close(fd)

@@ -249,8 +249,9 @@ class Guard:
                 return result
         functools.update_wrapper(ran_to_end, method)  # keeps unittest's skip / expected-failure marks
         setattr(test, name, ran_to_end)
+        equality = getattr(test, "_type_equality_funcs", {})
         self.instances[id(test)] = ({k: identity(v) for k, v in vars(test).items()},
-                                    {k: identity(v) for k, v in getattr(test, "_type_equality_funcs", {}).items()})
+                                    {k: identity(v) for k, v in equality.items()})
 
     def instance_changed(self, test) -> str:
         import unittest
