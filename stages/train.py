@@ -1,7 +1,7 @@
 """train: fine-tune the judge (LoRA) on the lower pairs, reweighted by the upper (meta) pairs.
 
 Reads data/pairs/{lower,upper}.jsonl (and *_scored.jsonl for kto/grpo) and the base judge
-`judge.model`; writes models/judge/ (PEFT adapter + tokenizer), metrics/train.json, dvclive logs
+`judge.model`; writes models/judge/ (PEFT adapter + tokenizer), metrics/train.json
 and plot data under metrics/train/, a resumable checkpoint in models/ckpt/, and its timings to
 logs/train.json. Online GRPO draws its rollouts from the judge being trained (daj.train.online).
 """
