@@ -66,6 +66,11 @@ def check_engine(spec: dict[str, Any], *, where: str, under: str, options_under:
     check_model_ref(spec["model"], field=key("model"), path=where)
 
 
+def check_model(ref: str, where: str, field: str) -> None:
+    """A model reference that is loaded here (a checkpoint, a gguf: file, or a hub id cached or within reach)."""
+    check_model_ref(ref, field=field, path=where)
+
+
 def check_policies(config: ParamsConfig, where: str, names: list[str] | None = None) -> None:
     """The generative policies (all, or those in `names`)."""
     for i, policy in enumerate(config.policies):

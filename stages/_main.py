@@ -11,7 +11,7 @@ from pathlib import Path
 
 from daj.config import ParamsConfig
 from daj.errors import DajError
-from daj.params import load_config
+from daj.params import key_line, load_config, params_path
 
 TRAINED_ADAPTER = "models/judge"  # written by the train stage; bon and pairwise load it when present
 
@@ -38,12 +38,23 @@ def run_stage(name: str, body: Callable[[ParamsConfig], None]) -> None:
         set_cpu_threads(config.cpu_threads)
         body(config)
     except DajError as e:
-        print(f"error in stage '{name}': {e}", file=sys.stderr)
+        print(f"error in stage '{name}': {_with_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"stage '{name}' interrupted", file=sys.stderr)
         sys.exit(130)
     logging.getLogger().info("done in %.1f s", time.perf_counter() - start)
+
+
+def _with_line(err: DajError) -> DajError:
+    """An error about a params key, with the key's line in the params file when it is not known yet."""
+    if err.line is not None or not err.field or err.path != str(params_path()):
+        return err
+    try:
+        line = key_line(params_path().read_text(encoding="utf-8"), err.field)
+    except OSError:
+        return err
+    return DajError(err.message, path=err.path, line=line, field=err.field)
 
 
 def judge_adapter(config: ParamsConfig) -> str | None:

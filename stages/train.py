@@ -21,12 +21,20 @@ METRICS_DIR = "metrics/train"
 
 def main(config: ParamsConfig) -> None:
     from daj.params import params_path
+    from daj.preflight import check_judge, check_model
+
+    tr = config.train
+    online = tr.objective == "grpo" and tr.grpo_mode == "online"
+    # train loads judge.model here; online GRPO with a server also needs that server (before any work)
+    if online and config.judge.backend != "hf":
+        check_judge(config, str(params_path()))
+    else:
+        check_model(config.judge.model, str(params_path()), "judge.model")
     from daj.runlog import record
     from daj.train.run import run, summary, timings
 
-    tr = config.train
     factory = None
-    if tr.objective == "grpo" and tr.grpo_mode == "online":
+    if online:
         from daj.train.online import rollout_sampler_factory
 
         factory = rollout_sampler_factory(config.judge, config.reward, tr.rollout_adapter_dir, str(params_path()))

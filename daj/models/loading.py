@@ -30,9 +30,10 @@ class ModelRef:
 
 
 def looks_local(ref: str) -> bool:
-    """True for a reference that names a local path rather than a hub id: it starts with /, ., ~,
-    or its first component is a folder here (models/tiny), or it exists."""
-    if ref.startswith(("/", ".", "~")) or Path(ref).exists():
+    """True for a reference that names a local path rather than a hub id: it starts with /, ., ~ or
+    models/ (the pipeline's own checkpoints, present or not), or its first component is a folder here,
+    or it exists."""
+    if ref.startswith(("/", ".", "~", "models/")) or Path(ref).exists():  # models/: the pipeline's own
         return True
     first = ref.split("/", 1)[0]
     return "/" in ref and Path(first).is_dir()
