@@ -187,17 +187,18 @@ def render(rows: list[dict], table2_run: tuple[str, dict] | None = None) -> str:
         out += [f"### policy `{policy}`", "",
                 "| objective | reweighting | " + " | ".join(COLUMNS) + " | 95% CI | minus random | n | meta loss "
                 "| experiment | params differing from the baseline |",
-                "|---|---|" + "---|" * (len(COLUMNS) + 7)]
+                "|---|---|" + "---|" * (len(COLUMNS) + 6)]
         for label in ("random", "oracle"):
             ref = prow[0][label]
             out.append(f"| {label} | - | " + " | ".join(_fmt(ref.get(c)) for c in COLUMNS)
                        + f" | {_ci(ref)} | - | {ref.get('n', '-')} | - | - | - |")
         for r in prow:
             j = r["judge"]
-            margin = j.get("minus_random") or {}
+            margin = j.get("minus_random")
+            margin_text = f"{_signed(margin.get('diff'))} {_ci(margin)}" if isinstance(margin, dict) else "-"
             diff = ", ".join(f"{k}={_short(v)}" for k, (v, _) in r["diff"].items()) or "(none)"
             out.append(f"| {r['objective']} | {r['reweight']} | " + " | ".join(_fmt(j.get(c)) for c in COLUMNS)
-                       + f" | {_ci(j)} | {_signed(margin.get('diff'))} {_ci(margin)} | {j.get('n', '-')}"
+                       + f" | {_ci(j)} | {margin_text} | {j.get('n', '-')}"
                        + f" | {_fmt(r['meta_loss'], 4)} | {r['experiment']} | {diff} |")
         out.append("")
         cells: dict[tuple, list[dict]] = {}
@@ -207,9 +208,10 @@ def render(rows: list[dict], table2_run: tuple[str, dict] | None = None) -> str:
             if len(runs) > 1:
                 apart = comparability(runs)
                 why = "; ".join(f"{k}: " + ", ".join(f"{e}={_short(v)}" for e, v in vals.items())
-                                for k, vals in apart.items()) or "identical params (a rerun)"
+                                for k, vals in apart.items())
                 out.append(f"- Note: cell ({objective}, {reweight}) has {len(runs)} runs, all shown: "
-                           f"{', '.join(r['experiment'] for r in runs)}; they differ in {why}.")
+                           f"{', '.join(r['experiment'] for r in runs)}; "
+                           + (f"they differ in {why}." if why else "their params are identical (reruns)."))
         apart = comparability(prow)
         if apart:
             out.append("- **Warning**: these runs differ outside the grid axes (" + ", ".join(GRID_AXES)
@@ -240,7 +242,8 @@ def load_exp_show(path: str | None) -> list[dict]:
     if path:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     try:
-        proc = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True,
+                              check=True)  # the dvc of this interpreter, whatever PATH says
     except (OSError, subprocess.CalledProcessError) as e:
         raise DajError(f"`dvc exp show --json` failed: {getattr(e, 'stderr', e)}") from None
     return json.loads(proc.stdout)

@@ -63,6 +63,8 @@ def test_table4_rows_with_params_that_differ(tmp_path):
     assert "| kto | domain | 55.5 | 60.0 | 50.0 | 40.0 | [46.5, 64.5] | +15.5 [1.0, 9.5] | 33 | 0.5000 | exp-a " \
            "| reweight=domain, train.objective=kto |" in text
     assert "| dpo | none | 45.0 |" in text and "| main | (none) |" in text
+    header, rule = [line for line in text.splitlines() if line.startswith("| objective") or line.startswith("|---")][:2]
+    assert header.count("|") == rule.count("|")  # a well-formed markdown table
     assert "caches" not in text  # where a cache lives is never a difference
     assert "Warning" not in text and "Note" not in text  # only the grid axes differ
     saved = tmp_path / "show.json"
@@ -90,7 +92,7 @@ def test_runs_that_differ_outside_the_grid_are_flagged_and_duplicates_kept():
     notes = [line for line in text.splitlines() if line.startswith("- Note")]
     assert any("(kto, domain) has 2 runs" in n and "exp-r4" in n and "exp-120" in n and "bon.rounds" in n
                for n in notes)
-    assert any("(dpo, none) has 2 runs" in n and "identical params (a rerun)" in n for n in notes)
+    assert any("(dpo, none) has 2 runs" in n and "their params are identical (reruns)" in n for n in notes)
 
 
 def test_table2_layout_has_every_method_with_intervals():
