@@ -2,6 +2,7 @@
 
     python -m daj.stage_deps            # per stage: the project files it imports, and what dvc.yaml lacks
     python -m daj.stage_deps --check    # exit 1 when a stage's deps miss a file it imports
+    python -m daj.stage_deps --write    # rewrite the code deps of dvc.yaml (data deps and comments kept)
 
 A stage's code is its module `stages/<name>.py` and everything it imports from the project, at module
 level or inside functions (found by reading the import statements, so lazy imports count), plus the
@@ -120,10 +121,50 @@ def stale_deps(root: Path = REPO) -> dict[str, list[str]]:
     return out
 
 
+def compact(files: list[str], root: Path = REPO) -> list[str]:
+    """`files` with every directory whose .py files are all among them written as the directory."""
+    chosen = set(files)
+    dirs = sorted({str(Path(f).parent) for f in files}, key=lambda d: d.count("/"))
+    out: set[str] = set()
+    for d in dirs:
+        if any(covered(d, [o]) for o in out):
+            continue
+        every = {p.relative_to(root).as_posix() for p in (root / d).rglob("*.py")}
+        if every and every <= chosen:
+            out.add(d)
+    out |= {f for f in files if not covered(f, sorted(out))}
+    return sorted(out)
+
+
+def write_deps(root: Path = REPO) -> None:
+    """Replace each stage's code deps in dvc.yaml by the files it runs (compacted); comments, data deps
+    and everything else stay as they are."""
+    from ruamel.yaml import YAML
+
+    from daj.io import atomic_open
+
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    yaml_rt.width = 110
+    path = root / "dvc.yaml"
+    spec = yaml_rt.load(path.read_text(encoding="utf-8"))
+    for name, stage in spec["stages"].items():
+        body = stage.get("do", stage)
+        if not (root / "stages" / f"{name}.py").is_file():
+            continue
+        data = [d for d in body.get("deps", []) if str(d).split("/")[0] not in PACKAGES]
+        body["deps"] = compact(stage_files(name, root), root) + data
+    with atomic_open(path) as fh:
+        yaml_rt.dump(spec, fh)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m daj.stage_deps", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when dvc.yaml misses or keeps a code dep")
+    ap.add_argument("--write", action="store_true", help="rewrite the code deps of dvc.yaml")
     args = ap.parse_args(argv)
+    if args.write:
+        write_deps()
     missing, stale = missing_deps(), stale_deps()
     if not args.check:
         for name in dvc_stages():
