@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import math
 import os
 import socket
 import time
@@ -42,9 +41,24 @@ GRACE_S = 3.0           # after Ctrl-C: seconds a cancelled batch may take to st
 FIELD = "execute.cluster"
 
 
-def batch_size(n: int, cpus: int) -> int:
-    """Candidates per batch: BATCHES_PER_CPU batches per CPU, at most MAX_BATCH candidates each."""
-    return max(1, min(MAX_BATCH, math.ceil(n / (BATCHES_PER_CPU * max(1, cpus)))))
+def make_batches(order: list[int], cost: list[float], cpus: int, size: int | None = None) -> list[list[int]]:
+    """Candidates (`order`: heaviest first) cut into batches of about equal estimated cost, about
+    BATCHES_PER_CPU per CPU and at most MAX_BATCH candidates each: a heavy candidate gets a batch of
+    its own, light ones share, so that no batch of heavy ones holds the run up at the end. `size`
+    fixes the number of candidates per batch instead."""
+    if size:
+        return [order[s:s + size] for s in range(0, len(order), size)]
+    target = sum(cost[i] for i in order) / (BATCHES_PER_CPU * max(1, cpus))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    load = 0.0
+    for i in order:
+        if current and (load + cost[i] > target or len(current) >= MAX_BATCH):
+            batches.append(current)
+            current, load = [], 0.0
+        current.append(i)
+        load += cost[i]
+    return batches + [current] if current else batches
 
 
 def connect(address: str) -> bool:
@@ -219,14 +233,14 @@ class RayPool:
         self.stats["cache_hits"] += len(jobs) - len(todo)
         if not todo:
             return [v for v in verdicts if v is not None]
-        # long candidates first keeps every node busy to the end
-        todo.sort(key=lambda i: -len(jobs[i].get("tests") or ()) * jobs[i]["timeout_s"])
+        # estimated cost: the time limit of all its tests; long candidates first keeps every node busy
+        cost = [max(1, len(job.get("tests") or ())) * job["timeout_s"] for job in jobs]
+        todo.sort(key=lambda i: -cost[i])
         cpus = self.cpus()
         # batches in flight: execute.workers when set; else twice the CPUs, so that a node finishing a
         # batch finds the next one already waiting
         window = cpus if self.config.workers else 2 * cpus
-        size = self.batch or batch_size(len(todo), cpus)
-        batches = [todo[s:s + size] for s in range(0, len(todo), size)]
+        batches = make_batches(todo, cost, cpus, self.batch)
         refs: dict[int, Any] = {}  # id(problem) -> its ObjectRef: a problem's tests cross once per node
 
         def submit(b: int) -> Any:

@@ -30,7 +30,7 @@ except ImportError:  # the optional extra; CI installs it
         raise
     pytest.skip("Ray is not installed (pip install -e '.[cluster]')", allow_module_level=True)
 
-from sandbox.cluster import RayPool, batch_size, connect  # noqa: E402
+from sandbox.cluster import MAX_BATCH, RayPool, connect, make_batches  # noqa: E402
 from sandbox.pool import SandboxPool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_lcb_verdicts_equal_the_local_pools_and_the_official_ones(cluster):
 
 # the attacks of test_sandbox_attacks that take the judging pool, run on the cluster's nodes
 ATTACKS = [f for name, f in sorted(vars(attacks).items())
-           if name.startswith("test_") and f.__code__.co_varnames[:f.__code__.co_argcount] == ("runner",)]
+           if name.startswith("test_") and f.__code__.co_varnames[:f.__code__.co_argcount] == ("pool",)]
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +194,14 @@ def test_a_driver_elsewhere_joins_through_ray_client(cluster):
     assert out.stdout.strip().splitlines()[-1] == "2 ['pass', 'wrong_answer']"
 
 
-def test_batches():
-    assert batch_size(1000, 2) == 32 and batch_size(64, 2) == 8 and batch_size(3, 8) == 1
+def test_batches_of_about_equal_cost():
+    cost = [40.0, 30.0] + [1.0] * 100  # two heavy candidates, then light ones, as check() orders them
+    batches = make_batches(list(range(102)), cost, cpus=2)
+    assert batches[0] == [0] and batches[1] == [1]  # a heavy candidate alone, first
+    assert sorted(i for b in batches for i in b) == list(range(102))  # each candidate once
+    assert all(len(b) <= MAX_BATCH for b in batches)
+    assert max(sum(cost[i] for i in b) for b in batches[2:]) <= 170 / 8
+    assert make_batches(list(range(5)), [1.0] * 5, cpus=8, size=2) == [[0, 1], [2, 3], [4]]
 
 
 def test_a_node_that_judges_differently_stops_the_run(cluster):
