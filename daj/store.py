@@ -55,6 +55,13 @@ class Store:
         # ASCII JSON: any string (a lone surrogate too) round-trips
         self.put_bytes(key, json.dumps(value).encode("ascii"))
 
+    def put_json_many(self, items: list[tuple[str, Any]]) -> None:
+        """put_json of several values in one transaction (one commit, one disk sync)."""
+        rows = [(key, json.dumps(value).encode("ascii")) for key, value in items]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", rows)
+            self._db.commit()
+
     def json_values(self) -> list[Any]:
         """Every JSON value held (inspection and tests; order unspecified)."""
         with self._lock:

@@ -47,6 +47,7 @@ from daj.hashing import stable_seed
 
 PENALTY_IMPLS = ("fast", "hf")
 MEMO_SIZE = 4096  # rendered-and-tokenised prompts kept per engine
+ROOM = 64  # columns a copied cache keeps free for what comes next (a context's tail, the options)
 
 # after `generate`: (prompt index, completion text) -> (the assistant text to score after, in place of the
 # completion, e.g. the completion plus an opening tag; options to score there), or None for no scoring
@@ -66,6 +67,56 @@ def row_seed(seed: int, row: int) -> int:
     return stable_seed("row", seed, row)
 
 
+@functools.cache
+def _room_layer_class():
+    """A transformers DynamicLayer over buffers with room to grow: `update` writes the new keys and values
+    in place (the stock layer concatenates, copying the whole cache at every decoding step)."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomLayer(DynamicLayer):
+        def __init__(self, keys, values, length: int):
+            super().__init__()
+            self.device, self.is_initialized = keys.device, True
+            self._use(keys, values, length)
+
+        def _use(self, keys, values, length: int) -> None:
+            self._keys, self._values, self.length = keys, values, length
+            self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
+        def _copy(self, keys, values, room: int) -> None:
+            n = keys.shape[-2]
+            k = keys.new_empty((*keys.shape[:2], n + room, keys.shape[-1]))
+            v = values.new_empty((*values.shape[:2], n + room, values.shape[-1]))
+            k[:, :, :n], v[:, :, :n] = keys, values
+            self._use(k, v, n)
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            n = key_states.shape[-2]
+            if self.length + n > self._keys.shape[-2]:
+                self._copy(self.keys, self.values, self.length + 2 * n)
+            self._keys[:, :, self.length:self.length + n] = key_states
+            self._values[:, :, self.length:self.length + n] = value_states
+            self._use(self._keys, self._values, self.length + n)
+            return self.keys, self.values
+
+        def reorder_cache(self, beam_idx) -> None:
+            index = beam_idx.to(self.keys.device)
+            self._copy(self.keys.index_select(0, index), self.values.index_select(0, index), ROOM)
+
+        def batch_select_indices(self, indices) -> None:
+            self.reorder_cache(torch.as_tensor(indices, device=self.keys.device))
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            self._copy(self.keys.repeat_interleave(repeats, dim=0), self.values.repeat_interleave(repeats, dim=0),
+                       ROOM)
+
+        def crop(self, tokens_to_remove: int) -> None:
+            raise NotImplementedError("not used by the hf engine")
+
+    return RoomLayer
+
+
 @dataclass
 class _Rows:
     """A decoded (or prefilled) batch: its cache and, per row, what the cache holds."""
@@ -80,7 +131,10 @@ class HFEngine:
     """Generation and continuation scoring with a transformers causal LM."""
 
     def __init__(self, model: str, adapter: str | None = None, dtype: str = "fp32", device: str | None = None,
-                 batch_size: int = 8, name: str | None = None, penalty: str = "fast"):
+                 batch_size: int = 16, name: str | None = None, penalty: str = "fast", merge_adapter: bool = True):
+        """`merge_adapter`: add the LoRA adapter's weights to the base weights once (PEFT's separate adapter
+        calls cost about a quarter of every forward of the tiny judge); false keeps PEFT's layers, which
+        switching adapters needs (the test server)."""
         import torch
 
         from daj.models.loading import load_causal_lm
@@ -89,11 +143,13 @@ class HFEngine:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._check_options(batch_size, penalty)
         loaded, tokenizer = load_causal_lm(model, adapter=adapter, dtype=dtype, device=device)
+        if adapter and merge_adapter:
+            loaded = loaded.merge_and_unload()
         self._setup(loaded, tokenizer, device, batch_size, name or (f"{model}+{adapter}" if adapter else model),
                     penalty)
 
     @classmethod
-    def from_model(cls, model, tokenizer=None, name: str = "in-memory", device: str = "cpu", batch_size: int = 8,
+    def from_model(cls, model, tokenizer=None, name: str = "in-memory", device: str = "cpu", batch_size: int = 16,
                    penalty: str = "fast", eos_ids: list[int] | None = None,
                    pad_token_id: int | None = None) -> HFEngine:
         """An engine around a model already in memory (benchmarks, live training). Without a tokenizer
@@ -129,8 +185,9 @@ class HFEngine:
         # transformers 5.2x renamed `past_key_values` to `cache` (the old name warns, then goes away)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-        self._memo: OrderedDict[str, list[int]] = OrderedDict()
+        self._memo: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
         self._options: dict[str, list[int]] = {}
+        self._added: tuple[str, ...] | None = None
 
     # ---- text <-> ids -------------------------------------------------------------------------------
 
@@ -141,16 +198,38 @@ class HFEngine:
 
     def encode(self, prompt: Chat, prefix: str | None = None) -> list[int]:
         """The token ids of render(prompt, prefix) (memoised)."""
+        return self._rendered(prompt, prefix)[1]
+
+    def _rendered(self, prompt: Chat, prefix: str | None = None) -> tuple[str, list[int]]:
         key = json.dumps([prompt, prefix or ""], ensure_ascii=False)
-        ids = self._memo.get(key)
-        if ids is None:
-            ids = self._tokenize(self.render(prompt, prefix))
-            self._memo[key] = ids
+        hit = self._memo.get(key)
+        if hit is None:
+            text = self.render(prompt, prefix)
+            hit = self._memo[key] = (text, self._tokenize(text))
             if len(self._memo) > MEMO_SIZE:
                 self._memo.popitem(last=False)
         else:
             self._memo.move_to_end(key)
-        return ids
+        return hit
+
+    def encode_extended(self, prompt: Chat, prefix: str | None, extra: str) -> list[int]:
+        """encode(prompt, prefix + extra), tokenising only what follows the rendered prompt's last added
+        token (the tokenizer splits its input at added tokens before anything else, so the ids before it
+        cannot change); checked on the prompt itself, else the whole text is tokenised."""
+        text, ids = self._rendered(prompt, prefix)
+        cut = max((text.rfind(t) + len(t) for t in self._added_tokens() if t in text), default=-1)
+        if cut > 0:
+            tail = self._tokenize(text[cut:]) if cut < len(text) else []
+            if ids[len(ids) - len(tail):] == tail:
+                return ids[:len(ids) - len(tail)] + self._tokenize(text[cut:] + extra)
+        return self._tokenize(text + extra)
+
+    def _added_tokens(self) -> tuple[str, ...]:
+        """The tokenizer's added tokens that match exactly their text (no stripping around them)."""
+        if self._added is None:
+            decoder = getattr(self.tokenizer, "added_tokens_decoder", {}) or {}
+            self._added = tuple(t.content for t in decoder.values() if not (t.lstrip or t.rstrip or t.single_word))
+        return self._added
 
     def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -179,21 +258,25 @@ class HFEngine:
         """
         if prefixes is not None and len(prefixes) != len(prompts):
             raise DajError(f"{len(prefixes)} prefixes for {len(prompts)} prompts", field="prefixes")
-        results: list[list[Completion]] = []
-        for start in range(0, len(prompts), self.batch_size):
-            chunk = range(start, min(start + self.batch_size, len(prompts)))
-            lead = [prefixes[i] if prefixes else "" for i in chunk]
-            ids = [self.encode(prompts[i], lead[k]) for k, i in enumerate(chunk)]
+        lead = [prefixes[i] if prefixes else "" for i in range(len(prompts))]
+        ids = [self.encode(p, lead[i]) for i, p in enumerate(prompts)]
+        # chunks of prompts of similar lengths (little padding to decode over): answers do not depend on
+        # the chunk, so the order is free
+        order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+        results: list[list[Completion]] = [[] for _ in prompts]
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
             seeds = [prompt_seed(params.seed, prompts[i], prefixes[i] if prefixes else None) for i in chunk]
-            rows, generated = self._decode(ids, seeds, params)
+            rows, generated = self._decode([ids[i] for i in chunk], seeds, params)
             per = len(generated) // len(chunk)
-            comps = [[self._completion(generated[k * per + j], len(ids[k])) for j in range(per)]
-                     for k in range(len(chunk))]
+            comps = [[self._completion(generated[k * per + j], len(ids[i])) for j in range(per)]
+                     for k, i in enumerate(chunk)]
             if continuations is not None:
                 self._score_completions(rows, comps, per, lambda k, text, at=chunk: continuations(at[k], text),
-                                        lambda k, prefix, at=chunk, lead=lead: self.encode(prompts[at[k]],
-                                                                                           lead[k] + prefix))
-            results += [c * params.n if per == 1 and params.n > 1 else c for c in comps]
+                                        lambda k, prefix, at=chunk: self.encode_extended(
+                                            prompts[at[k]], lead[at[k]], prefix))
+            for i, c in zip(chunk, comps, strict=True):
+                results[i] = c * params.n if per == 1 and params.n > 1 else c
         return results
 
     def generate_ids(self, prompts: list[list[int]], params: SamplingParams,
@@ -211,7 +294,7 @@ class HFEngine:
         owner = [k for k in range(len(ids)) for _ in range(per)]
         with torch.no_grad():
             caches, first = self._prefill(ids)
-            rows = self._stack(caches, ids, owner)
+            rows = self._stack(caches, ids, owner, room=params.max_new_tokens + ROOM)
             logits = first[owner]
             dev, width = self.device, rows.mask.shape[1]
             seq = torch.full((len(owner), width), self.pad_token_id, dtype=torch.long)
@@ -225,7 +308,9 @@ class HFEngine:
             eos = torch.tensor(self.eos_ids, device=dev)
             unfinished = torch.ones(len(owner), dtype=torch.bool, device=dev)
             valid = torch.tensor([len(ids[k]) for k in owner], device=dev)
-            mask, steps = rows.mask, []
+            mask = torch.ones((len(owner), width + params.max_new_tokens), dtype=rows.mask.dtype, device=dev)
+            mask[:, :width] = rows.mask
+            columns, steps = width, []
             for step in range(params.max_new_tokens):
                 scores = logits.to(torch.float32, copy=True)
                 if penalty is not None:
@@ -242,14 +327,14 @@ class HFEngine:
                 unfinished &= ~torch.isin(token, eos)
                 if step + 1 == params.max_new_tokens or not bool(unfinished.any()):
                     break
-                mask = torch.cat([mask, torch.ones((len(owner), 1), dtype=mask.dtype, device=dev)], dim=1)
-                out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=valid[:, None],
-                                 use_cache=True, **{self._cache_kw: rows.cache})
+                columns += 1
+                out = self.model(input_ids=token[:, None], attention_mask=mask[:, :columns],
+                                 position_ids=valid[:, None], use_cache=True, **{self._cache_kw: rows.cache})
                 valid = valid + 1
                 logits = out.logits[:, -1]
         generated = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in owner]
         fed = max(len(steps) - 1, 0)  # the last token of every row was never fed to the model
-        rows.mask = mask
+        rows.mask = mask[:, :columns]
         rows.tokens = [ids[k] + generated[r][:fed] for r, k in enumerate(owner)]
         return rows, generated
 
@@ -266,30 +351,38 @@ class HFEngine:
             last.append(out.logits[0, -1])
         return caches, torch.stack(last)
 
-    def _stack(self, caches: list, ids: list[list[int]], owner: list[int]) -> _Rows:
-        """One left-padded cache with row r = prompt owner[r]'s cache."""
+    def _stack(self, caches: list, ids: list[list[int]], owner: list[int], room: int = ROOM) -> _Rows:
+        """One left-padded cache with row r = prompt owner[r]'s cache, with room for `room` more columns
+        (left padding holds zeros: masked, but finite)."""
         import torch
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
         width = max(len(ids[k]) for k in owner)
+        start = [width - len(ids[k]) for k in owner]
         layers = []
         for index in range(len(caches[0].layers)):
-            keys, values = [], []
-            for k in owner:
+            first = caches[owner[0]].layers[index]
+            buffers = []
+            for part in ("keys", "values"):
+                ref = getattr(first, part)
+                buf = ref.new_empty((len(owner), ref.shape[1], width + room, ref.shape[-1]))
+                buf[:, :, :width].zero_()
+                buffers.append(buf)
+            for r, k in enumerate(owner):
                 layer = caches[k].layers[index]
                 if type(layer) is not DynamicLayer:
                     raise DajError(f"the hf engine decodes models with full-attention caches only; this model's "
                                    f"layer {index} uses {type(layer).__name__}", field="model")
-                pad = width - layer.keys.shape[-2]
-                keys.append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)))
-                values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)))
-            layers.append((torch.cat(keys), torch.cat(values)))
-        start = [width - len(ids[k]) for k in owner]
+                buffers[0][r, :, start[r]:width] = layer.keys[0]
+                buffers[1][r, :, start[r]:width] = layer.values[0]
+            layers.append(_room_layer_class()(buffers[0], buffers[1], width))
         mask = torch.zeros((len(owner), width), dtype=torch.long)
         for r, s in enumerate(start):
             mask[r, s:] = 1
-        return _Rows(DynamicCache(ddp_cache_data=layers), mask.to(self.device), start, [ids[k] for k in owner])
+        cache = DynamicCache()
+        cache.layers = layers
+        return _Rows(cache, mask.to(self.device), start, [ids[k] for k in owner])
 
     def _penalty(self, params: SamplingParams, start: list[int]):
         """The repetition penalty of one batch (None when off); left padding is never penalised."""
@@ -363,81 +456,87 @@ class HFEngine:
         return ids
 
     def _score_on_rows(self, rows: _Rows, requests: list) -> list[list[float]]:
-        """requests: [row, context ids, options ids]; each reuses its row's cached prefix of the context."""
+        """requests: [row, context ids, options ids], at most one per row. Each reuses its row's cache for
+        the longest prefix its context shares with what the row holds (the rest of the row is masked
+        out); the context's remaining tokens and the options then run in one forward (_score_tree)."""
         import torch
-        from transformers import DynamicCache
 
+        keep = [r for r, _, _ in requests]
+        if keep != list(range(len(rows.tokens))):
+            rows.cache.reorder_cache(torch.tensor(keep, dtype=torch.long, device=self.device))
+        mask = rows.mask[keep].clone()
         reuse = []
-        for r, ctx, opts in requests:
-            if any(not o for o in opts):
-                raise DajError("an option to score is empty", field="options")
-            held = rows.tokens[r]
-            n = 0
+        for q, (r, ctx, _) in enumerate(requests):
+            held, n = rows.tokens[r], 0
             limit = min(len(held), len(ctx) - 1)
             while n < limit and held[n] == ctx[n]:
                 n += 1
+            mask[q, rows.start[r] + n:] = 0
             reuse.append(n)
-        width = max(reuse)
-        layers = []
-        for layer in rows.cache.layers:
-            keys, values = [], []
-            for (r, _, _), n in zip(requests, reuse, strict=True):
-                s = rows.start[r]
-                keys.append(torch.nn.functional.pad(layer.keys[r:r + 1, :, s:s + n], (0, 0, width - n, 0)))
-                values.append(torch.nn.functional.pad(layer.values[r:r + 1, :, s:s + n], (0, 0, width - n, 0)))
-            layers.append((torch.cat(keys), torch.cat(values)))
-        cache = DynamicCache(ddp_cache_data=layers)
-        tails = [ctx[n:] for (_, ctx, _), n in zip(requests, reuse, strict=True)]
-        span = max(len(t) for t in tails)
-        ids = torch.full((len(requests), span), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(requests), width + span), dtype=torch.long)
-        pos = torch.zeros((len(requests), span), dtype=torch.long)
-        for q, (tail, n) in enumerate(zip(tails, reuse, strict=True)):
-            ids[q, span - len(tail):] = torch.tensor(tail)
-            mask[q, width - n:width] = 1
-            mask[q, width + span - len(tail):] = 1
-            pos[q, span - len(tail):] = torch.arange(n, n + len(tail))
-        dev = self.device
-        with torch.no_grad():
-            out = self.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                             use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
-        lengths = [len(ctx) for _, ctx, _ in requests]
-        return self._score_options(cache, mask.to(dev), lengths, out.logits[:, -1], [o for _, _, o in requests])
+        return self._score_tree(rows.cache, mask, reuse, [ctx[n:] for (_, ctx, _), n in zip(requests, reuse, strict=True)],
+                                [o for _, _, o in requests])
 
-    def _score_options(self, cache, mask, lengths: list[int], first, opts: list[list[list[int]]]) -> list[list[float]]:
-        """Option log-probabilities: the first token from `first` (the logits after each context), the
-        rest as one right-padded batch on `cache` (row q: context q, `lengths[q]` real tokens)."""
+    def _score_tree(self, cache, cache_mask, reuse: list[int], tails: list[list[int]],
+                    opts: list[list[list[int]]]) -> list[list[float]]:
+        """Option log-probabilities in one forward on `cache` (row q holds `reuse[q]` context tokens where
+        cache_mask[q] is 1): row q runs its context's remaining tokens (`tails[q]`, at least one), then
+        every option but its last token, each option attending to the cache, the tail and its own earlier
+        tokens only (a tree attention mask; positions continue the context for every option)."""
         import torch
 
-        dev = self.device
-        logp = selective_log_softmax()
-        scores = []
-        for q, row in enumerate(opts):
-            index = torch.tensor([[o[0] for o in row]], dtype=torch.long, device=dev)
-            scores.append([float(v) for v in logp(first[q:q + 1].float(), index)[0]] if row else [])
-        flat = [(q, o) for q, row in enumerate(opts) for o in row]
-        width = max((len(o) for _, o in flat), default=1) - 1
-        if width == 0:
-            return scores
-        rows = torch.tensor([q for q, _ in flat], dtype=torch.long, device=dev)
-        cache.reorder_cache(rows)  # one cache row per option, copied from its context's row
-        ids = torch.full((len(flat), width), self.pad_token_id, dtype=torch.long)
-        targets = torch.zeros((len(flat), width), dtype=torch.long)
-        for i, (_, o) in enumerate(flat):
-            ids[i, :len(o) - 1] = torch.tensor(o[:-1])
-            targets[i, :len(o) - 1] = torch.tensor(o[1:])
-        opt_mask = torch.cat([mask[rows], torch.ones((len(flat), width), dtype=mask.dtype, device=dev)], dim=1)
-        opt_pos = torch.tensor([lengths[q] for q, _ in flat], device=dev)[:, None] + torch.arange(width, device=dev)
-        with torch.no_grad():
-            logits = self.model(input_ids=ids.to(dev), attention_mask=opt_mask, position_ids=opt_pos,
-                                use_cache=True, **{self._cache_kw: cache}).logits
-            picked = logp(logits.float(), targets.to(dev))
-        k = 0
-        for q, row in enumerate(opts):
+        if any(not o for row in opts for o in row):
+            raise DajError("an option to score is empty", field="options")
+        if any(not t for t in tails):
+            raise DajError("a context to score is empty", field="prompt")
+        dev, batch = self.device, len(tails)
+        lengths = [len(t) + sum(len(o) - 1 for o in row) for t, row in zip(tails, opts, strict=True)]
+        width = max(lengths)
+        ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
+        pos = torch.zeros((batch, width), dtype=torch.long)
+        allowed = torch.eye(width, dtype=torch.bool).repeat(batch, 1, 1)  # padding sees itself only
+        logit_rows, logit_cols, targets, owner = [], [], [], []  # one entry per scored option token
+        for q, (tail, row) in enumerate(zip(tails, opts, strict=True)):
+            t, ctx_len = len(tail), reuse[q] + len(tail)
+            ids[q, :t] = torch.tensor(tail)
+            pos[q, :t] = torch.arange(reuse[q], ctx_len)
+            allowed[q, :t, :t] = torch.ones((t, t), dtype=torch.bool).tril()
+            at = t
             for i, o in enumerate(row):
-                scores[q][i] += float(picked[k, :len(o) - 1].sum())
-                k += 1
+                m = len(o) - 1
+                logit_rows.append(q), logit_cols.append(t - 1), targets.append(o[0]), owner.append((q, i))
+                if m:
+                    ids[q, at:at + m] = torch.tensor(o[:-1])
+                    pos[q, at:at + m] = torch.arange(ctx_len, ctx_len + m)
+                    allowed[q, at:at + m, :t] = True
+                    allowed[q, at:at + m, at:at + m] = torch.ones((m, m), dtype=torch.bool).tril()
+                    for k in range(m):
+                        logit_rows.append(q), logit_cols.append(at + k), targets.append(o[k + 1]), owner.append((q, i))
+                at += m
+        valid = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
+        old = cache_mask.bool().to("cpu")[:, None, :].expand(batch, width, -1) & valid[:, :, None]
+        full = torch.cat([old, allowed], dim=-1)[:, None]
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(dev), attention_mask=self._attention_mask(full.to(dev)),
+                                position_ids=pos.to(dev), use_cache=True, **{self._cache_kw: cache}).logits
+            picked = selective_log_softmax()(logits[torch.tensor(logit_rows), torch.tensor(logit_cols)].float(),
+                                             torch.tensor(targets, device=dev)).tolist()
+        scores = [[0.0] * len(row) for row in opts]
+        for (q, i), value in zip(owner, picked, strict=True):
+            scores[q][i] += value
         return scores
+
+    def _attention_mask(self, allowed):
+        """A (batch, 1, queries, keys) boolean mask (True = attend) in the form the model's attention takes."""
+        import torch
+
+        impl = getattr(self.model.config, "_attn_implementation", "sdpa")
+        if impl == "sdpa":
+            return allowed
+        if impl == "eager":
+            dtype = next(self.model.parameters()).dtype
+            return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+                ~allowed, torch.finfo(dtype).min)
+        raise DajError(f"the hf engine scores options with sdpa or eager attention, not {impl!r}", field="model")
 
     def score_continuations(self, prompt: Chat, prefix: str, options: list[str]) -> list[float]:
         """Total log-probability of each option's tokens after the rendered prompt plus `prefix`
@@ -458,24 +557,31 @@ class HFEngine:
 
     def score_ids_batch(self, ctxs: list[list[int]], opts: list[list[list[int]]],
                         batch_size: int | None = None) -> list[list[float]]:
-        """score_ids for several contexts (each prefilled alone; options batched per `batch_size` contexts)."""
+        """score_ids for several contexts: each prefilled alone but for its last token, which runs with
+        the options of `batch_size` contexts in one forward (_score_tree)."""
         import torch
 
         size = batch_size or self.batch_size
         if size < 1:
             raise DajError(f"batch_size must be >= 1, got {size}", field="batch_size")
+        if any(len(c) < 2 for c in ctxs):
+            raise DajError("a context to score needs at least two tokens", field="prompt")
         if any(not o for row in opts for o in row):
             raise DajError("an option to score is empty", field="options")
-        out: list[list[float]] = []
-        for start in range(0, len(ctxs), size):
-            chunk, chunk_opts = ctxs[start:start + size], opts[start:start + size]
-            if not any(chunk_opts):
-                out += [[] for _ in chunk]
+        out: list[list[float]] = [[] for _ in ctxs]
+        order = sorted(range(len(ctxs)), key=lambda i: len(ctxs[i]))  # little padding per chunk
+        for start in range(0, len(order), size):
+            chunk = [i for i in order[start:start + size] if opts[i]]
+            if not chunk:
                 continue
+            heads = [ctxs[i][:-1] for i in chunk]
             with torch.no_grad():
-                caches, first = self._prefill(chunk)
-                rows = self._stack(caches, chunk, list(range(len(chunk))))
-                out += self._score_options(rows.cache, rows.mask, [len(c) for c in chunk], first, chunk_opts)
+                caches, _ = self._prefill(heads)
+                rows = self._stack(caches, heads, list(range(len(chunk))))
+            scores = self._score_tree(rows.cache, rows.mask, [len(h) for h in heads], [ctxs[i][-1:] for i in chunk],
+                                      [opts[i] for i in chunk])
+            for i, row in zip(chunk, scores, strict=True):
+                out[i] = row
         return out
 
     # ---- adapters -------------------------------------------------------------------------------------

@@ -31,3 +31,4 @@ class JudgeCache(Store):
 
     get = Store.get_json
     put = Store.put_json
+    put_many = Store.put_json_many

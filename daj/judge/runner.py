@@ -107,11 +107,12 @@ def normalised(scores: list[float]) -> list[float]:
 class JudgeRunner:
     """Sends judge requests to an engine, with caching, parsing and forced selection.
 
+    `batch_size` prompts go to the engine per call (it chunks them further) and are cached together;
     `label` names the judge in progress bars (default: the engine name).
     """
 
     def __init__(self, engine: Engine, settings: JudgeConfig, cache: JudgeCache | None = None,
-                 batch_size: int = 16, progress: bool = False, label: str | None = None):
+                 batch_size: int = 64, progress: bool = False, label: str | None = None):
         if settings.scores_options and not callable(getattr(engine, "score_continuations", None)):
             field = "mode" if settings.selection_only else "force_selection"
             what = "mode select" if settings.selection_only else "force_selection"
@@ -210,6 +211,15 @@ class JudgeRunner:
         scores = batch([(r.messages, prefix, self._options(r.n_candidates)) for r in requests])
         return [{prefix: s} for s in scores]
 
+    def _store(self, items: list[tuple[str, list[dict]]]) -> None:
+        """Cache a chunk's answers: in one transaction when the cache can (JudgeCache.put_many)."""
+        put_many = getattr(self.cache, "put_many", None)
+        if callable(put_many):
+            put_many(items)
+        else:
+            for key, value in items:
+                self.cache.put(key, value)
+
     def respond(self, requests: list[JudgeRequest], desc: str | None = None,
                 need_logprobs: bool = False) -> tuple[list[list[JudgeResponse]], CallStats]:
         """`n` responses per request. Identical requests are generated once; cached ones not at all.
@@ -242,14 +252,16 @@ class JudgeRunner:
                 chunk = items[start:start + self.batch_size]
                 outputs = self._complete([r for _, r in chunk], n, seed)
                 prefetched = self._score_chunk([r for _, r in chunk])
+                finished = []
                 for i, ((key, req), completions) in enumerate(zip(chunk, outputs, strict=True)):
                     if len(completions) != n:
                         raise RuntimeError(f"engine returned {len(completions)} completions, expected {n}")
                     scored: dict[str, list[float]] = dict(prefetched[i]) if prefetched else {}
                     salt = self._draw_key(req)
                     responses = [self._finish(req, c, f"{salt}#{k}", scored) for k, c in enumerate(completions)]
-                    self.cache.put(key, [asdict(r) for r in responses])
+                    finished.append((key, [asdict(r) for r in responses]))
                     found[key] = responses
+                self._store(finished)
                 stats.model_calls += len(chunk)
                 bar.update(len(chunk))
         bar.close()

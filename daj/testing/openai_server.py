@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise DajError(f"adapter {name!r} has rank {rank} > --max-lora-rank {args.max_lora_rank}",
                                field="--max-lora-rank")
         engine = HFEngine(model, adapter=args.adapter, dtype=DTYPES.get(args.dtype, args.dtype), device=args.device,
-                          batch_size=1)
+                          batch_size=1, merge_adapter=not (loras or args.enable_lora))
         server = make_server(engine, args.served_model_name or model, args.host, args.port, args.api_key,
                              loras, args.enable_lora)
     except DajError as e:
