@@ -7,11 +7,12 @@ times per ordered pair (metrics averaged over the responses, daj.eval.pairwise):
   base     judge.model without adapter
   trained  judge.model + models/judge (the train stage's adapter) when that directory exists, else
            + judge.adapter when set; absent when neither exists
-Writes metrics/pairwise.json: {"split", "policies", "max_pairs_per_problem", "judges": {"base": {...},
-"trained": {...}}} with the metrics of daj.eval.pairwise per judge (accuracy with its 95% bootstrap
-interval over problems, per order, position-1 rate, swap consistency, ...), plus its model, adapter
-and seconds. With the judge's swap option (judge.swap, scoring both orders and combining them) the
-same metrics describe the combined answers.
+Writes metrics/pairwise.json: {"split", "policies", "max_pairs_per_problem", "responses_per_pair", "swap",
+"judges": {"base": {...}, "trained": {...}}} with the metrics of daj.eval.pairwise per judge (accuracy with
+its 95% bootstrap interval over problems, per order, position-1 rate, swap consistency, ...), plus its
+model and adapter. With bon.swap, each judge also gets "swap": the metrics of its swap-combined answers
+(both orders of a pair scored and combined, daj.judge.swap; the same judge calls, no further one), and
+the log its seconds.
 
 The judge cache is keyed by the engine name, which carries content digests of the model and adapter
 (daj.judge.runner.judge_name), so a retrained adapter at the same path is never answered from an older
@@ -24,7 +25,7 @@ import logging
 
 from daj.config import ParamsConfig
 from daj.data.pools import load_pools
-from daj.eval.pairwise import evaluate_judge, runner_select
+from daj.eval.pairwise import evaluate_judge, runner_select, swap_select
 from daj.io import read_jsonl, write_json
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import build_runner
@@ -54,6 +55,8 @@ def main(config: ParamsConfig) -> None:
         runner, _ = build_runner(config.judge, adapter, config.caches.judge, where=str(params_path()))
         try:
             metrics = evaluate_judge(prompts, runner_select(runner, seed, responses))
+            if config.bon.swap:
+                metrics["swap"] = evaluate_judge(prompts, swap_select(runner, seed, responses), combined=True)
         finally:
             runner.engine.close()
         out[name] = {"model": config.judge.model, "adapter": adapter, **metrics}
@@ -62,9 +65,12 @@ def main(config: ParamsConfig) -> None:
                  "(%.1f s)", name, _fmt(metrics["accuracy"]), "n/a" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}",
                  _fmt(metrics["position1_rate"]), _fmt(metrics["swap_consistency"]),
                  _fmt(metrics["format_error_rate"]), metrics["seconds"])
+        if "swap" in metrics:
+            log.info("%s judge, both orders combined: accuracy %s, ties %s", name, _fmt(metrics["swap"]["accuracy"]),
+                     _fmt(metrics["swap"]["tie_rate"]))
     results, run = split_run_fields(out)  # seconds and cache hits: how this run went
     write_json(METRICS, {"split": split, "policies": list(policies), "max_pairs_per_problem": max_pairs,
-                         "responses_per_pair": responses, "judges": results})
+                         "responses_per_pair": responses, "swap": config.bon.swap, "judges": results})
     record("pairwise", run)
 
 

@@ -27,6 +27,13 @@ Metrics of one judge (all rates over ordered prompts unless said otherwise):
   n_pairs, n_prompts, n_problems, responses_per_prompt
 A random judge scores 0.5 accuracy; a judge that always picks position 1 scores 0.5 accuracy,
 position1_rate 1 and swap_consistency 0 (per order: 1 when the passing program is first, 0 when second).
+
+Swap-combined answers (bon.swap, `swap_select`): every ordered prompt's answer is the combination of
+both orders of its pair (daj.judge.swap.respond_swapped, the same judge requests as `runner_select`,
+so they cost no further model call); both orders of a pair then name the same program. Their metrics
+(`combined=True`) are the same minus raw_format_error_rate and forced_rate, plus
+  tie_rate             combined answers decided by the pair's seeded coin (orders disagreeing with
+                       votes only, or equal combined scores)
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from daj.data.schema import DIFFICULTIES
 from daj.judge.pairs import PairPrompt
 from daj.judge.prompt import build_messages
 from daj.judge.runner import JudgeRequest, JudgeRunner
+from daj.judge.swap import SwapRequest, respond_swapped
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Answer:
     selection: int | None      # after forced selection; None = format error
     raw_selection: int | None  # as the model wrote it
     forced: bool
+    tie: bool = False          # swap-combined answers: decided by the pair's seeded coin
 
 
 SelectFn = Callable[[list[PairPrompt]], list[list[Answer]]]
@@ -70,12 +79,29 @@ def runner_select(runner: JudgeRunner, seed: int, responses: int = 1) -> SelectF
     return select
 
 
+def swap_select(runner: JudgeRunner, seed: int, responses: int = 1) -> SelectFn:
+    """A SelectFn whose answers combine both orders of each pair (see the module docstring): prompt i
+    is asked as shown (forward) and with its candidates swapped (backward), `responses` times each."""
+    max_chars = runner.settings.max_prompt_chars
+
+    def select(prompts: list[PairPrompt]) -> list[list[Answer]]:
+        requests = []
+        for p in prompts:
+            a, b = p.shown[0].code, p.shown[1].code
+            requests.append(SwapRequest(build_messages(p.problem, [a, b], max_chars),
+                                        build_messages(p.problem, [b, a], max_chars), n=responses, seed=seed))
+        out, _ = respond_swapped(runner, requests)
+        return [[Answer(c.selection, c.selection, False, c.tie) for c in choices] for choices in out]
+
+    return select
+
+
 def _rate(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def pairwise_metrics(prompts: list[PairPrompt], answers: list[Answer]) -> dict:
-    """The metrics of the module docstring for answers[i] to prompts[i]."""
+def pairwise_metrics(prompts: list[PairPrompt], answers: list[Answer], combined: bool = False) -> dict:
+    """The metrics of the module docstring for answers[i] to prompts[i] (`combined`: swap-combined ones)."""
     if len(prompts) != len(answers):
         raise ValueError(f"{len(answers)} answers for {len(prompts)} prompts")
     n = len(prompts)
@@ -96,7 +122,7 @@ def pairwise_metrics(prompts: list[PairPrompt], answers: list[Answer]) -> dict:
         picked = [p.shown[a.selection - 1] if a.selection in (1, 2) else None for p, a, _ in members]
         consistent += picked[0] is not None and picked[0] == picked[1]
     parsed = [a.selection for a in answers if a.selection is not None]
-    return {
+    out = {
         "accuracy": _rate(sum(correct), n),
         "accuracy_by_difficulty": {d: _rate(sum(by_diff[d]), len(by_diff[d])) for d in DIFFICULTIES},
         "accuracy_by_order": {"pass_first": _rate(sum(by_order[1]), len(by_order[1])),
@@ -112,6 +138,10 @@ def pairwise_metrics(prompts: list[PairPrompt], answers: list[Answer]) -> dict:
         "n_prompts": n,
         "n_problems": len({p.problem["id"] for p in prompts}),
     }
+    if combined:
+        del out["raw_format_error_rate"], out["forced_rate"]
+        out["tie_rate"] = _rate(sum(a.tie for a in answers), n)
+    return out
 
 
 def _mean(values: list):
@@ -124,14 +154,14 @@ def _mean(values: list):
     return sum(values) / len(values)
 
 
-def replicate_metrics(prompts: list[PairPrompt], answers: list[list[Answer]]) -> dict:
+def replicate_metrics(prompts: list[PairPrompt], answers: list[list[Answer]], combined: bool = False) -> dict:
     """pairwise_metrics of each response index k, averaged over k (see the module docstring)."""
     if len(prompts) != len(answers):
         raise ValueError(f"{len(answers)} answer lists for {len(prompts)} prompts")
     n = min((len(a) for a in answers), default=1)
     if any(len(a) != n for a in answers) or n < 1:
         raise ValueError("every prompt needs the same number (>= 1) of answers")
-    out = _mean([pairwise_metrics(prompts, [a[k] for a in answers]) for k in range(n)])
+    out = _mean([pairwise_metrics(prompts, [a[k] for a in answers], combined) for k in range(n)])
     return {**out, **accuracy_intervals(prompts, answers), "responses_per_prompt": n}
 
 
@@ -170,11 +200,12 @@ def accuracy_intervals(prompts: list[PairPrompt], answers: list[list[Answer]], r
     return {"accuracy_ci95": ci(None), "accuracy_by_order_ci95": {"pass_first": ci(1), "pass_second": ci(2)}}
 
 
-def evaluate_judge(prompts: list[PairPrompt], select: SelectFn) -> dict:
-    """Ask `select` about every ordered pair; the metrics plus the wall time in `seconds`."""
+def evaluate_judge(prompts: list[PairPrompt], select: SelectFn, combined: bool = False) -> dict:
+    """Ask `select` about every ordered pair; the metrics plus the wall time in `seconds` (`combined`:
+    swap_select's answers)."""
     start = time.perf_counter()
     answers = select(prompts) if prompts else []
-    metrics = replicate_metrics(prompts, answers) if prompts else {
-        **pairwise_metrics([], []), "accuracy_ci95": None,
+    metrics = replicate_metrics(prompts, answers, combined) if prompts else {
+        **pairwise_metrics([], [], combined), "accuracy_ci95": None,
         "accuracy_by_order_ci95": {"pass_first": None, "pass_second": None}, "responses_per_prompt": 0}
     return {**metrics, "seconds": round(time.perf_counter() - start, 3)}

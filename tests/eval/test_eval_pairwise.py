@@ -14,7 +14,7 @@ from daj.config import JudgeConfig
 from daj.data.pools import PoolCandidate
 from daj.engines.base import Completion
 from daj.errors import DajError
-from daj.eval.pairwise import Answer, evaluate_judge, pairwise_metrics, runner_select
+from daj.eval.pairwise import Answer, evaluate_judge, pairwise_metrics, runner_select, swap_select
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import JudgeRunner
 from daj.params import load_config
@@ -160,6 +160,50 @@ def test_runner_select_asks_once_per_ordered_pair():
     assert engine.prompts == 8 and m3["responses_per_prompt"] == 3 and m3["accuracy"] == 0.5
 
 
+class ReadsCode:
+    """An engine double that scores the options by a strong position-1 bias plus a weaker preference for
+    the passing program (print(0) here), as a selection-only judge."""
+
+    name = "reads-code"
+
+    def __init__(self):
+        self.scored = 0
+
+    def generate(self, prompts, params, prefixes=None):
+        raise AssertionError("selection only: nothing is generated")
+
+    def score_continuations(self, prompt, prefix, options):
+        self.scored += 1
+        text = prompt[-1]["content"]
+        good = 1 if text.index("print(0)") < text.index("print(2)") else 2
+        return [(3.0 if k == 1 else 0.0) + (1.0 if k == good else 0.0) for k in (1, 2)]
+
+    def close(self):
+        pass
+
+
+def test_swap_select_combines_both_orders_without_further_calls():
+    """A pure position-1 judge: every pair a tie, decided by one coin for both orders. A position bias
+    stronger than the content preference: each order alone is at chance, the combination always right."""
+    prompts = pair_prompts("test", PROBLEMS, POOLS, max_pairs=1, seed=0)
+    engine = AlwaysFirst()
+    runner = JudgeRunner(engine, JudgeConfig(max_new_tokens=8, force_selection=False, force_sampling=False))
+    plain = evaluate_judge(prompts, runner_select(runner, seed=0))
+    calls = engine.prompts
+    combined = evaluate_judge(prompts, swap_select(runner, seed=0), combined=True)
+    assert engine.prompts == calls  # the same requests: answered from the cache
+    assert plain["swap_consistency"] == 0.0 and combined["tie_rate"] == 1.0
+    assert combined["swap_consistency"] == 1.0 and "forced_rate" not in combined
+
+    only_a = pair_prompts("test", PROBLEMS[:1], {"lcb/a": [cand(0, True), cand(2, False)]}, max_pairs=1, seed=0)
+    engine = ReadsCode()
+    runner = JudgeRunner(engine, JudgeConfig(mode="select", force_selection=False, force_sampling=False))
+    plain = evaluate_judge(only_a, runner_select(runner, seed=0))
+    combined = evaluate_judge(only_a, swap_select(runner, seed=0), combined=True)
+    assert plain["position1_rate"] == 1.0 and plain["accuracy"] == 0.5
+    assert combined["accuracy"] == 1.0 and combined["tie_rate"] == 0.0 and engine.scored == 2
+
+
 @pytest.fixture(scope="module")
 def stage_run(tmp_path_factory):
     """The stage on 3 HumanEval test problems with the tiny judge, without and with an adapter."""
@@ -214,3 +258,18 @@ def test_stage_rejects_a_directory_that_is_not_an_adapter(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DajError, match="not a PEFT adapter"):
         pairwise_stage.main(load_config())
+
+
+def test_stage_with_swap_adds_the_combined_metrics_at_no_extra_call(tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model_dir(), pairwise__max_pairs_per_problem=1, bon__swap=True)
+    monkeypatch.chdir(tmp_path)
+    pairwise_stage.main(load_config())
+    out = json.loads((tmp_path / "metrics/pairwise.json").read_text())
+    base = out["judges"]["base"]
+    assert out["swap"] is True and base["swap"]["n_prompts"] == base["n_prompts"] == 6
+    assert base["swap"]["swap_consistency"] == 1.0 and 0.0 <= base["swap"]["tie_rate"] <= 1.0
+    assert "seconds" not in base["swap"]  # timings go to the log
+    assert json.loads((tmp_path / "logs/pairwise.json").read_text())["base"]["swap"]["seconds"] >= 0
+    from daj.judge.cache import JudgeCache
+
+    assert len(JudgeCache(tmp_path / ".cache/judge")) == 6  # the two orders are the plain prompts themselves
