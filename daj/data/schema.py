@@ -30,8 +30,8 @@ tests:
 from __future__ import annotations
 
 from daj.config import BENCHMARKS, SPLITS  # noqa: F401 - the params' enumerations, re-exported
+from sandbox.inside.protocol import KINDS as TEST_TYPES  # noqa: F401 - the sandbox's list of test kinds, the only one
 
-TEST_TYPES = ("stdin", "functional", "unittest", "humaneval")
 DIFFICULTIES = ("easy", "medium", "hard")
 PROBLEM_FIELDS = ("id", "benchmark", "title", "prompt", "starter_code", "platform", "difficulty",
                   "release_date", "tests")

@@ -31,6 +31,8 @@ def load_problems(benchmark: str, data: DataConfig, where: str = "params.yaml") 
                            "use hf or a snapshot directory", **at)
         problems = humaneval.load_humaneval_package()
     elif source == "hf":
+        if benchmark == "lcb":
+            lcb.release_files(data.lcb_release, params_path=where)  # a bad release name fails offline too
         require_hub(f"data.source hf ({benchmark})", path=where, field="data.source",
                     instead="set data.source to a local snapshot directory (docs/data.md)")
         if benchmark == "humaneval":
