@@ -91,12 +91,12 @@ def main() -> None:
                                       "repetition_penalty": 1.05, "max_new_tokens": 256},
               "policies": [{"name": "tiny_gpu", "backend": "hf", "model": model, "device": DEVICE,
                             "batch_size": 16, "chunk": 16, "problems": int(os.environ.get("DAJ_PROBLEMS", "64"))}],
-              "split": {"exclude_platforms": []}, "sample": {"work_dir": ".cache/sample"}}
+              "split": {"exclude_platforms": []}, "caches": {"sample": ".cache/sample"}}
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "stages.sample"], cwd=work, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
-    metrics = json.loads((work / "metrics" / "sample.json").read_text())["tiny_gpu"] if proc.returncode == 0 \
+    metrics = json.loads((work / "metrics" / "sample" / "tiny_gpu.json").read_text()) if proc.returncode == 0 \
         else {"error": proc.stderr[-2000:]}
     report["sample_stage_hf_cuda"] = {"wall_s": round(time.perf_counter() - t0, 1),
                                       **{k: metrics.get(k) for k in ("candidates", "completion_tokens",
