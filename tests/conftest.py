@@ -43,3 +43,11 @@ def tiny_model() -> str:
     from _tiny_model import tiny_model_dir
 
     return tiny_model_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model: str):
+    """One hf engine on the tiny model (batch_size 2), shared by the session: tests must not change it."""
+    from _tiny_model import tiny_engine as shared
+
+    return shared()

@@ -10,7 +10,6 @@ import shutil
 import pytest
 import torch
 from _judge_data import make_workspace
-from _tiny_model import tiny_model_dir
 
 from daj import select
 from daj.io import read_jsonl, write_jsonl
@@ -26,19 +25,19 @@ def bon_picks(root, method: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tiny_model, tmp_path_factory):
     """The bon stage on 3 HumanEval test problems (tiny judge, plain and swapped votes)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("select")
-    make_workspace(root, tiny_model_dir(), bon__scaling_judge=False, bon__rounds=6)
+    make_workspace(root, tiny_model, bon__scaling_judge=False, bon__rounds=6)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         bon_stage.main(load_config())
         shutil.copy(root / "metrics/bon_problems.csv", root / "plain.csv")
-        make_workspace(root, tiny_model_dir(), bon__scaling_judge=False, bon__rounds=6, bon__swap=True)
+        make_workspace(root, tiny_model, bon__scaling_judge=False, bon__rounds=6, bon__swap=True)
         bon_stage.main(load_config())
         shutil.copy(root / "metrics/bon_problems.csv", root / "swap.csv")
-        make_workspace(root, tiny_model_dir(), bon__scaling_judge=False, bon__rounds=6)
+        make_workspace(root, tiny_model, bon__scaling_judge=False, bon__rounds=6)
     return root
 
 
@@ -101,10 +100,10 @@ def test_bad_inputs_are_named_and_nothing_is_written(workspace, tmp_path, capsys
     assert select.main(args) == 2 and "field 'code_list'" in capsys.readouterr().err and not out.exists()
 
 
-def test_an_lcb_pool_and_a_problem_without_candidates(tmp_path, monkeypatch):
+def test_an_lcb_pool_and_a_problem_without_candidates(tiny_model, tmp_path, monkeypatch):
     """LiveCodeBench's format, problems without tests: public_tests needs no model and no sandbox run."""
     monkeypatch.chdir(tmp_path)
-    make_workspace(tmp_path, tiny_model_dir())
+    make_workspace(tmp_path, tiny_model)
     pool = tmp_path / "m_eval_all.json"
     pool.write_text(json.dumps([{"question_id": "q1", "code_list": ["print(1)", "print(2)", "print(3)"]}]))
     problems = tmp_path / "problems.jsonl"

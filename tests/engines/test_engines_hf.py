@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from _tiny_model import tiny_engine, tiny_model_dir
 
 from daj.engines.base import Completion, SamplingParams, ScoringEngine
 from daj.engines.hf import HFEngine
@@ -25,8 +24,8 @@ def texts(result):
     return [[c.text for c in cs] for cs in result]
 
 
-def test_n_completions_with_token_counts():
-    eng = tiny_engine()
+def test_n_completions_with_token_counts(tiny_engine):
+    eng = tiny_engine
     out = eng.generate(CHATS, SamplingParams(n=3, max_new_tokens=6, seed=1))
     assert len(out) == 3 and all(len(c) == 3 for c in out)
     for chat, comps in zip(CHATS, out, strict=True):
@@ -39,8 +38,8 @@ def test_n_completions_with_token_counts():
     assert len({c.text for c in out[0]}) > 1  # sampled, not copies
 
 
-def test_seed_reproducible_and_seed_matters():
-    eng = tiny_engine()
+def test_seed_reproducible_and_seed_matters(tiny_engine):
+    eng = tiny_engine
     p = SamplingParams(n=2, max_new_tokens=5, seed=7)
     flat = lambda r: [t for ts in texts(r) for t in ts]  # noqa: E731
     a = flat(eng.generate(CHATS, p))
@@ -48,8 +47,8 @@ def test_seed_reproducible_and_seed_matters():
     assert a != flat(eng.generate(CHATS, SamplingParams(n=2, max_new_tokens=5, seed=8)))
 
 
-def test_greedy_and_budget():
-    eng = tiny_engine()
+def test_greedy_and_budget(tiny_engine):
+    eng = tiny_engine
     out = eng.generate(CHATS[:1], SamplingParams(n=2, temperature=0, max_new_tokens=3))
     assert out[0][0].text == out[0][1].text and out[0][0].completion_tokens <= 3
     # a longer budget continues the same greedy path
@@ -58,8 +57,8 @@ def test_greedy_and_budget():
         assert longer.completion_tokens > 3
 
 
-def test_prefix_changes_the_context():
-    eng = tiny_engine()
+def test_prefix_changes_the_context(tiny_engine):
+    eng = tiny_engine
     assert eng.render(CHATS[0], "<think>").endswith("<|im_start|>assistant\n<think>")
     out = eng.generate(CHATS[:1], SamplingParams(n=1, max_new_tokens=4), prefixes=["<selection>"])
     assert out[0][0].prompt_tokens > eng.generate(CHATS[:1], SamplingParams(n=1, max_new_tokens=4))[0][0].prompt_tokens
@@ -68,11 +67,11 @@ def test_prefix_changes_the_context():
 
 
 @pytest.mark.parametrize("penalty", [1.05, 1.0])
-def test_answers_do_not_depend_on_the_batch(penalty):
+def test_answers_do_not_depend_on_the_batch(tiny_engine, penalty):
     """A prompt's sampled completions depend on the prompt, the settings and the seed only: batch sizes
     1, 2 and 8 (left-padded chunks of prompts of very different lengths), other neighbours, a prefix."""
     p = SamplingParams(n=3, max_new_tokens=12, seed=3, repetition_penalty=penalty)
-    engines = {size: HFEngine.from_model(tiny_engine().model, tiny_engine().tokenizer, batch_size=size)
+    engines = {size: HFEngine.from_model(tiny_engine.model, tiny_engine.tokenizer, batch_size=size)
                for size in (1, 2, 8)}
     want = texts(engines[1].generate(VARIED, p))
     assert len({t for ts in want for t in ts}) > len(VARIED)  # varied answers: the check means something
@@ -88,20 +87,20 @@ def test_answers_do_not_depend_on_the_batch(penalty):
     assert texts(engines[1].generate(VARIED[2:3], p, prefixes=["<think>"])) == prefixed[2:]
 
 
-def _peaky_engine() -> HFEngine:
+def _peaky_engine(tiny_engine) -> HFEngine:
     """The tiny model with seeded noise on its weights: greedy decoding then writes varied tokens (the
     random tiny model itself writes newlines)."""
-    model = copy.deepcopy(tiny_engine().model)
+    model = copy.deepcopy(tiny_engine.model)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=g) * 0.3)
-    return HFEngine.from_model(model, tiny_engine().tokenizer, batch_size=4)
+    return HFEngine.from_model(model, tiny_engine.tokenizer, batch_size=4)
 
 
-def test_greedy_equals_transformers_generate():
+def test_greedy_equals_transformers_generate(tiny_engine):
     """The decoding loop against transformers' own `generate` (greedy, repetition penalty): same tokens."""
-    eng = _peaky_engine()
+    eng = _peaky_engine(tiny_engine)
     p = SamplingParams(n=1, temperature=0, max_new_tokens=16, repetition_penalty=1.3)
     ours = [cs[0] for cs in eng.generate(VARIED, p)]
     assert len({c.text for c in ours}) > 3
@@ -115,17 +114,17 @@ def test_greedy_equals_transformers_generate():
         assert eng.tokenizer.decode(new if stop is None else new[:stop], skip_special_tokens=True) == comp.text
 
 
-def test_top_k_one_samples_the_greedy_tokens():
-    eng = _peaky_engine()
+def test_top_k_one_samples_the_greedy_tokens(tiny_engine):
+    eng = _peaky_engine(tiny_engine)
     greedy = texts(eng.generate(VARIED, SamplingParams(n=1, temperature=0, max_new_tokens=10)))
     assert texts(eng.generate(VARIED, SamplingParams(n=2, temperature=0.7, top_k=1, max_new_tokens=10))) == [
         g * 2 for g in greedy]
 
 
-def test_draws_follow_the_probabilities():
+def test_draws_follow_the_probabilities(tiny_engine):
     """4,000 first tokens of one prompt (one row each) against the model's probabilities at temperature
     0.8 with top-k 12: Pearson's chi-square stays under its 0.1% critical value, and the top-k cut holds."""
-    eng = tiny_engine()
+    eng = tiny_engine
     chat = CHATS[1]
     rows = 4000
     out = eng.generate([chat], SamplingParams(n=rows, temperature=0.8, top_k=12, top_p=1.0, repetition_penalty=1.0,
@@ -150,8 +149,8 @@ def test_draws_follow_the_probabilities():
     assert df >= 3 and stat < critical, (stat, critical)
 
 
-def test_score_continuations_matches_token_log_probs():
-    eng = tiny_engine()
+def test_score_continuations_matches_token_log_probs(tiny_engine):
+    eng = tiny_engine
     assert isinstance(eng, ScoringEngine)
     # options of different token lengths (one token up to several): the cached, batched scoring
     # must equal a plain forward pass over context + option, option by option
@@ -172,20 +171,20 @@ def test_score_continuations_matches_token_log_probs():
     assert eng.prompt_tokens(CHATS[0], "<selection>") == len(ctx)
 
 
-def test_registry_builds_hf_engine():
-    eng = make_engine({"backend": "hf", "model": tiny_model_dir(), "adapter": None, "device": "cpu", "n": 3})
-    assert eng.name == tiny_model_dir()
+def test_registry_builds_hf_engine(tiny_model):
+    eng = make_engine({"backend": "hf", "model": tiny_model, "adapter": None, "device": "cpu", "n": 3})
+    assert eng.name == tiny_model
     assert len(eng.generate(CHATS[:1], SamplingParams(n=2, max_new_tokens=2))[0]) == 2
     with pytest.raises(DajError, match="adapter"):
-        make_engine({"backend": "hf", "model": tiny_model_dir(), "adapter": "/nonexistent/adapter"})
+        make_engine({"backend": "hf", "model": tiny_model, "adapter": "/nonexistent/adapter"})
     for option, value in (("batch_size", 0), ("penalty", "slow"), ("cache", "static")):
         with pytest.raises(DajError, match=option):
-            make_engine({"backend": "hf", "model": tiny_model_dir(), option: value})
+            make_engine({"backend": "hf", "model": tiny_model, option: value})
 
 
-def test_score_continuations_batch_equals_one_prompt_path():
+def test_score_continuations_batch_equals_one_prompt_path(tiny_engine):
     """Several prompts of different lengths, their options in one batch: the one-prompt scores to 1e-5."""
-    eng = tiny_engine()
+    eng = tiny_engine
     requests = [(CHATS[0], "<selection>", ["1</selection>", "2</selection>"]),
                 (CHATS[1], "<think>short</think>\n<selection>", ["1", "12", "def f(x): return x"]),
                 (CHATS[2], "", ["a"]),
@@ -201,11 +200,11 @@ def test_score_continuations_batch_equals_one_prompt_path():
         eng.score_continuations_batch([(CHATS[0], "", ["1"]), (CHATS[1], "", [""])])
 
 
-def test_options_scored_after_generation_equal_score_continuations():
+def test_options_scored_after_generation_equal_score_continuations(tiny_engine):
     """`continuations`: the options are scored on the decoding cache, equal to scoring the same prefix
     from scratch (within 1e-5), whether the prefix extends the completion, rewrites its end, or is asked
     twice; completions asked nothing carry no scores."""
-    eng = tiny_engine()
+    eng = tiny_engine
     options = ["1</selection>", "2</selection>", "10</selection>"]
     asked = []
 

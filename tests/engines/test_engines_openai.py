@@ -13,7 +13,6 @@ import time
 import urllib.request
 
 import pytest
-from _tiny_model import tiny_engine, tiny_model_dir
 
 from daj.engines.base import SamplingParams
 from daj.engines.openai_engine import OpenAIEngine
@@ -26,8 +25,8 @@ CHATS = [[{"role": "user", "content": "def add(a, b):"}], [{"role": "user", "con
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = make_server(tiny_engine(), "tiny", port=0, api_key="sekret")
+def server(tiny_engine):
+    srv = make_server(tiny_engine, "tiny", port=0, api_key="sekret")
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
@@ -91,7 +90,7 @@ def test_server_down_is_a_clear_error():
     assert time.perf_counter() - start >= 0.03  # backed off 0.01 + 0.02 s
 
 
-def test_retries_with_backoff_then_succeeds(monkeypatch):
+def test_retries_with_backoff_then_succeeds(tiny_engine, monkeypatch):
     class Flaky(Handler):
         failures = 2
 
@@ -102,7 +101,7 @@ def test_retries_with_backoff_then_succeeds(monkeypatch):
                 return
             super().do_POST()
 
-    srv = make_server(tiny_engine(), "tiny", port=0)
+    srv = make_server(tiny_engine, "tiny", port=0)
     srv.RequestHandlerClass = Flaky
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -121,11 +120,11 @@ def test_retries_with_backoff_then_succeeds(monkeypatch):
         srv.server_close()
 
 
-def test_serve_cli_subprocess():
+def test_serve_cli_subprocess(tiny_model):
     """`python -m daj.testing.openai_server` answers /v1/models and a chat completion."""
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "daj.testing.openai_server", "--model", tiny_model_dir(),
+    proc = subprocess.Popen([sys.executable, "-m", "daj.testing.openai_server", "--model", tiny_model,
                              "--served-model-name", "tiny", "--port", str(port), "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
@@ -141,7 +140,7 @@ def test_serve_cli_subprocess():
         proc.wait(timeout=10)
 
 
-def test_reasoning_api_style_sends_no_sampling_settings():
+def test_reasoning_api_style_sends_no_sampling_settings(tiny_engine):
     """api: openai-reasoning (OpenAI's o-series) sends n, seed and max_completion_tokens only; our server
     reads that budget, and the default style still sends vLLM's sampling fields."""
     bodies = []
@@ -155,7 +154,7 @@ def test_reasoning_api_style_sends_no_sampling_settings():
             self.headers.replace_header("Content-Length", str(len(body)))
             super().do_POST()
 
-    srv = make_server(tiny_engine(), "tiny", port=0)
+    srv = make_server(tiny_engine, "tiny", port=0)
     srv.RequestHandlerClass = Recording
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

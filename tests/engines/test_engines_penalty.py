@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _tiny_model import tiny_engine
 from transformers import RepetitionPenaltyLogitsProcessor
 
 from daj.engines.base import SamplingParams
@@ -85,9 +84,9 @@ def _texts(result):
 
 
 @pytest.mark.parametrize("temperature", [0.7, 0.0])
-def test_engine_samples_the_same_tokens_as_transformers_processor(temperature):
+def test_engine_samples_the_same_tokens_as_transformers_processor(tiny_engine, temperature):
     """Left-padded batches, n > 1: the fast penalty gives exactly the completions of transformers' processor."""
-    eng = tiny_engine()
+    eng = tiny_engine
     p = SamplingParams(n=2, max_new_tokens=12, seed=3, temperature=temperature, repetition_penalty=1.8)
     assert eng.penalty == "fast"
     fast = eng.generate(CHATS, p)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _tiny_model import tiny_model_dir
 
 from daj.engines.base import SamplingParams
 from daj.engines.hf import HFEngine
@@ -35,12 +34,12 @@ SP = SamplingParams(n=2, max_new_tokens=6, seed=4)
 
 
 @functools.lru_cache(maxsize=4)
-def adapter_dir(seed: int) -> str:
+def adapter_dir(tiny_model, seed: int) -> str:
     """A LoRA adapter on the tiny model whose B matrices are random (so it changes the outputs)."""
     from daj.models.loading import load_causal_lm
     from daj.train.lora import add_lora, save_adapter
 
-    model, tok = load_causal_lm(tiny_model_dir(), device="cpu")
+    model, tok = load_causal_lm(tiny_model, device="cpu")
     lora = add_lora(model, r=4, alpha=8, targets=["q_proj", "v_proj"], seed=seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -56,17 +55,17 @@ def texts(result) -> list[list[str]]:
     return [[c.text for c in cs] for cs in result]
 
 
-def local(adapter: str | None, chats: list, sp: SamplingParams = SP) -> list[list[str]]:
+def local(tiny_model, adapter: str | None, chats: list, sp: SamplingParams = SP) -> list[list[str]]:
     """What the server should answer: the openai engine sends each prompt's own seed (prompt_seed)."""
-    eng = HFEngine(tiny_model_dir(), adapter=adapter, device="cpu", batch_size=1)
+    eng = HFEngine(tiny_model, adapter=adapter, device="cpu", batch_size=1)
     return [texts(eng.generate([c], SamplingParams(**{**sp.to_dict(), "seed": prompt_seed(sp.seed, c)})))[0]
             for c in chats]
 
 
 @pytest.fixture(scope="module")
-def server():
-    engine = HFEngine(tiny_model_dir(), device="cpu", batch_size=1)
-    srv = make_server(engine, "tiny", port=0, lora_modules={"judge": adapter_dir(1)}, enable_lora=True)
+def server(tiny_model):
+    engine = HFEngine(tiny_model, device="cpu", batch_size=1)
+    srv = make_server(engine, "tiny", port=0, lora_modules={"judge": adapter_dir(tiny_model, 1)}, enable_lora=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
@@ -74,11 +73,11 @@ def server():
     srv.server_close()
 
 
-def test_base_and_lora_module_by_name_equal_local_engines(server):
-    base_local, lora_local = local(None, CHATS), local(adapter_dir(1), CHATS)
+def test_base_and_lora_module_by_name_equal_local_engines(tiny_model, server):
+    base_local, lora_local = local(tiny_model, None, CHATS), local(tiny_model, adapter_dir(tiny_model, 1), CHATS)
     assert base_local != lora_local  # the adapter matters
     base = OpenAIEngine("tiny", base_url=server.url, api_key_env=None)
-    judge = make_engine({"backend": "openai", "model": "tiny", "adapter": adapter_dir(1), "adapter_name": "judge",
+    judge = make_engine({"backend": "openai", "model": "tiny", "adapter": adapter_dir(tiny_model, 1), "adapter_name": "judge",
                          "base_url": server.url, "api_key_env": None})
     assert judge.model == "judge"
     # alternate between them: switching adapters must not leak into the other name
@@ -86,36 +85,36 @@ def test_base_and_lora_module_by_name_equal_local_engines(server):
         assert texts(judge.generate(CHATS, SP)) == lora_local
         assert texts(base.generate(CHATS, SP)) == base_local
     served = {m["id"]: m for m in json.loads(urllib.request.urlopen(server.url + "/models", timeout=30).read())["data"]}
-    assert served["judge"]["parent"] == "tiny" and served["judge"]["root"] == adapter_dir(1)
+    assert served["judge"]["parent"] == "tiny" and served["judge"]["root"] == adapter_dir(tiny_model, 1)
     assert served["tiny"]["parent"] is None
 
 
-def test_runtime_load_and_unload(server):
+def test_runtime_load_and_unload(tiny_model, server):
     client = OpenAIEngine("tiny", base_url=server.url, api_key_env=None, max_retries=0,
-                          adapter=adapter_dir(2), adapter_name="fresh", load_adapter=True)
-    assert texts(client.generate(CHATS[:1], SP)) == local(adapter_dir(2), CHATS[:1])
+                          adapter=adapter_dir(tiny_model, 2), adapter_name="fresh", load_adapter=True)
+    assert texts(client.generate(CHATS[:1], SP)) == local(tiny_model, adapter_dir(tiny_model, 2), CHATS[:1])
     assert "fresh" in client.models()
     # loading again under the same name replaces it (the engine unloads a stale one first)
-    client.load_lora("fresh", adapter_dir(2))
+    client.load_lora("fresh", adapter_dir(tiny_model, 2))
     with pytest.raises(DajError, match="already served"):
-        client.request("/load_lora_adapter", {"lora_name": "fresh", "lora_path": adapter_dir(2)})
+        client.request("/load_lora_adapter", {"lora_name": "fresh", "lora_path": adapter_dir(tiny_model, 2)})
     with pytest.raises(DajError, match="not a PEFT adapter"):
-        client.request("/load_lora_adapter", {"lora_name": "bad", "lora_path": tiny_model_dir()})
+        client.request("/load_lora_adapter", {"lora_name": "bad", "lora_path": tiny_model})
     assert client.request("/unload_lora_adapter", {"lora_name": "fresh"})["message"].startswith("Success")
     assert "fresh" not in client.models()
     with pytest.raises(DajError, match="404.*not served"):
         client.generate(CHATS[:1], SP)
     # the other adapter still answers as before
     judge = OpenAIEngine("judge", base_url=server.url, api_key_env=None)
-    assert texts(judge.generate(CHATS[:1], SP)) == local(adapter_dir(1), CHATS[:1])
+    assert texts(judge.generate(CHATS[:1], SP)) == local(tiny_model, adapter_dir(tiny_model, 1), CHATS[:1])
 
 
-def test_runtime_updates_need_enable_lora():
-    srv = make_server(HFEngine(tiny_model_dir(), device="cpu", batch_size=1), "tiny", port=0)
+def test_runtime_updates_need_enable_lora(tiny_model):
+    srv = make_server(HFEngine(tiny_model, device="cpu", batch_size=1), "tiny", port=0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         with pytest.raises(DajError, match="enable-lora"):
-            OpenAIEngine("tiny", base_url=srv.url, api_key_env=None, max_retries=0, adapter=adapter_dir(1),
+            OpenAIEngine("tiny", base_url=srv.url, api_key_env=None, max_retries=0, adapter=adapter_dir(tiny_model, 1),
                          load_adapter=True)
     finally:
         srv.shutdown()
@@ -132,16 +131,16 @@ def test_parse_lora_modules_vllm_syntax():
             parse_lora_modules(bad)
 
 
-def test_vllm_serve_plan(tmp_path):
-    argv, env, spec = vllm_serve_plan("Qwen/Qwen3-1.7B", adapter=adapter_dir(1), adapter_name="judge", port=8001,
+def test_vllm_serve_plan(tiny_model, tmp_path):
+    argv, env, spec = vllm_serve_plan("Qwen/Qwen3-1.7B", adapter=adapter_dir(tiny_model, 1), adapter_name="judge", port=8001,
                                       max_model_len=16384, enforce_eager=True, gpu_memory_utilization=None)
     assert argv[:3] == ["vllm", "serve", "Qwen/Qwen3-1.7B"]
     joined = " ".join(argv)
-    assert f"--enable-lora --max-lora-rank 8 --lora-modules judge={adapter_dir(1)}" in joined  # r=4 -> 8
+    assert f"--enable-lora --max-lora-rank 8 --lora-modules judge={adapter_dir(tiny_model, 1)}" in joined  # r=4 -> 8
     assert "--dtype bfloat16" in joined and "--max-model-len 16384" in joined and "--enforce-eager" in joined
     assert "gpu-memory" not in joined and env == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
     assert spec == {"backend": "openai", "model": "Qwen/Qwen3-1.7B", "base_url": "http://127.0.0.1:8001/v1",
-                    "adapter": adapter_dir(1), "adapter_name": "judge"}
+                    "adapter": adapter_dir(tiny_model, 1), "adapter_name": "judge"}
     (tmp_path / "m.gguf").write_bytes(b"")
     plain, env, spec = vllm_serve_plan(f"gguf:{tmp_path}:m.gguf", dtype="fp32")
     assert plain[2] == f"{tmp_path}/m.gguf" and plain[plain.index("--tokenizer") + 1] == str(tmp_path)
@@ -165,14 +164,14 @@ def test_vllm_backend_without_vllm_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_vllm_serve_line_runs_our_server():
+def test_vllm_serve_line_runs_our_server(tiny_model):
     """The `vllm serve` argv of vllm_serve_plan, run by our server, answers the openai spec it gives."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv, _, spec = vllm_serve_plan(tiny_model_dir(), adapter=adapter_dir(1), adapter_name="judge", dtype="fp32",
+    argv, _, spec = vllm_serve_plan(tiny_model, adapter=adapter_dir(tiny_model, 1), adapter_name="judge", dtype="fp32",
                                     port=port, max_model_len=512)
     proc = subprocess.Popen([sys.executable, "-m", "daj.testing.openai_server", *argv[2:], "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -181,14 +180,14 @@ def test_vllm_serve_line_runs_our_server():
         line = proc.stdout.readline()
         assert f"127.0.0.1:{port}/v1" in line, line
         client = make_engine({**spec, "api_key_env": None})
-        assert sorted(client.models()) == sorted(["judge", tiny_model_dir()])
-        assert texts(client.generate(CHATS[:1], SP)) == local(adapter_dir(1), CHATS[:1])
+        assert sorted(client.models()) == sorted(["judge", tiny_model])
+        assert texts(client.generate(CHATS[:1], SP)) == local(tiny_model, adapter_dir(tiny_model, 1), CHATS[:1])
         base = make_engine({**spec, "adapter": None, "api_key_env": None})
-        assert texts(base.generate(CHATS[:1], SP)) == local(None, CHATS[:1])
+        assert texts(base.generate(CHATS[:1], SP)) == local(tiny_model, None, CHATS[:1])
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    for bad in (["--lora-modules", "judge"], ["--max-lora-rank", "2", "--lora-modules", f"j={adapter_dir(1)}"]):
-        run = subprocess.run([sys.executable, "-m", "daj.testing.openai_server", tiny_model_dir(), "--port", "0", *bad],
+    for bad in (["--lora-modules", "judge"], ["--max-lora-rank", "2", "--lora-modules", f"j={adapter_dir(tiny_model, 1)}"]):
+        run = subprocess.run([sys.executable, "-m", "daj.testing.openai_server", tiny_model, "--port", "0", *bad],
                              capture_output=True, text=True, timeout=120)
         assert run.returncode != 0 and ("--lora-modules" in run.stderr or "--max-lora-rank" in run.stderr), run.stderr

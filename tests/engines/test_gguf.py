@@ -22,6 +22,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 CHAT = [{"role": "user", "content": "Which is larger, 3 or 5? Answer with the number."}]
 
 
+@pytest.mark.slow  # about 74 s: loads and trains the 135M-parameter model
 def test_gguf_judge_generates_scores_trains_and_reloads(tmp_path):
     from daj.engines.registry import make_engine
     from daj.train.logprobs import collate, sequence_logps, tokenize_sequence

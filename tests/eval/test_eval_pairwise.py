@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 from _judge_data import make_workspace
-from _tiny_model import tiny_model_dir
 
 from daj.config import JudgeConfig
 from daj.data.pools import PoolCandidate
@@ -205,7 +204,7 @@ def test_swap_select_combines_both_orders_without_further_calls():
 
 
 @pytest.fixture(scope="module")
-def stage_run(tmp_path_factory):
+def stage_run(tiny_model, tmp_path_factory):
     """The stage on 3 HumanEval test problems with the tiny judge, without and with an adapter."""
     from daj.models.loading import load_causal_lm
     from daj.train.lora import add_lora, save_adapter
@@ -213,12 +212,12 @@ def stage_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pairwise")
     # the likeliest forced index (no sampling): answers are a function of the model's outputs alone
-    make_workspace(root, tiny_model_dir(), pairwise__max_pairs_per_problem=2, judge__force_sampling=False)
+    make_workspace(root, tiny_model, pairwise__max_pairs_per_problem=2, judge__force_sampling=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         pairwise_stage.main(load_config())
         base_only = json.loads((root / "metrics/pairwise.json").read_text())
-        model, tok = load_causal_lm(tiny_model_dir())
+        model, tok = load_causal_lm(tiny_model)
         save_adapter(add_lora(model, r=4, alpha=8, targets=["q_proj", "v_proj"]), tok, root / "models/judge")
         pairwise_stage.main(load_config())
         both = json.loads((root / "metrics/pairwise.json").read_text())
@@ -252,16 +251,16 @@ def test_stage_with_the_tiny_judge(stage_run):
     assert base_only["judges"]["base"]["accuracy"] == base["accuracy"]
 
 
-def test_stage_rejects_a_directory_that_is_not_an_adapter(tmp_path, monkeypatch):
-    make_workspace(tmp_path, tiny_model_dir())
+def test_stage_rejects_a_directory_that_is_not_an_adapter(tiny_model, tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model)
     (tmp_path / "models/judge").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DajError, match="not a PEFT adapter"):
         pairwise_stage.main(load_config())
 
 
-def test_stage_with_swap_adds_the_combined_metrics_at_no_extra_call(tmp_path, monkeypatch):
-    make_workspace(tmp_path, tiny_model_dir(), pairwise__max_pairs_per_problem=1, bon__swap=True)
+def test_stage_with_swap_adds_the_combined_metrics_at_no_extra_call(tiny_model, tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model, pairwise__max_pairs_per_problem=1, bon__swap=True)
     monkeypatch.chdir(tmp_path)
     pairwise_stage.main(load_config())
     out = json.loads((tmp_path / "metrics/pairwise.json").read_text())

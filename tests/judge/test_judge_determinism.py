@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from _judge_data import make_workspace
-from _tiny_model import tiny_model_dir
 
 from daj.params import load_config
 from stages import bon as bon_stage
@@ -37,10 +36,10 @@ def run(root: Path, monkeypatch, stages=(pairs_stage, bon_stage, pairwise_stage)
 
 
 @pytest.mark.slow
-def test_judge_stages_twice_from_empty_caches_give_the_same_bytes(tmp_path, monkeypatch):
+def test_judge_stages_twice_from_empty_caches_give_the_same_bytes(tiny_model, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     first, second = tmp_path / "a", tmp_path / "b"
-    make_workspace(first, tiny_model_dir(), bon__scaling_judge=False)
+    make_workspace(first, tiny_model, bon__scaling_judge=False)
     shutil.copytree(first, second)  # the same inputs, an empty cache of its own
     want = run(first, monkeypatch)
     assert not (second / ".cache").exists()
@@ -49,22 +48,22 @@ def test_judge_stages_twice_from_empty_caches_give_the_same_bytes(tmp_path, monk
     assert run(first, monkeypatch) == want
 
 
-def test_a_partly_warm_cache_gives_the_cold_outputs(tmp_path, monkeypatch):
+def test_a_partly_warm_cache_gives_the_cold_outputs(tiny_model, tmp_path, monkeypatch):
     """A cache filled by another run (one problem per split, so other chunk neighbours) answers those
     prompts as a cold run would have: the pairs outputs equal the cold run's."""
     torch.set_num_threads(1)
     cold, warm = tmp_path / "cold", tmp_path / "warm"
-    make_workspace(cold, tiny_model_dir())
-    make_workspace(warm, tiny_model_dir(), pairs__max_problems=1)
+    make_workspace(cold, tiny_model)
+    make_workspace(warm, tiny_model, pairs__max_problems=1)
     run(warm, monkeypatch, (pairs_stage,))
-    make_workspace(warm, tiny_model_dir())  # the same params as the cold run, the cache kept
+    make_workspace(warm, tiny_model)  # the same params as the cold run, the cache kept
     run(warm, monkeypatch, (pairs_stage,))
     run(cold, monkeypatch, (pairs_stage,))
     for rel in ("data/pairs/lower_scored.jsonl", "data/pairs/upper_scored.jsonl", "metrics/pairs.json"):
         assert (warm / rel).read_bytes() == (cold / rel).read_bytes(), rel
 
 
-def test_a_rounding_change_in_the_adapter_redraws_no_decision(tmp_path):
+def test_a_rounding_change_in_the_adapter_redraws_no_decision(tiny_model, tmp_path):
     """An adapter whose weights moved by 1e-7 (what a machine with other float kernels gives) has another
     content digest, hence another cache name; its forced draws use the same uniforms, so its selections
     stay those of the original adapter."""
@@ -76,7 +75,7 @@ def test_a_rounding_change_in_the_adapter_redraws_no_decision(tmp_path):
     from daj.train.lora import add_lora, save_adapter
 
     torch.set_num_threads(1)
-    model, tok = load_causal_lm(tiny_model_dir())
+    model, tok = load_causal_lm(tiny_model)
     peft = add_lora(model, r=4, alpha=8, targets=["q_proj", "v_proj"])
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -95,7 +94,7 @@ def test_a_rounding_change_in_the_adapter_redraws_no_decision(tmp_path):
     settings = JudgeConfig(max_new_tokens=6, force_selection=True, force_sampling=True, temperature=1.0)
     answers = {}
     for name in ("a", "b"):
-        engine = make_named_engine({"backend": "hf", "model": tiny_model_dir(), "adapter": str(tmp_path / name),
+        engine = make_named_engine({"backend": "hf", "model": tiny_model, "adapter": str(tmp_path / name),
                                     "device": "cpu"})
         answers[name] = JudgeRunner(engine, settings).respond(requests)[0]
         answers[name + "_engine"] = engine.name

@@ -8,7 +8,6 @@ import re
 import pytest
 import torch
 from _judge_data import make_workspace
-from _tiny_model import tiny_model_dir
 
 from daj.errors import DajError
 from daj.io import read_jsonl
@@ -19,21 +18,21 @@ LEVELS = {"correct": 0.75, "wrong": -0.25, "format_error": -2.0}  # not the defa
 
 
 @pytest.fixture(scope="module")
-def pairs_run(tmp_path_factory):
+def pairs_run(tiny_model, tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pairs")
-    make_workspace(root, tiny_model_dir(), **{f"reward__{k}": v for k, v in LEVELS.items()})
+    make_workspace(root, tiny_model, **{f"reward__{k}": v for k, v in LEVELS.items()})
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         pairs_stage.main(load_config())
     return root
 
 
-def test_pairs_outputs_follow_the_contract(pairs_run):
+def test_pairs_outputs_follow_the_contract(tiny_model, pairs_run):
     from transformers import AutoTokenizer
 
     root = pairs_run
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     metrics = json.loads((root / "metrics/pairs.json").read_text())
     for split in ("lower", "upper"):
         scored = read_jsonl(root / f"data/pairs/{split}_scored.jsonl")
@@ -98,16 +97,15 @@ def test_rerun_is_stable_and_served_from_cache(pairs_run, monkeypatch):
     assert run["model_calls"] == 0 and run["cache_hits"] == 12
 
 
-def test_bad_params_fail_cleanly(tmp_path, monkeypatch):
-    make_workspace(tmp_path, tiny_model_dir(), pairs__responses_per_pair=0)
+def test_bad_params_fail_cleanly(tiny_model, tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model, pairs__responses_per_pair=0)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DajError, match="pairs.responses_per_pair"):
         pairs_stage.main(load_config())
     assert not (tmp_path / "data/pairs").exists()
 
 
-def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
-    from _tiny_model import tiny_engine
+def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index(tiny_engine):
 
     from daj.config import JudgeConfig
     from daj.data.humaneval import load_humaneval_package
@@ -117,7 +115,7 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
     problem = load_humaneval_package()[2]
     chat = build_messages(problem, [problem["reference"], problem["prompt"] + "    return 0\n", problem["reference"]],
                           2000)
-    engine = tiny_engine()
+    engine = tiny_engine
     runner = JudgeRunner(engine, JudgeConfig(max_new_tokens=8, force_selection=True, force_sampling=False))
     [[resp]], stats = runner.respond([JudgeRequest(chat, 3, n=1, seed=3)])
     assert resp.forced and resp.raw_selection is None and stats.model_calls == 1
@@ -131,8 +129,8 @@ def test_forced_selection_on_the_hf_engine_takes_the_likeliest_index():
     assert resp.prompt_tokens == engine.prompt_tokens(chat, "<selection>") and resp.completion_tokens == 0
 
 
-def test_selection_only_pairs_one_scoring_per_prompt_and_no_duplicate_records(tmp_path, monkeypatch):
-    make_workspace(tmp_path, tiny_model_dir(), judge__mode="select", pairs__responses_per_pair=6)
+def test_selection_only_pairs_one_scoring_per_prompt_and_no_duplicate_records(tiny_model, tmp_path, monkeypatch):
+    make_workspace(tmp_path, tiny_model, judge__mode="select", pairs__responses_per_pair=6)
     monkeypatch.chdir(tmp_path)
     pairs_stage.main(load_config())
     m = json.loads((tmp_path / "metrics/pairs.json").read_text())["lower"]

@@ -269,12 +269,11 @@ def test_cache_names_keep_engines_apart():
     assert engine_cache_name({**http, "concurrency": 1, "max_retries": 9}) == engine_cache_name(http)
 
 
-def test_select_mode_scores_a_chunk_in_one_batch_like_one_by_one():
+def test_select_mode_scores_a_chunk_in_one_batch_like_one_by_one(tiny_engine):
     """The batched option scoring of a chunk gives the one-prompt path's log-probs (within 1e-5) and,
     at these margins, the same sampled selections."""
-    from _tiny_model import tiny_engine
 
-    engine = tiny_engine()  # batch_size 2: chunks of two prompts per padded forward
+    engine = tiny_engine  # batch_size 2: chunks of two prompts per padded forward
     calls = {"batch": 0}
     batch = engine.score_continuations_batch
 

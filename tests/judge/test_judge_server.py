@@ -22,7 +22,6 @@ import pytest
 import torch
 import yaml
 from _judge_data import make_workspace
-from _tiny_model import tiny_model_dir
 
 from daj.engines.base import Completion, SamplingParams
 from daj.errors import DajError
@@ -45,10 +44,10 @@ SCRIPT = {
 
 
 @pytest.fixture(scope="module")
-def tiny_server():
+def tiny_server(tiny_model):
     """`python -m daj.testing.openai_server` on the tiny model (a subprocess, real HTTP, an API key)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "daj.testing.openai_server", "--model", tiny_model_dir(), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "daj.testing.openai_server", "--model", tiny_model, "--port", "0",
                              "--served-model-name", "tiny", "--api-key", "sekret", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
     try:
@@ -113,11 +112,11 @@ def expected_label(selection: int | None, position: int) -> str:
     return "format_error" if selection is None else ("correct" if selection == position else "wrong")
 
 
-def test_malformed_answers_become_rejected_format_errors_end_to_end(tmp_path, monkeypatch, scripted_server):
-    make_workspace(tmp_path, tiny_model_dir(), pairs__responses_per_pair=6)
+def test_malformed_answers_become_rejected_format_errors_end_to_end(tiny_model, tmp_path, monkeypatch, scripted_server):
+    make_workspace(tmp_path, tiny_model, pairs__responses_per_pair=6)
     set_params(tmp_path, judge={"backend": "openai", "model": "scripted", "base_url": scripted_server,
                                 "force_selection": False, "engine_options": {},
-                                "tokenizer": tiny_model_dir()},  # renders the prompts
+                                "tokenizer": tiny_model},  # renders the prompts
                reward=LEVELS)
     monkeypatch.chdir(tmp_path)
     pairs_stage.main(load_config())
@@ -147,15 +146,15 @@ def test_malformed_answers_become_rejected_format_errors_end_to_end(tmp_path, mo
         assert calls == m["prompts"] and m["forced_rate"] == 0
 
 
-def test_judge_server_from_params_drives_pairs_bon_and_pairwise(tmp_path, monkeypatch, tiny_server):
+def test_judge_server_from_params_drives_pairs_bon_and_pairwise(tiny_model, tmp_path, monkeypatch, tiny_server):
     from stages import bon as bon_stage
     from stages import pairwise as pairwise_stage
 
     torch.set_num_threads(1)
-    make_workspace(tmp_path, tiny_model_dir(), pairwise__max_pairs_per_problem=1)
+    make_workspace(tmp_path, tiny_model, pairwise__max_pairs_per_problem=1)
     set_params(tmp_path, judge={"backend": "openai", "model": "tiny", "base_url": tiny_server,
                                 "api_key_env": "DAJ_JUDGE_KEY", "force_selection": False, "max_new_tokens": 6,
-                                "engine_options": {"max_retries": 0}, "tokenizer": tiny_model_dir()},
+                                "engine_options": {"max_retries": 0}, "tokenizer": tiny_model},
                bon={"scaling_judge": False, "rounds": 2})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DAJ_JUDGE_KEY", "wrong")
@@ -189,14 +188,14 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_server, scripted_server):
+def test_each_level_has_its_own_trajectory_models(tiny_model, tmp_path, monkeypatch, tiny_server, scripted_server):
     from daj.engines.hf import HFEngine
     from daj.models.tiny import build_tiny_model, humaneval_corpus
 
     torch.set_num_threads(1)
     other = tmp_path / "tiny_seed1"
     build_tiny_model(other, humaneval_corpus(), seed=1)  # a different cheap model
-    make_workspace(tmp_path / "ws", tiny_model_dir())
+    make_workspace(tmp_path / "ws", tiny_model)
     root = tmp_path / "ws"
     lower = [{"name": "cheap_hf", "backend": "hf", "model": str(other), "device": "cpu", "batch_size": 1},
              {"name": "cheap_http", "backend": "openai", "model": "scripted", "base_url": scripted_server,
@@ -234,7 +233,7 @@ def test_each_level_has_its_own_trajectory_models(tmp_path, monkeypatch, tiny_se
     assert not any(r["forced"] for r in upper_rows if r["trajectory_model"] == "strong_http")
     describe = {t["name"]: t for t in metrics["lower"]["trajectory_models"] + metrics["upper"]["trajectory_models"]}
     assert describe["cheap_http"]["settings"] == {"force_selection": False, "max_new_tokens": 64}
-    assert describe["judge"]["model"] == tiny_model_dir() and describe["strong_http"]["base_url"] == tiny_server
+    assert describe["judge"]["model"] == tiny_model and describe["strong_http"]["base_url"] == tiny_server
     # provenance: regenerating a cheap_hf record's prompt with the seed-1 model gives its reasoning
     rec = next(r for r in read_jsonl(root / "data/pairs/lower.jsonl") if r["trajectory_model"] == "cheap_hf")
     judge = load_config().judge
@@ -275,9 +274,9 @@ def test_bad_trajectory_models_name_the_key(value, field, message):
     assert err.value.field == field and str(err.value).startswith("params.yaml")
 
 
-def test_forced_selection_on_an_http_trajectory_model_is_refused_before_any_work(tmp_path, monkeypatch,
+def test_forced_selection_on_an_http_trajectory_model_is_refused_before_any_work(tiny_model, tmp_path, monkeypatch,
                                                                                  scripted_server):
-    make_workspace(tmp_path, tiny_model_dir())
+    make_workspace(tmp_path, tiny_model)
     set_params(tmp_path, pairs={"upper_trajectories": [
         {"name": "strong", "backend": "openai", "model": "scripted", "base_url": scripted_server}]})
     monkeypatch.chdir(tmp_path)

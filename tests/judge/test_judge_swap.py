@@ -145,13 +145,12 @@ def test_swap_consistency_helpers():
     assert swap_consistency([(1, 2), (1, 1), (2, 1), (None, 2)]) == 0.5 and swap_consistency([]) is None
 
 
-def test_on_the_real_tiny_engine_the_combination_is_the_sum_of_both_orders():
-    from _tiny_model import tiny_engine
+def test_on_the_real_tiny_engine_the_combination_is_the_sum_of_both_orders(tiny_engine):
 
     from daj.data.humaneval import load_humaneval_package
 
     torch.set_num_threads(1)
-    engine = tiny_engine()
+    engine = tiny_engine
     runner = JudgeRunner(engine, JudgeConfig(mode="select", force_selection=False, force_sampling=False))
     probs = load_humaneval_package()[:3]
     reqs = []

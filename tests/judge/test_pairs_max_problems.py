@@ -8,7 +8,6 @@ import random
 import pytest
 import torch
 from _judge_data import make_workspace
-from _tiny_model import tiny_model_dir
 
 from daj.data.pools import PoolCandidate
 from daj.errors import DajError
@@ -90,9 +89,9 @@ def test_good_values():
     assert caps({"lower": 2}) == {"lower": 2, "upper": None}  # a split left out is not capped
 
 
-def test_stage_judges_only_the_capped_problems(tmp_path, monkeypatch):
+def test_stage_judges_only_the_capped_problems(tiny_model, tmp_path, monkeypatch):
     torch.set_num_threads(1)
-    make_workspace(tmp_path, tiny_model_dir(), pairs__max_problems={"lower": 1, "upper": None})
+    make_workspace(tmp_path, tiny_model, pairs__max_problems={"lower": 1, "upper": None})
     # one upper problem without a mixed pair: all its candidates fail
     verdicts = read_jsonl(tmp_path / "data/verdicts/mutants.jsonl")
     upper_ids = [p["id"] for p in read_jsonl(tmp_path / "data/splits/upper.jsonl")]
