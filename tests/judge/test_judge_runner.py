@@ -222,8 +222,8 @@ def test_mode_params_are_checked():
 
 
 def test_select_mode_keeps_the_cache_key_of_max_new_tokens_zero():
-    """Responses are seeded by the cache key: select mode must key as today's selection-only setting
-    (max_new_tokens 0, forced selection) so that smol-preset answers do not change."""
+    """Select mode must key as the selection-only setting it replaced (max_new_tokens 0, forced
+    selection), so that cached smol-preset answers stay valid: the answer is stored under that key."""
     from daj.judge.cache import cache_key
 
     engine = FakeJudgeEngine(lambda p, k: "", scores=[-1.0, -2.0])
@@ -232,11 +232,15 @@ def test_select_mode_keeps_the_cache_key_of_max_new_tokens_zero():
     legacy = cache_key(messages=req.messages, model="fake-judge",
                        sampling={**sampling_of(settings, 3, 5).to_dict(), "max_new_tokens": 0}, force=True,
                        force_sampling=True, k=2)
-    assert JudgeRunner(engine, settings)._key(req) == legacy
+    runner = JudgeRunner(engine, settings, JudgeCache(None))
+    runner.respond([req])
+    assert runner.cache.get(legacy) is not None and len(runner.cache) == 1
     reason = JudgeConfig(mode="reason", force_selection=True, force_sampling=True, max_new_tokens=16)
-    assert JudgeRunner(engine, reason)._key(req) == cache_key(
-        messages=req.messages, model="fake-judge", sampling=sampling_of(reason, 3, 5).to_dict(), force=True,
-        force_sampling=True, k=2)
+    runner = JudgeRunner(FakeJudgeEngine(lambda p, k: "<selection>1</selection>"), reason, JudgeCache(None))
+    runner.respond([req])
+    assert runner.cache.get(cache_key(messages=req.messages, model="fake-judge",
+                                      sampling=sampling_of(reason, 3, 5).to_dict(), force=True,
+                                      force_sampling=True, k=2)) is not None
 
 
 def test_judge_base_url_and_api_key_env_reach_the_engine_spec():
