@@ -86,15 +86,16 @@ def fresh_cache(tree: Path) -> None:
     shutil.rmtree(tree / ".cache" / "judge", ignore_errors=True)
 
 
-def set_judge_temperature(tree: Path, value: float) -> None:
+def set_param(tree: Path, section: str | None, key: str, value: object) -> None:
+    """Rewrite one line of the copy's params.yaml: `key` at the top level (section None) or in `section`."""
     params = tree / "params.yaml"
     lines = params.read_text().splitlines(keepends=True)
-    section = None
+    current = None
     for i, line in enumerate(lines):
         if line and not line[0].isspace():
-            section = line.split(":")[0]
-        if section == "judge" and line.startswith("  temperature:"):
-            lines[i] = f"  temperature: {value}\n"
+            current = line.split(":")[0]
+        if section is None and line.startswith(f"{key}:") or section == current and line.startswith(f"  {key}:"):
+            lines[i] = f"{'  ' if section else ''}{key}: {value}\n"
     params.write_text("".join(lines))
 
 
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--pin-prompt", choices=("new", "old"), default="new",
                     help="whose daj/judge/prompt.py both copies use")
     ap.add_argument("--greedy-check", action="store_true", help="also compare pairs at judge.temperature 0")
+    ap.add_argument("--cpu-threads", type=int, default=None, help="cpu_threads of both copies (default: params)")
     ap.add_argument("--work", default=None, help="working directory (default: a temporary one, removed)")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/judge_stages.json"))
     args = ap.parse_args()
@@ -116,6 +118,9 @@ def main() -> None:
         source = new if args.pin_prompt == "new" else old
         target = old if args.pin_prompt == "new" else new
         shutil.copy2(source / "daj/judge/prompt.py", target / "daj/judge/prompt.py")
+        if args.cpu_threads is not None:
+            for tree in (old, new):
+                set_param(tree, None, "cpu_threads", args.cpu_threads)
         print(f"data stages in {old} ...", flush=True)
         for stage in DATA_STAGES:
             run_stage(old, stage)
@@ -145,7 +150,7 @@ def main() -> None:
             "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                         "load_average_at_end": list(os.getloadavg())},
             "old": args.old, "new": sh(["git", "rev-parse", "--short", "HEAD"], REPO).strip() + " + working tree",
-            "prompt_module": args.pin_prompt,
+            "prompt_module": args.pin_prompt, "cpu_threads": args.cpu_threads,
             "stages": timings,
             "total": total,
             "new_over_old": {k: round(total["new"][k] / total["old"][k], 3) for k in ("wall_s", "cpu_s")},
@@ -156,7 +161,7 @@ def main() -> None:
         if args.greedy_check:
             greedy = {}
             for name, tree in (("old", old), ("new", new)):
-                set_judge_temperature(tree, 0.0)
+                set_param(tree, "judge", "temperature", 0.0)
                 fresh_cache(tree)
                 run_stage(tree, ["pairs"])
                 greedy[name] = read_outputs(tree, "pairs")
