@@ -304,17 +304,20 @@ class RayPool:
             raise DajError(f"node {out['node']} judged under other cache keys than the driver's: every "
                            "node needs the same daj checkout, backend and image (execute.backend, "
                            "execute.docker_image)", field=FIELD)
+        cached = []
         for i, verdict, seconds in zip(batch, out["verdicts"], out["seconds"], strict=True):
             if verdicts[i] is not None:  # a batch is recorded once, so this cannot happen
                 raise RuntimeError(f"candidate {i} was judged twice")
             if verdict["status"] == SANDBOX_ERROR:  # recorded, never cached (as SandboxPool)
                 self.stats[SANDBOX_ERROR] += 1
             else:
-                self.cache.put(keys[i], verdict)
+                cached.append((keys[i], verdict))
             verdicts[i] = verdict
             self.seconds[i] = seconds
             self.stats["judged"] += 1
             self.stats["candidate_seconds"] += seconds or 0.0
+        if self.cache.store is not None:  # a batch enters the cache whole, in one transaction
+            self.cache.store.put_json_many(cached)
         self.stats["batches"] += 1
         nodes = self.stats["nodes"]
         nodes[out["node"]] = nodes.get(out["node"], 0) + 1

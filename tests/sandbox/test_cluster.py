@@ -194,6 +194,47 @@ def test_a_driver_elsewhere_joins_through_ray_client(cluster):
     assert out.stdout.strip().splitlines()[-1] == "2 ['pass', 'wrong_answer']"
 
 
+STAGE_PARAMS = """
+policies:
+  - name: mutants
+    backend: file
+    path: p.jsonl
+pairs: {{lower_policies: [mutants], upper_policies: [mutants]}}
+bon: {{policies: [mutants]}}
+execute: {{backend: local, timeout_s: 1.0, memory_mb: 512, workers: 0, cluster: {cluster}}}
+caches: {{verdicts: .cache/verdicts}}
+"""
+
+
+def run_stage(workdir: Path, cluster: str | None, problems: list[dict], candidates: list[dict]) -> dict:
+    from daj.io import write_jsonl
+
+    (workdir / "data" / "candidates").mkdir(parents=True)
+    write_jsonl(workdir / "data" / "problems.jsonl", problems)
+    write_jsonl(workdir / "data" / "candidates" / "mutants.jsonl", candidates)
+    (workdir / "params.yaml").write_text(STAGE_PARAMS.format(cluster=cluster or "null"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "stages.execute"], cwd=workdir, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {"verdicts": (workdir / "data" / "verdicts" / "mutants.jsonl").read_bytes(),
+            "metrics": (workdir / "metrics" / "execute.json").read_bytes(), "log": out.stderr}
+
+
+def test_the_execute_stage_on_the_cluster_writes_what_it_writes_alone(cluster, tmp_path):
+    if "RayPool" not in (ROOT / "stages" / "execute.py").read_text():
+        pytest.skip("stages/execute.py does not choose RayPool on execute.cluster yet")
+    from daj.data.humaneval import load_humaneval_package
+    from daj.policies.mutants import problem_mutants
+
+    problems = load_humaneval_package()[:8]
+    candidates = [{"problem_id": p["id"], "policy": "mutants", "index": m["index"], "code": m["code"]}
+                  for p in problems for m in problem_mutants(p, 4, 0)]
+    alone = run_stage(tmp_path / "alone", None, problems, candidates)
+    on_cluster = run_stage(tmp_path / "cluster", cluster.address, problems, candidates)
+    assert on_cluster["verdicts"] == alone["verdicts"] and on_cluster["metrics"] == alone["metrics"]
+
+
 def test_batches_of_about_equal_cost():
     cost = [40.0, 30.0] + [1.0] * 100  # two heavy candidates, then light ones, as check() orders them
     batches = make_batches(list(range(102)), cost, cpus=2)
