@@ -180,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> None:
     """Read, check, select, write (see main for the arguments)."""
     from daj.params import load_config, params_path, with_overrides
+    from stages._main import set_cpu_threads
 
     where = str(args.params or params_path())
     config = load_config(args.params)
+    set_cpu_threads(config.cpu_threads)  # as every model stage
     overrides = {k: v for k, v in (("bon.rounds", args.rounds), ("seed", args.seed)) if v is not None}
     if overrides:
         config = with_overrides(config, **overrides)
