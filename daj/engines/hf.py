@@ -23,11 +23,12 @@ Generation (`generate`):
 
 Continuation scoring (`score_continuations`, `score_continuations_batch`, and `continuations` after
 `generate`): the log-probability of each option's tokens after the rendered prompt plus a prefix.
-Context and option are tokenised separately and concatenated. A context is prefilled alone; after
-`generate`, the rows' caches are reused for the longest prefix their tokens share with the context
-(the prompt and usually most of the completion), so only the remaining context tokens run again.
-The options' remaining tokens then run as one right-padded batch on those caches. Log-probabilities
-come from TRL's `selective_log_softmax` (the numeric of the training losses).
+Context and option are tokenised separately and concatenated. A context is prefilled alone (but for
+its last token); after `generate`, a row's decoding cache is reused for the longest prefix its tokens
+share with the context (the prompt and usually most of the completion; the rest of the row is masked
+out). The context's remaining tokens and every option then run in one forward under a tree attention
+mask (each option sees the context and its own earlier tokens only). Log-probabilities come from
+TRL's `selective_log_softmax` (the numeric of the training losses).
 """
 
 from __future__ import annotations
