@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # node death is noticed within about a second (defaults: 30 s); no dashboard, no usage stats
 SYSTEM = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
           "health_check_failure_threshold": 2}
+STORE = 200 << 20  # object store per node (Ray's default takes 30% of the memory per node)
 SUM = {"id": "lcb/sum", "tests": {"type": "stdin", "public": [{"input": "1 2\n", "output": "3"}],
                                   "private": [{"input": "5 5\n", "output": "10"}]}}
 RIGHT = "a, b = map(int, input().split())\nprint(a + b)"
@@ -56,10 +57,11 @@ CLIENT_PORT = free_port()
 def cluster():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                      "object_store_memory": STORE,
                                                       "ray_client_server_port": CLIENT_PORT,
                                                       "_system_config": SYSTEM})
     for _ in range(2):
-        c.add_node(num_cpus=1)
+        c.add_node(num_cpus=1, object_store_memory=STORE)
     ray.init(address=c.address, logging_level="WARNING")
     c.wait_for_nodes()
     yield c
@@ -318,7 +320,7 @@ def test_a_node_killed_mid_run_loses_no_verdict_and_records_none_twice(cluster, 
         assert pool.stats["resubmitted"] >= 1, pool.stats  # the victim's batch in flight ran again
         assert pool.stats["judged"] == len(pairs) and pool.stats["batches"] == 9, pool.stats
     assert len(Store(tmp_path, "verdicts")) == len(pairs)
-    cluster.add_node(num_cpus=1)  # two nodes again for later tests
+    cluster.add_node(num_cpus=1, object_store_memory=STORE)  # two nodes again for later tests
     cluster.wait_for_nodes()
 
 
