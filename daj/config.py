@@ -388,6 +388,7 @@ class TrainConfig(Section):
 
 BonMethod = Literal["random", "oracle", "first", "public_tests", "judge", "hybrid", "prm", "grm"]
 BON_METHODS: tuple[str, ...] = get_args(BonMethod)
+JUDGE_METHODS: tuple[str, ...] = ("judge", "hybrid")   # the methods that ask the judge
 PrmAggregation = Literal["min", "mean", "last", "prod"]
 
 

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from daj.config import ParamsConfig
+from daj.config import JUDGE_METHODS, ParamsConfig
 from daj.engines.registry import engine_options
 from daj.errors import DajError
 from daj.models.loading import check_model_ref
@@ -78,10 +78,31 @@ def check_policies(config: ParamsConfig, where: str, names: list[str] | None = N
             check_engine(policy.engine_spec(), where=where, under=f"policies[{i}]")
 
 
-def check_judge(config: ParamsConfig, where: str, adapter: str | None = None, trajectories: bool = False) -> None:
-    """The judge engine (with `adapter`), and with `trajectories` the trajectory models of `pairs`."""
-    check_engine(config.judge.engine_spec(adapter), where=where, under="judge", options_under="judge.engine_options")
-    if trajectories:
+def check_judge(config: ParamsConfig, where: str, stage: str = "train", adapter: str | None = None) -> None:
+    """What stage `stage` (pairs, train, bon or pairwise) will load or call, before it reads anything:
+    the judge engine (with `adapter`), and the trajectory models (pairs) or reward models (bon) it uses."""
+    judge_used = True
+    if stage == "pairs":
+        levels = [config.pairs.trajectories(level) for level in ("lower", "upper")]
+        judge_used = any(items is None or "judge" in items for items in levels)
+    elif stage == "bon":
+        judge_used = any(m in JUDGE_METHODS for m in config.bon.methods)
+        prm, grm = config.bon.prm, config.bon.grm
+        if "prm" in config.bon.methods:
+            if prm.backend == "openai":
+                check_engine({"backend": "openai", "model": prm.model, "base_url": prm.base_url}, where=where,
+                             under="bon.prm")
+            else:
+                check_model(prm.model, where, "bon.prm.model")
+        if "grm" in config.bon.methods:
+            check_engine(grm.engine_spec(), where=where, under="bon.grm", options_under="bon.grm.engine_options")
+    if judge_used:
+        check_engine(config.judge.engine_spec(adapter), where=where, under="judge",
+                     options_under="judge.engine_options")
+    else:  # the judge's tokenizer still renders the prompts
+        check_model(config.judge.tokenizer or config.judge.model, where,
+                    "judge.tokenizer" if config.judge.tokenizer else "judge.model")
+    if stage == "pairs":
         for level in ("lower", "upper"):
             for i, item in enumerate(config.pairs.trajectories(level) or []):
                 if not isinstance(item, str):

@@ -27,6 +27,7 @@ from daj.eval.scaling import scaling_n, scaling_r
 from daj.io import atomic_open, read_jsonl, write_json
 from daj.judge.runner import build_runner
 from daj.params import params_path
+from daj.preflight import check_judge
 from daj.runlog import record, split_run_fields
 from stages._main import judge_adapter
 
@@ -55,6 +56,7 @@ def write_csv(path: str, rows: list[dict], header: tuple[str, ...] = ()) -> None
 
 
 def main(config: ParamsConfig) -> None:
+    check_judge(config, str(params_path()), "bon", judge_adapter(config))  # engines, servers, hub: before any work
     bon = config.bon
     seed, rounds, split, policies, sizes, share = (config.seed, bon.rounds, bon.split, bon.policies,
                                                     bon.scaling_n, bon.share_votes)

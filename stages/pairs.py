@@ -19,6 +19,7 @@ from daj.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from daj.judge.pairs import Writer, choose_problems, judge_pairs, pair_prompts
 from daj.judge.trajectories import TrajectoryRunners, parse_trajectories
 from daj.params import params_path
+from daj.preflight import check_judge
 from daj.runlog import record, split_run_fields
 
 SPLITS_DIR = "data/splits"
@@ -27,6 +28,7 @@ METRICS = "metrics/pairs.json"
 
 
 def main(config: ParamsConfig) -> None:
+    check_judge(config, str(params_path()), "pairs", config.judge.adapter)  # engines, servers, hub: before any work
     seed, pairs, where = config.seed, config.pairs, str(params_path())
     caps = pairs.problem_caps()
     judge_spec = config.judge.engine_spec(config.judge.adapter)

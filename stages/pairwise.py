@@ -30,6 +30,7 @@ from daj.io import read_jsonl, write_json
 from daj.judge.pairs import pair_prompts
 from daj.judge.runner import build_runner
 from daj.params import params_path
+from daj.preflight import check_judge
 from daj.runlog import record, split_run_fields
 from stages._main import judge_adapter
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def main(config: ParamsConfig) -> None:
+    check_judge(config, str(params_path()), "pairwise", judge_adapter(config))  # engines, servers, hub: before any work
     seed, split, policies = config.seed, config.bon.split, config.bon.policies
     max_pairs, responses = config.pairwise.max_pairs_per_problem, config.pairwise.responses_per_pair
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))

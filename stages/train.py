@@ -27,7 +27,7 @@ def main(config: ParamsConfig) -> None:
     online = tr.objective == "grpo" and tr.grpo_mode == "online"
     # train loads judge.model here; online GRPO with a server also needs that server (before any work)
     if online and config.judge.backend != "hf":
-        check_judge(config, str(params_path()))
+        check_judge(config, str(params_path()), "train")
     else:
         check_model(config.judge.model, str(params_path()), "judge.model")
     from daj.runlog import record

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daj.config import BON_METHODS
+from daj.config import BON_METHODS, JUDGE_METHODS
 from daj.data.pools import PoolCandidate
 from daj.data.schema import DIFFICULTIES
 from daj.eval.intervals import bootstrap_mean, paired_bootstrap, percent
@@ -48,7 +48,6 @@ from daj.judge.voting import PairJudge, VoteResult, identity_groups, pairwise_vo
 log = logging.getLogger(__name__)
 METHODS = BON_METHODS[:6]             # the default: random, oracle, first, public_tests, judge, hybrid
 STATIC_METHODS = METHODS[:4]
-JUDGE_METHODS = METHODS[4:]
 SCORE_METHODS = BON_METHODS[6:]       # prm, grm
 PAIRED = ("random", "public_tests")   # the judge methods' paired intervals are against these
 

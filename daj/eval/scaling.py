@@ -27,6 +27,7 @@ from math import comb
 
 import numpy as np
 
+from daj.config import JUDGE_METHODS
 from daj.data.pools import PoolCandidate
 from daj.eval.bon import best_score, hybrid_pool, summarise, unanimous_verdict
 from daj.eval.intervals import bootstrap_mean, percent
@@ -35,7 +36,6 @@ from daj.judge.voting import VoteResult, stable_seed
 
 # (problem, subset, size) -> {"judge": pass (0/1), "hybrid": pass (0/1)}
 SubsetJudge = Callable[[dict, list[PoolCandidate], int], dict[str, float]]
-JUDGE_METHODS = ("judge", "hybrid")
 
 
 def subset_first(passed: list[bool], size: int) -> float:
