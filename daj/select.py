@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daj.artifacts import trained_adapter
 from daj.config import ParamsConfig
 from daj.data.pools import PoolCandidate
 from daj.errors import DajError
@@ -49,7 +50,6 @@ from daj.hashing import stable_seed
 from daj.io import iter_jsonl, write_jsonl
 
 METHODS = ("judge", "swap", "hybrid", "public_tests")
-TRAINED_ADAPTER = "models/judge"
 log = logging.getLogger("daj.select")
 
 
@@ -147,16 +147,6 @@ def select(problems: list[dict], pool: dict[str, list[dict]], config: ParamsConf
     return rows, total
 
 
-def trained_adapter(config: ParamsConfig) -> str | None:
-    """models/judge when it holds an adapter (as the bon stage), else judge.adapter."""
-    trained = Path(TRAINED_ADAPTER)
-    if trained.is_dir():
-        if not (trained / "adapter_config.json").is_file():
-            raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
-        return str(trained)
-    return config.judge.adapter
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m daj.select", description=__doc__.split("\n\n")[0])
     ap.add_argument("--problems", required=True, help="problems JSONL (id, statement, optional tests)")
@@ -198,7 +188,7 @@ def run(args: argparse.Namespace) -> None:
     if args.method != "public_tests":
         from daj.judge.runner import build_runner
 
-        adapter = args.adapter if args.adapter is not None else trained_adapter(config)
+        adapter = args.adapter if args.adapter is not None else trained_adapter(config.judge.adapter)
         if adapter and not Path(adapter, "adapter_config.json").is_file():
             raise DajError("not a PEFT adapter (no adapter_config.json)", path=adapter, field="--adapter")
         runner, _ = build_runner(config.judge, adapter, config.caches.judge, progress=True, where=where)

@@ -7,13 +7,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from daj.config import ParamsConfig
 from daj.errors import DajError
 from daj.params import key_line, load_config, params_path
-
-TRAINED_ADAPTER = "models/judge"  # written by the train stage; bon and pairwise load it when present
 
 
 def set_cpu_threads(n: int) -> None:
@@ -58,10 +55,7 @@ def _with_line(err: DajError) -> DajError:
 
 
 def judge_adapter(config: ParamsConfig) -> str | None:
-    """models/judge when train has written it, else judge.adapter."""
-    trained = Path(TRAINED_ADAPTER)
-    if trained.is_dir():
-        if not (trained / "adapter_config.json").is_file():
-            raise DajError("not a PEFT adapter (no adapter_config.json)", path=str(trained))
-        return str(trained)
-    return config.judge.adapter
+    """models/judge when train has written it, else judge.adapter (daj.artifacts.trained_adapter)."""
+    from daj.artifacts import trained_adapter
+
+    return trained_adapter(config.judge.adapter)

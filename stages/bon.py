@@ -17,6 +17,7 @@ import csv
 import io
 import logging
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.data.pools import load_pools
 from daj.errors import DajError
@@ -31,9 +32,7 @@ from daj.preflight import check_judge
 from daj.runlog import record, split_run_fields
 from stages._main import judge_adapter
 
-SPLITS_DIR = "data/splits"
-METRICS = "metrics/bon.json"
-COST = "metrics/bon_cost.json"
+SPLITS_DIR, METRICS, COST = artifacts.SPLITS, artifacts.metrics("bon"), artifacts.metrics("bon_cost")
 PROBLEMS_CSV = "metrics/bon_problems.csv"
 SCALING_N = "metrics/bon_scaling_n.csv"
 SCALING_R = "metrics/bon_scaling_r.csv"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.io import atomic_dir, iter_jsonl, write_json, write_jsonl
 from daj.runlog import record
@@ -21,10 +22,8 @@ from sandbox.cluster import RayPool
 from sandbox.pool import SandboxPool
 from sandbox.verdicts import judge_policies, read_candidates
 
-PROBLEMS = "data/problems.jsonl"
-CANDIDATES = "data/candidates"
-VERDICTS = "data/verdicts"
-METRICS = "metrics/execute.json"
+PROBLEMS, CANDIDATES, VERDICTS = artifacts.PROBLEMS, artifacts.CANDIDATES, artifacts.VERDICTS
+METRICS = artifacts.metrics("execute")
 log = logging.getLogger(__name__)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.data.sources import load_problems
 from daj.io import write_jsonl
 
-OUT = "data/problems.jsonl"
+OUT = artifacts.PROBLEMS
 
 
 def main(config: ParamsConfig) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.data.pools import load_pools
 from daj.io import atomic_dir, read_jsonl, write_json, write_jsonl
@@ -22,9 +23,7 @@ from daj.params import params_path
 from daj.preflight import check_judge
 from daj.runlog import record, split_run_fields
 
-SPLITS_DIR = "data/splits"
-OUT_DIR = "data/pairs"
-METRICS = "metrics/pairs.json"
+SPLITS_DIR, OUT_DIR, METRICS = artifacts.SPLITS, artifacts.PAIRS, artifacts.metrics("pairs")
 
 
 def main(config: ParamsConfig) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.data.pools import load_pools
 from daj.eval.pairwise import evaluate_judge, runner_select, swap_select
@@ -34,8 +35,7 @@ from daj.preflight import check_judge
 from daj.runlog import record, split_run_fields
 from stages._main import judge_adapter
 
-SPLITS_DIR = "data/splits"
-METRICS = "metrics/pairwise.json"
+SPLITS_DIR, METRICS = artifacts.SPLITS, artifacts.metrics("pairwise")
 log = logging.getLogger(__name__)
 
 

@@ -15,6 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.data.schema import PROBLEM_FIELDS
 from daj.errors import DajError
@@ -24,9 +25,7 @@ from daj.policies.sampler import sample_policy
 from daj.preflight import check_policies
 from daj.runlog import record
 
-PROBLEMS = "data/problems.jsonl"
-OUT_DIR = "data/candidates"
-METRICS_DIR = "metrics/sample"
+PROBLEMS, OUT_DIR, METRICS_DIR = artifacts.PROBLEMS, artifacts.CANDIDATES, artifacts.SAMPLE_METRICS
 
 
 def main(config: ParamsConfig, only: str | None = None) -> None:

@@ -7,15 +7,14 @@ import json
 import logging
 from pathlib import Path
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.data.sources import check_problem
 from daj.data.splits import read_verdicts, split_problems
 from daj.io import atomic_dir, iter_jsonl, write_json, write_jsonl
 
-PROBLEMS = "data/problems.jsonl"
-VERDICTS = "data/verdicts"
-SPLITS_DIR = "data/splits"
-METRICS = "metrics/split.json"
+PROBLEMS, VERDICTS, SPLITS_DIR = artifacts.PROBLEMS, artifacts.VERDICTS, artifacts.SPLITS
+METRICS = artifacts.metrics("split")
 
 
 def main(config: ParamsConfig) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from daj import artifacts
 from daj.config import ParamsConfig
 from daj.io import atomic_dir
 
-OUT = "models/tiny"
+OUT = artifacts.TINY_MODEL
 
 
 def build(out: str | Path, seed: int) -> Path:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 
+from daj import artifacts
 from daj.config import ParamsConfig
 
-PAIRS = "data/pairs"
-JUDGE_OUT = "models/judge"
-CKPT = "models/ckpt"
-METRICS = "metrics/train.json"
-METRICS_DIR = "metrics/train"
+PAIRS, JUDGE_OUT, CKPT = artifacts.PAIRS, artifacts.JUDGE_ADAPTER, artifacts.CHECKPOINT
+METRICS, METRICS_DIR = artifacts.metrics("train"), artifacts.TRAIN_CURVES
 
 
 def main(config: ParamsConfig) -> None:

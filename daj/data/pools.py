@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from daj import artifacts
 from daj.errors import DajError
 from daj.io import iter_jsonl
 
@@ -65,8 +66,8 @@ def load_pool(candidates_path: str | Path, verdicts_path: str | Path, policy: st
     return dict(pools)
 
 
-def load_pools(policies: list[str], problem_ids: list[str], candidates_dir: str | Path = "data/candidates",
-               verdicts_dir: str | Path = "data/verdicts") -> dict[str, list[PoolCandidate]]:
+def load_pools(policies: list[str], problem_ids: list[str], candidates_dir: str | Path = artifacts.CANDIDATES,
+               verdicts_dir: str | Path = artifacts.VERDICTS) -> dict[str, list[PoolCandidate]]:
     """The candidates of several policies pooled per problem (policy order, then index order)."""
     pooled: dict[str, list[PoolCandidate]] = defaultdict(list)
     for policy in policies:

@@ -32,6 +32,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from daj import artifacts
 from daj.errors import DajError
 from daj.io import atomic_open
 
@@ -94,8 +95,8 @@ def collect_rows(exp_show: list[dict]) -> list[dict]:
     rows = []
     for name, kind, data in records:
         params = _get(data, "params.yaml", "params")
-        bon = _get(data, "metrics/bon.json", "metrics")
-        train = _get(data, "metrics/train.json", "metrics")
+        bon = _get(data, artifacts.metrics("bon"), "metrics")
+        train = _get(data, artifacts.metrics("train"), "metrics")
         if not params or not bon:
             continue
         objective = train.get("objective") or params.get("train", {}).get("objective")
@@ -224,7 +225,7 @@ def render(rows: list[dict], table2_run: tuple[str, dict] | None = None) -> str:
 
 def pick_table2_run(exp_show: list[dict], name: str | None) -> tuple[str, dict] | None:
     """(name, bon metrics) of the run for Table 2: `name`, else the workspace, else the baseline."""
-    runs = [(n, kind, _get(d, "metrics/bon.json", "metrics")) for n, kind, d in _records(exp_show)]
+    runs = [(n, kind, _get(d, artifacts.metrics("bon"), "metrics")) for n, kind, d in _records(exp_show)]
     runs = [r for r in runs if r[2]]
     if name is not None:
         found = [r for r in runs if r[0] == name]

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 
+from daj import artifacts
 from daj.config import JudgeConfig, RewardConfig
 from daj.errors import DajError
 from daj.train.rollouts import Rollout, Sampler, SamplerFactory
 
-SCORED = "data/pairs/*_scored.jsonl"
+SCORED = f"{artifacts.PAIRS}/*_scored.jsonl"
 
 
 def rollout_sampler_factory(judge: JudgeConfig, reward: RewardConfig, adapter_dir: str,
