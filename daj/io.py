@@ -7,7 +7,9 @@ raises a DajError naming the file, the line and the field.
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
+import io
 import json
 import os
 import shutil
@@ -99,6 +101,21 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
             fh.write(dumps(row) + "\n")
             n += 1
     return n
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[dict], header: Sequence[str] = ()) -> None:
+    """Rows as CSV, atomically; the columns are `header`, then every other key in first-seen order
+    (a header line even when there is no row)."""
+    rows = list(rows)
+    fields: list[str] = list(header)
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_open(path) as fh:
+        fh.write(buffer.getvalue())
 
 
 def _open_text(path: Path) -> IO[str]:

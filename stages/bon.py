@@ -13,8 +13,6 @@ logs/bon.json.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 
 from daj import artifacts
@@ -25,7 +23,7 @@ from daj.eval.bon import JUDGE_METHODS, evaluate_policy
 from daj.eval.plotdata import curve_rows, difficulty_rows
 from daj.eval.reward_models import make_scorers
 from daj.eval.scaling import scaling_n, scaling_r
-from daj.io import atomic_open, read_jsonl, write_json
+from daj.io import read_jsonl, write_csv, write_json
 from daj.judge.runner import build_runner
 from daj.params import params_path
 from daj.preflight import check_judge
@@ -39,19 +37,6 @@ SCALING_R = "metrics/bon_scaling_r.csv"
 SCALING_JSON = "metrics/bon_scaling.json"
 DIFFICULTY_CSV = "metrics/bon_difficulty.csv"
 log = logging.getLogger(__name__)
-
-
-def write_csv(path: str, rows: list[dict], header: tuple[str, ...] = ()) -> None:
-    """Rows as CSV; the columns are `header`, else every key in first-seen order (a header even when empty)."""
-    fields: list[str] = list(header)
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_open(path) as fh:
-        fh.write(buffer.getvalue())
 
 
 def main(config: ParamsConfig) -> None:

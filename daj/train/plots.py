@@ -20,10 +20,9 @@ PNGs of the same name say in their title what they show and which run (objective
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from daj.io import atomic_open
+from daj.io import atomic_open, write_csv
 
 SPREAD_KEYS = ("min", "p05", "p25", "p50", "p75", "p95", "max")
 SPREAD_LABELS = {"min": "min", "p05": "5th percentile", "p25": "25th percentile", "p50": "median",
@@ -34,13 +33,6 @@ LABELS = {"loss": "lower loss (weighted)", "unweighted_loss": "lower loss (unwei
           "meta_reward_acc": "meta pairs: implicit reward margin > 0", "meta_reward": "meta groups' mean reward",
           "rollout_reward": "rollouts' mean reward"}
 NO_REWEIGHT = "every sample (reweight none)"
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with atomic_open(path) as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def _save_png(fig, path: Path) -> None:
@@ -89,7 +81,7 @@ def write_plots(history: list[dict], out_dir: str | Path, objective: str, reweig
     titles = {"losses": f"Losses: {run}", "meta_eval": f"Meta evaluation: {run}", "weights": f"{which}: {run}"}
     written: list[Path] = []
     for name, (header, rows, ylabel) in files.items():
-        _write_csv(out / f"{name}.csv", header, rows)
+        write_csv(out / f"{name}.csv", [dict(zip(header, row, strict=True)) for row in rows], header)
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for series in dict.fromkeys(row[1] for row in rows):
             points = [(row[0], row[2]) for row in rows if row[1] == series]
