@@ -13,6 +13,8 @@ from daj.params import load_config, with_overrides
 from daj.paths import REPO, shared_data
 
 SHARED_DATA = shared_data()
+# the DVC projects that tests create must not phone home (no network here; CI neither)
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 def repo_params(**overrides) -> ParamsConfig:
