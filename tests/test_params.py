@@ -76,13 +76,13 @@ def test_bad_values_name_the_key_and_line(dotted, value, words):
 
 
 def test_policy_options_are_checked_per_backend():
-    from daj.preflight import check_engine_options
+    from daj.preflight import check_policies
 
     raw = copy.deepcopy(PARAMS)
     raw["policies"].append({"name": "gen", "backend": "hf", "model": "m", "tempreature": 0.3})
     config = validate_params(raw)  # engine options are the backend's: checked before any stage runs
     with pytest.raises(DajError, match="tempreature") as info:
-        check_engine_options(config, "params.yaml")
+        check_policies(config, "params.yaml")
     assert info.value.field == "policies[1].tempreature"
     raw["policies"][-1] = {"name": "pool", "backend": "file"}
     with pytest.raises(DajError, match="needs 'path'") as info:
