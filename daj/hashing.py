@@ -30,12 +30,24 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def prompt_seed(seed: int, prompt: Any, prefix: str | None = None) -> int:
+    """A 31-bit seed for one prompt (a chat), derived from the base seed and the prompt's content:
+    a prompt's samples do not depend on the batch it is in."""
+    blob = json.dumps([seed, prompt, prefix or ""], sort_keys=True, ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def row_seed(seed: int, row: int) -> int:
+    """The seed of sample `row` of a prompt whose seed is `seed`."""
+    return stable_seed("row", seed, row)
+
+
 def file_digest(path: str | Path, length: int = 16) -> str:
     """The hex SHA-256 of a file's bytes, cut to `length`."""
     return sha256_hex(Path(path).read_bytes())[:length]
 
 
-def fingerprint(ref: str | None, chunk: int = 1 << 20, whole_below: int = 256 << 20) -> str | None:
+def checkpoint_digest(ref: str | None, chunk: int = 1 << 20, whole_below: int = 256 << 20) -> str | None:
     """A short content digest of a local model or adapter (file or directory), else None.
 
     Caches keyed by a model's path must not answer for a checkpoint rebuilt or retrained at the same

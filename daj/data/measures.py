@@ -18,6 +18,15 @@ def ast_size(code: str) -> int | None:
         return None
 
 
+def canonical_code(code: str) -> str:
+    """One program's identity up to formatting and comments: its syntax tree (ast.dump) when it parses,
+    else the text with every run of whitespace made one space. Mutant dedup and vote sharing use it."""
+    try:
+        return ast.dump(ast.parse(code))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return re.sub(r"\s+", " ", code).strip()
+
+
 def natural_key(text: str) -> tuple:
     """Sort key that orders digit runs by value: HumanEval/2 before HumanEval/10."""
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)

@@ -14,7 +14,7 @@ Generation (`generate`):
   is greedy (argmax). The model's generation_config is not consulted beyond its end-of-sequence
   ids: the SamplingParams are the whole meaning.
 - Row j of a prompt draws its tokens from its own random stream, seeded by (prompt seed, j), where
-  the prompt seed is daj.engines.settings.prompt_seed(base seed, prompt, prefix): an inverse-CDF draw
+  the prompt seed is daj.hashing.prompt_seed(base seed, prompt, prefix): an inverse-CDF draw
   of one uniform per step (float64 cumulative probabilities). So a prompt's completions depend on
   the prompt, the settings and the seed, not on `batch_size` or on the other prompts of its chunk.
   The one residue is float rounding: a batched decoding step computes a row's logits with other
@@ -42,9 +42,8 @@ from dataclasses import dataclass
 
 from daj.engines.base import Chat, Completion, SamplingParams
 from daj.engines.penalty import FastRepetitionPenalty
-from daj.engines.settings import prompt_seed
 from daj.errors import DajError
-from daj.hashing import stable_seed
+from daj.hashing import prompt_seed, row_seed
 
 PENALTY_IMPLS = ("fast", "hf")
 MEMO_SIZE = 4096  # rendered-and-tokenised prompts kept per engine
@@ -61,11 +60,6 @@ def selective_log_softmax():
     from trl.trainer.utils import selective_log_softmax as fn
 
     return fn
-
-
-def row_seed(seed: int, row: int) -> int:
-    """The seed of row `row` of a prompt whose seed is `seed`."""
-    return stable_seed("row", seed, row)
 
 
 @functools.cache

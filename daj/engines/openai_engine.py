@@ -24,8 +24,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from daj.engines.base import Chat, Completion, SamplingParams
-from daj.engines.settings import prompt_seed, to_openai
+from daj.engines.settings import to_openai
 from daj.errors import DajError
+from daj.hashing import prompt_seed
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}

@@ -8,27 +8,19 @@ Meaning (the same on every backend):
   repetition_penalty  the multiplicative penalty of CTRL / HF / vLLM; 1.0 disables it
   max_new_tokens      generation budget per completion
   seed                base seed; every prompt gets its own seed derived from it and the prompt
-                      (prompt_seed), so a prompt's completions do not depend on the batch it is in
+                      (daj.hashing.prompt_seed), so a prompt's completions do not depend on the batch
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from daj.engines.base import Chat, SamplingParams
+from daj.engines.base import SamplingParams
 from daj.errors import DajError
 
 FIELDS = tuple(SamplingParams.model_fields)
-
-
-def prompt_seed(seed: int, prompt: Chat, prefix: str | None = None) -> int:
-    """A 31-bit seed for one prompt, derived from the base seed and the prompt's content."""
-    blob = json.dumps([seed, prompt, prefix or ""], sort_keys=True, ensure_ascii=False)
-    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def to_hf(params: SamplingParams) -> dict:

@@ -22,8 +22,9 @@ import shlex
 from pathlib import Path
 
 from daj.engines.base import Chat, Completion, SamplingParams
-from daj.engines.settings import prompt_seed, to_vllm
+from daj.engines.settings import to_vllm
 from daj.errors import DajError
+from daj.hashing import prompt_seed
 
 
 def vllm_sampling_kwargs(prompts: list[Chat], params: SamplingParams,

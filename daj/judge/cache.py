@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daj.hashing import fingerprint as fingerprint  # noqa: F401 - re-export for callers
 from daj.hashing import json_digest
 from daj.store import Store
 

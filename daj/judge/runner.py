@@ -33,8 +33,8 @@ from tqdm import tqdm
 from daj.config import Decoding, JudgeConfig
 from daj.engines.base import Chat, Completion, Engine, SamplingParams
 from daj.errors import DajError
-from daj.hashing import json_digest
-from daj.judge.cache import JudgeCache, cache_key, fingerprint
+from daj.hashing import checkpoint_digest, json_digest
+from daj.judge.cache import JudgeCache, cache_key
 from daj.judge.parse import CLOSE, OPEN, parse_selection
 from daj.judge.voting import stable_seed
 
@@ -320,9 +320,9 @@ def judge_tokenizer(engine: Engine | None, judge: JudgeConfig):
 
 def judge_name(model: str, adapter: str | None) -> str:
     """Model and adapter references plus content digests of local checkpoints."""
-    name = model + (f"@{fp}" if (fp := fingerprint(model)) else "")
+    name = model + (f"@{fp}" if (fp := checkpoint_digest(model)) else "")
     if adapter:
-        name += f"+{adapter}" + (f"@{fp}" if (fp := fingerprint(adapter)) else "")
+        name += f"+{adapter}" + (f"@{fp}" if (fp := checkpoint_digest(adapter)) else "")
     return name
 
 

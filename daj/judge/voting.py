@@ -15,30 +15,21 @@ is returned. Every random choice comes from the caller's seeded generator.
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from daj.data.measures import canonical_code
 from daj.hashing import stable_seed as stable_seed  # noqa: F401 - re-export for callers
 
 PairJudge = Callable[[list[tuple[int, int]]], list[int | None]]
 
 
-def normalise_code(code: str) -> str:
-    """A canonical form for identity: the AST dump when the code parses, else whitespace-collapsed text."""
-    try:
-        return ast.dump(ast.parse(code))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return re.sub(r"\s+", " ", code).strip()
-
-
 def identity_groups(codes: Sequence[str]) -> list[int]:
     """group[i] = the smallest index whose code is identical (normalised) to candidate i's."""
     first: dict[str, int] = {}
-    return [first.setdefault(normalise_code(c), i) for i, c in enumerate(codes)]
+    return [first.setdefault(canonical_code(c), i) for i, c in enumerate(codes)]
 
 
 def draw_pairs(n_candidates: int, rounds: int, rng: np.random.Generator) -> list[tuple[int, int]]:

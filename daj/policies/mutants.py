@@ -28,6 +28,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from daj.data.measures import canonical_code
 from daj.errors import DajError
 
 KINDS = ("off_by_one", "comparison", "arithmetic", "constant", "drop_statement", "negate_condition",
@@ -239,14 +240,6 @@ def render(source: str, mutated: ast.Module, original: ast.AST, replacement: ast
     return ast.unparse(mutated) + "\n"
 
 
-def normalise(code: str) -> str:
-    """Code with formatting and comments removed (the dedup key)."""
-    try:
-        return ast.unparse(ast.parse(code))
-    except SyntaxError:
-        return code.strip()
-
-
 def make_mutants(reference: str, entry_point: str, n: int, seed: int, key: str = "") -> list[dict]:
     """`n` candidates for one problem: the reference (mutation None) and up to n-1 distinct mutants.
 
@@ -268,7 +261,7 @@ def make_mutants(reference: str, entry_point: str, n: int, seed: int, key: str =
     rng.shuffle(kinds)
     for k in kinds:
         rng.shuffle(by_kind[k])
-    seen = {normalise(reference)}
+    seen = {canonical_code(reference)}
     mutants: list[dict] = []
     while len(mutants) < n - 1 and kinds:
         for kind in list(kinds):
@@ -280,7 +273,7 @@ def make_mutants(reference: str, entry_point: str, n: int, seed: int, key: str =
             m = by_kind[kind].pop()
             mutated, original, replacement = _apply(tree, m)
             code = render(reference, mutated, original, replacement)
-            norm = normalise(code)
+            norm = canonical_code(code)
             if norm in seen:
                 continue
             seen.add(norm)

@@ -49,7 +49,7 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(policy: PolicyConfig, sampling: SamplingParams, problem_ids: list[str]) -> str:
+def sample_identity(policy: PolicyConfig, sampling: SamplingParams, problem_ids: list[str]) -> str:
     """What a policy's output depends on: its settings, its decoding and seed, the problems and the code."""
     blob = json.dumps([policy.model_dump(mode="json", exclude_unset=True), sampling.model_dump(mode="json"),
                        problem_ids, code_version()], sort_keys=True)
@@ -141,7 +141,7 @@ def sample_policy(policy: PolicyConfig, problems: list[dict], defaults: Sampling
         problems = problems[:policy.problems]
     ids = [p["id"] for p in problems]
     sp = SamplingParams(**policy.sampling(defaults).model_dump(), seed=seed if policy.seed is None else policy.seed)
-    fp = fingerprint(policy, sp, ids)
+    fp = sample_identity(policy, sp, ids)
     work = Path(work_dir)
     done_path = work / f"{name}.done.json"
     out = Path(out)

@@ -47,7 +47,7 @@ _betty_logger().setLevel(logging.WARNING)
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
 
-def fingerprint(cfg: TrainConfig, seed: int, reweight: str, extra: dict) -> str:
+def run_identity(cfg: TrainConfig, seed: int, reweight: str, extra: dict) -> str:
     """Identity of a run for resuming: every setting that changes the result (not `steps`, so a
     resumed run may train longer; not where checkpoints, evaluations or caches go)."""
     settings = cfg.model_dump(exclude={"steps", "eval_every", "ckpt_every", "rollout_adapter_dir"})
@@ -258,7 +258,7 @@ def train(model, objective: Objective, weight_model: WeightModel, lower, upper,
     for data in (lower, upper, eval_pairs):
         data.compute_reference(model, device=device, lazy=True, store=ref_store)
     reweight = weight_model.kind
-    fp = fingerprint(cfg, seed, reweight, fingerprint_extra or {})
+    fp = run_identity(cfg, seed, reweight, fingerprint_extra or {})
     ckpt = Path(ckpt_dir) / "state.pt" if ckpt_dir else None
     n_steps = cfg.optimizer_steps
     state = resumable_state(ckpt_dir, fp, n_steps)

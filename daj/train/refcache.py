@@ -59,8 +59,8 @@ def model_key(model_ref: str, precision: str, device: str = "cpu") -> str | None
     """The store's model and runtime part: the base model's content fingerprint and precision, the
     torch version, the device and the CPU thread count (None = not a local model whose content can be
     fingerprinted; then no store is used)."""
-    from daj.hashing import fingerprint
+    from daj.hashing import checkpoint_digest
 
-    digest = fingerprint(model_ref)
+    digest = checkpoint_digest(model_ref)
     runtime = f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads"
     return None if digest is None else f"{digest}\0{precision}\0{runtime}"

@@ -24,9 +24,9 @@ from daj.engines.base import SamplingParams
 from daj.engines.hf import HFEngine
 from daj.engines.openai_engine import OpenAIEngine
 from daj.engines.registry import make_engine
-from daj.engines.settings import prompt_seed
 from daj.engines.vllm_engine import vllm_serve_plan
 from daj.errors import DajError
+from daj.hashing import prompt_seed
 from daj.testing.openai_server import make_server, parse_lora_modules
 
 CHATS = [[{"role": "user", "content": "def add(a, b):"}], [{"role": "user", "content": "Sort a list."}]]

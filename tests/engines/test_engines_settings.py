@@ -7,9 +7,10 @@ from pydantic import ValidationError
 
 from daj.engines.base import SamplingParams
 from daj.engines.registry import engine_options
-from daj.engines.settings import from_openai, prompt_seed, to_hf, to_openai, to_vllm
+from daj.engines.settings import from_openai, to_hf, to_openai, to_vllm
 from daj.engines.vllm_engine import vllm_model_args, vllm_sampling_kwargs
 from daj.errors import DajError
+from daj.hashing import prompt_seed
 from daj.params import validate_params
 
 PAPER = SamplingParams(n=4, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05,

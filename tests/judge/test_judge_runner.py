@@ -131,7 +131,7 @@ def test_forced_selection_needs_a_scoring_engine():
 
 
 def test_fingerprint_follows_content(tmp_path):
-    from daj.judge.cache import fingerprint
+    from daj.hashing import checkpoint_digest as fingerprint
     from daj.judge.runner import judge_name
 
     (tmp_path / "m").mkdir()

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 import daj.judge.voting as voting
+from daj.data.measures import canonical_code
 from daj.eval.exact_vote import expected_pass, hybrid_expected_pass, winner_distribution
-from daj.judge.voting import draw_pairs, identity_groups, normalise_code, pairwise_vote
+from daj.judge.voting import draw_pairs, identity_groups, pairwise_vote
 
 # P1[a][b]: probability that the judge selects position 1 when candidate a is shown first and b second.
 # Deliberately position-biased (P1[a][b] + P1[b][a] != 1) and with a 10% chance of no valid answer.
@@ -326,7 +327,7 @@ def test_ties_go_to_a_uniform_draw():
     assert law == {0: Fraction(1, 3), 1: Fraction(1, 3), 2: Fraction(1, 3)}
 
 
-def test_normalise_code():
-    assert normalise_code("x=1\n# c\n") == normalise_code("x = 1")
-    assert normalise_code("x = (") == normalise_code("x  =   (")  # unparsable: whitespace-normalised
-    assert normalise_code("x = 1") != normalise_code("x = 2")
+def test_canonical_code():
+    assert canonical_code("x=1\n# c\n") == canonical_code("x = 1")
+    assert canonical_code("x = (") == canonical_code("x  =   (")  # unparsable: whitespace-normalised
+    assert canonical_code("x = 1") != canonical_code("x = 2")

@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 
 from daj.data.humaneval import load_humaneval_package
+from daj.data.measures import canonical_code
 from daj.errors import DajError
-from daj.policies.mutants import KINDS, make_mutants, normalise, problem_mutants
+from daj.policies.mutants import KINDS, make_mutants, problem_mutants
 
 PROBLEMS = {p["id"]: p for p in load_humaneval_package()}
 
@@ -35,7 +36,7 @@ def test_every_kind_distinct_and_signature_kept():
     cands = make_mutants(REF, "f", n=40, seed=0, key="x")
     kinds = Counter(c["mutation"] for c in cands)
     assert kinds[None] == 1 and set(kinds) - {None} == set(KINDS)
-    norms = [normalise(c["code"]) for c in cands]
+    norms = [canonical_code(c["code"]) for c in cands]
     assert len(set(norms)) == len(cands)
     assert [c["index"] for c in cands] == list(range(len(cands)))
     for c in cands:
@@ -72,7 +73,7 @@ def test_humaneval_distinct_candidates():
         cands = problem_mutants(p, 8, seed=0)
         for c in cands:
             ast.parse(c["code"])
-        counts[len({normalise(c["code"]) for c in cands})] += 1
+        counts[len({canonical_code(c["code"]) for c in cands})] += 1
     assert sum(v for k, v in counts.items() if k >= 4) >= 0.85 * len(PROBLEMS)
     assert counts[8] >= 0.75 * len(PROBLEMS)
 
