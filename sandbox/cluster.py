@@ -272,7 +272,7 @@ class RayPool:
                     b, tries = pending.pop(ref)
                     out = self._result(ref, b, tries, queue)
                     if out is not None:
-                        self._record(batches[b], out, keys, verdicts)
+                        self.record_batch(batches[b], out, keys, verdicts)
                         bar.update(len(batches[b]))
         except BaseException:
             bar.close()
@@ -299,7 +299,9 @@ class RayPool:
             queue.appendleft((b, tries + 1))
             return None
 
-    def _record(self, batch: list[int], out: dict, keys: list[str], verdicts: list[dict | None]) -> None:
+    def record_batch(self, batch: list[int], out: dict, keys: list[str], verdicts: list[dict | None]) -> None:
+        """Record the verdicts a node returned for `batch` (positions into `keys`), checking that it judged
+        under the driver's cache keys; the verdict cache gets them in one transaction."""
         if out["keys"] != [keys[i] for i in batch] or len(out["verdicts"]) != len(batch):
             raise DajError(f"node {out['node']} judged under other cache keys than the driver's: every "
                            "node needs the same daj checkout, backend and image (execute.backend, "

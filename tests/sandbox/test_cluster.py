@@ -255,7 +255,7 @@ def test_a_node_that_judges_differently_stops_the_run(cluster):
     keys = ["k0", "k1"]
     out = {"node": "n", "keys": ["k0", "other"], "verdicts": [{}, {}], "seconds": [0.0, 0.0]}
     with pytest.raises(DajError, match="other cache keys"):
-        pool._record([0, 1], out, keys, [None, None])
+        pool.record_batch([0, 1], out, keys, [None, None])
 
 
 def test_an_unreachable_address_is_named_at_once():
