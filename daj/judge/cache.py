@@ -2,7 +2,7 @@
 
 Keyed by a SHA-256 of (prompt messages, model name, decoding settings incl. n and seed, forced
 selection on/off, cache format version); the value is the JSON list of responses. Stored in one
-SQLite file under judge.cache_dir (daj.store: safe for several processes and threads).
+SQLite file under caches.judge (daj.store: safe for several processes and threads).
 """
 
 from __future__ import annotations

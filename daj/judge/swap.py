@@ -1,4 +1,4 @@
-"""Position-robust selection (judge.swap): judge a pair in both orders and combine the two answers.
+"""Position-robust selection (bon.swap): judge a pair in both orders and combine the two answers.
 
 A small judge often prefers a position whatever the programs. Showing candidates A and B as (A, B)
 ("forward") and as (B, A) ("backward") and combining the answers cancels a constant preference:

@@ -1,4 +1,4 @@
-"""Swap-combined selection (judge.swap): a pure position bias cancels, a content preference survives."""
+"""Swap-combined selection (bon.swap): a pure position bias cancels, a content preference survives."""
 
 from __future__ import annotations
 

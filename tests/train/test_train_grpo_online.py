@@ -132,7 +132,7 @@ def test_selection_only_draws_from_the_current_option_probabilities(assets):
 
 
 def test_format_errors_get_the_format_error_reward(assets):
-    """Without forced selection the tiny judge rarely writes a valid tag: the reward of judge.reward."""
+    """Without forced selection the tiny judge rarely writes a valid tag: the reward of `reward`."""
     model, tok = _model(assets)
     stream = _stream(assets, model, tok, judge_params(max_new_tokens=6, force_selection=False,
                                                        reward={"correct": 2.0, "wrong": 0.5, "format_error": -3.0}))
