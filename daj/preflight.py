@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from daj.config import JUDGE_METHODS, ParamsConfig
+from daj.config import ENGINE_BACKENDS, JUDGE_METHODS, ParamsConfig
+from daj.engines.openai_engine import DEFAULT_BASE_URL
 from daj.engines.registry import engine_options
 from daj.errors import DajError
 from daj.models.loading import check_model_ref
@@ -51,7 +52,7 @@ def check_engine(spec: dict[str, Any], *, where: str, under: str, options_under:
         raise DajError("the vllm backend needs vLLM, which is not installed here: pip install -e '.[vllm]' on a "
                        "GPU machine, or use backend hf / openai", path=where, field=key("backend"))
     if backend == "openai":
-        url = spec.get("base_url") or "http://127.0.0.1:8000/v1"
+        url = spec.get("base_url") or DEFAULT_BASE_URL
         why = server_unreachable(url)
         if why is not None:
             raise DajError(f"no OpenAI-compatible server answers at {url} ({why}): start it (vllm serve ..., "
@@ -66,15 +67,10 @@ def check_engine(spec: dict[str, Any], *, where: str, under: str, options_under:
     check_model_ref(spec["model"], field=key("model"), path=where)
 
 
-def check_model(ref: str, where: str, field: str) -> None:
-    """A model reference that is loaded here (a checkpoint, a gguf: file, or a hub id cached or within reach)."""
-    check_model_ref(ref, field=field, path=where)
-
-
 def check_policies(config: ParamsConfig, where: str, names: list[str] | None = None) -> None:
     """The generative policies (all, or those in `names`)."""
     for i, policy in enumerate(config.policies):
-        if policy.backend in ("hf", "vllm", "openai") and (names is None or policy.name in names):
+        if policy.backend in ENGINE_BACKENDS and (names is None or policy.name in names):
             check_engine(policy.engine_spec(), where=where, under=f"policies[{i}]")
 
 
@@ -93,15 +89,15 @@ def check_judge(config: ParamsConfig, where: str, stage: str = "train", adapter:
                 check_engine({"backend": "openai", "model": prm.model, "base_url": prm.base_url}, where=where,
                              under="bon.prm")
             else:
-                check_model(prm.model, where, "bon.prm.model")
+                check_model_ref(prm.model, field="bon.prm.model", path=where)
         if "grm" in config.bon.methods:
             check_engine(grm.engine_spec(), where=where, under="bon.grm", options_under="bon.grm.engine_options")
     if judge_used:
         check_engine(config.judge.engine_spec(adapter), where=where, under="judge",
                      options_under="judge.engine_options")
     else:  # the judge's tokenizer still renders the prompts
-        check_model(config.judge.tokenizer or config.judge.model, where,
-                    "judge.tokenizer" if config.judge.tokenizer else "judge.model")
+        check_model_ref(config.judge.tokenizer or config.judge.model, path=where,
+                        field="judge.tokenizer" if config.judge.tokenizer else "judge.model")
     if stage == "pairs":
         for level in ("lower", "upper"):
             for i, item in enumerate(config.pairs.trajectories(level) or []):

@@ -18,8 +18,9 @@ METRICS, METRICS_DIR = artifacts.metrics("train"), artifacts.TRAIN_CURVES
 
 
 def main(config: ParamsConfig) -> None:
+    from daj.models.loading import check_model_ref
     from daj.params import params_path
-    from daj.preflight import check_judge, check_model
+    from daj.preflight import check_judge
 
     tr = config.train
     online = tr.objective == "grpo" and tr.grpo_mode == "online"
@@ -27,7 +28,7 @@ def main(config: ParamsConfig) -> None:
     if online and config.judge.backend != "hf":
         check_judge(config, str(params_path()), "train")
     else:
-        check_model(config.judge.model, str(params_path()), "judge.model")
+        check_model_ref(config.judge.model, field="judge.model", path=str(params_path()))
     from daj.runlog import record
     from daj.train.run import run, summary, timings
 

@@ -49,12 +49,12 @@ def test_the_judge_stages_name_the_key(overrides, field, words):
 
 
 def _train_check(cfg):
-    from daj.preflight import check_model
+    from daj.models.loading import check_model_ref
 
     if cfg.judge.backend != "hf":
         check_judge(cfg, "params.yaml", "train")
     else:
-        check_model(cfg.judge.model, "params.yaml", "judge.model")
+        check_model_ref(cfg.judge.model, field="judge.model", path="params.yaml")
 
 
 def test_policies_and_reward_models_are_checked_too():

@@ -43,12 +43,14 @@ class ServerError(Exception):
 # vllm: an OpenAI-compatible server that reads vLLM's sampling fields (vllm serve, daj.testing.openai_server);
 # openai-reasoning: OpenAI's own API for o-series models (no sampling settings, max_completion_tokens)
 API_STYLES = ("vllm", "openai-reasoning")
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"   # a `vllm serve` on this host
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 
 class OpenAIEngine:
     """Chat completions over HTTP."""
 
-    def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, model: str, base_url: str = DEFAULT_BASE_URL, api_key_env: str = DEFAULT_API_KEY_ENV,
                  concurrency: int = 4, max_retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 600.0,
                  adapter: str | None = None, name: str | None = None, extra_body: dict | None = None,
                  adapter_name: str | None = None, load_adapter: bool = False, api: str = "vllm"):

@@ -14,11 +14,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 
+from daj.config import ENGINE_BACKENDS
 from daj.engines.base import Engine
 from daj.engines.settings import FIELDS as SAMPLING_FIELDS
 from daj.errors import DajError
 
-GENERATIVE_BACKENDS = ("hf", "vllm", "openai")
+GENERATIVE_BACKENDS = ENGINE_BACKENDS
 _IGNORED = set(SAMPLING_FIELDS) | {"backend", "name", "path", "problems", "prompt", "n_per_problem"}
 
 

@@ -21,6 +21,7 @@ import os
 
 from daj import artifacts
 from daj.config import JudgeConfig, RewardConfig
+from daj.engines.openai_engine import DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL
 from daj.errors import DajError
 from daj.train.rollouts import Rollout, Sampler, SamplerFactory
 
@@ -92,8 +93,8 @@ def _server_factory(judge: JudgeConfig, reward: RewardConfig, adapter_dir: str) 
 
     def factory(model, tokenizer) -> Sampler:
         state: dict = {}
-        api_key = os.environ.get(spec.get("api_key_env") or "OPENAI_API_KEY", "")
-        base_url = spec.get("base_url", "http://127.0.0.1:8000/v1")
+        api_key = os.environ.get(spec.get("api_key_env") or DEFAULT_API_KEY_ENV, "")
+        base_url = spec.get("base_url", DEFAULT_BASE_URL)
 
         def sample(rows: list[dict], n: int, seed: int, version: int):
             if state.get("version") != version:  # the judge took an optimizer step: serve the new adapter
