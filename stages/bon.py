@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 def main(config: ParamsConfig) -> None:
-    check_judge(config, str(params_path()), "bon", judge_adapter(config))  # engines, servers, hub: before any work
+    adapter = judge_adapter(config)
+    check_judge(config, str(params_path()), "bon", adapter)  # engines, servers, hub: before any work
     bon = config.bon
     seed, rounds, split, policies, sizes, share = (config.seed, bon.rounds, bon.split, bon.policies,
                                                     bon.scaling_n, bon.share_votes)
@@ -51,9 +52,8 @@ def main(config: ParamsConfig) -> None:
     ids = [p["id"] for p in problems]
     pools = {policy: load_pools([policy], ids) for policy in policies}
 
-    runner, adapter = None, None
+    runner = None
     if any(m in JUDGE_METHODS for m in methods):
-        adapter = judge_adapter(config)
         log.info("judge: %s%s", config.judge.model, f" + {adapter}" if adapter else "")
         # the problem bar shows progress
         runner, _ = build_runner(config.judge, adapter, config.caches.judge, progress=False,
@@ -61,7 +61,7 @@ def main(config: ParamsConfig) -> None:
     try:
         scorers = make_scorers(bon, config.caches.judge, seed)
     except DajError as e:
-        raise e.at(path=str(params_path()), under="bon.prm" if "prm" in methods else "bon.grm") from None
+        raise e.at(path=str(params_path())) from None
     scale_judge = bon.scaling_judge and runner is not None and all(m in methods for m in JUDGE_METHODS)
     summary, cost, rows, long_n, long_r, bars = {}, {}, [], [], [], []
     for policy in policies:

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 def main(config: ParamsConfig) -> None:
-    check_judge(config, str(params_path()), "pairwise", judge_adapter(config))  # engines, servers, hub: before any work
+    adapter = judge_adapter(config)
+    check_judge(config, str(params_path()), "pairwise", adapter)  # engines, servers, hub: before any work
     seed, split, policies = config.seed, config.bon.split, config.bon.policies
     max_pairs, responses = config.pairwise.max_pairs_per_problem, config.pairwise.responses_per_pair
     problems = read_jsonl(f"{SPLITS_DIR}/{split}.jsonl", required=("id", "difficulty"))
@@ -49,7 +50,6 @@ def main(config: ParamsConfig) -> None:
     log.info("%s: %d problems, %d mixed pairs (%d ordered prompts)", split, len(problems), len(prompts) // 2,
              len(prompts))
     judges = {"base": None}
-    adapter = judge_adapter(config)
     if adapter:
         judges["trained"] = adapter
     out = {}

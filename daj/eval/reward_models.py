@@ -33,6 +33,7 @@ from typing import Protocol
 
 from daj.config import BonConfig, GrmConfig, PrmConfig
 from daj.engines.base import Chat, SamplingParams
+from daj.errors import DajError
 from daj.hashing import json_digest, stable_seed
 from daj.judge.prompt import problem_fields, share_budget, truncate_middle
 from daj.judge.runner import CallStats, make_named_engine
@@ -218,10 +219,14 @@ class GrmScorer:
 
 
 def make_scorers(bon: BonConfig, cache_dir: str | None, seed: int) -> dict[str, Scorer]:
-    """The scorers of the reward-model methods in bon.methods."""
+    """The scorers of the reward-model methods in bon.methods; a bad setting is a DajError whose field
+    is its key under bon.prm / bon.grm."""
     scorers: dict[str, Scorer] = {}
-    if "prm" in bon.methods:
-        scorers["prm"] = PrmScorer(bon.prm, cache_dir)
-    if "grm" in bon.methods:
-        scorers["grm"] = GrmScorer(bon.grm, cache_dir, seed)
+    for method, make in (("prm", lambda: PrmScorer(bon.prm, cache_dir)),
+                         ("grm", lambda: GrmScorer(bon.grm, cache_dir, seed))):
+        if method in bon.methods:
+            try:
+                scorers[method] = make()
+            except DajError as e:
+                raise e.at(under=f"bon.{method}") from None
     return scorers
