@@ -28,11 +28,6 @@ def metrics(stage: str) -> str:
     return f"{METRICS}/{stage}.json"
 
 
-def split_file(split: str) -> str:
-    """data/splits/<split>.jsonl."""
-    return f"{SPLITS}/{split}.jsonl"
-
-
 def trained_adapter(adapter: str | None) -> str | None:
     """The judge's adapter: models/judge when the train stage has written it, else `adapter`
     (judge.adapter); a models/judge that is not a PEFT adapter is an error."""

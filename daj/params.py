@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from daj.config import CrossFieldError, ParamsConfig
+from daj.config import CrossFieldError, ParamsConfig, to_dict
 from daj.errors import DajError
 
 PARAMS_FILE = "params.yaml"
@@ -94,8 +94,6 @@ def validate_params(raw: dict, path: str = PARAMS_FILE, text: str | None = None)
 def with_overrides(config: ParamsConfig, path: str = PARAMS_FILE, **dotted_values: Any) -> ParamsConfig:
     """`config` with dotted keys replaced (a missing key is added), validated like a file, errors
     naming `path`: with_overrides(config, **{"train.lr": 1e-5})."""
-    from daj.config import to_dict
-
     raw = to_dict(config)
     for key, value in dotted_values.items():
         node = raw
